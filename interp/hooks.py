@@ -1,0 +1,212 @@
+"""Named hook points on any ``nn.Module`` tree, in the style of TransformerLens.
+
+A :class:`HookPoint` is an identity module placed wherever an activation is worth reading or
+editing. Because it is a module, it gets a name from its place in the tree
+(``encoder.blocks.3.attn.hook_z``), PyTorch forward hooks work on it, and so does nnsight
+(``NNsight(model).encoder.blocks[3].attn.hook_z.output``).
+
+A :class:`HookedModule` is a model that owns hook points. It offers three ways to attach
+hook functions ``fn(activation, hook) -> Tensor | None`` (a returned tensor replaces the
+activation):
+
+* ``model.run_with_hooks(x, fwd_hooks=[(name_or_filter, fn), ...])`` for one call;
+* ``with model.hooks([(name_or_filter, fn), ...]):`` for a block of calls (nestable: each
+  context removes exactly the hooks it added);
+* ``model.run_with_cache(x, names_filter=...)`` to record activations into an
+  :class:`ActivationCache`.
+
+Hooks are always removed when the call or context ends, also when a hook raises.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+HookFn = Callable[[Tensor, "HookPoint"], Union[Tensor, None]]
+NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
+FwdHooks = Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]]
+
+
+class HookPoint(nn.Module):
+    """Identity module marking an activation; hook functions see it as ``(tensor, hook)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name: str = ""
+
+    @property
+    def has_hooks(self) -> bool:
+        """Whether anything (our hooks, nnsight, plain torch hooks) watches this point."""
+        return bool(self._forward_hooks or self._forward_pre_hooks)
+
+    def add_hook(self, fn: HookFn) -> RemovableHandle:
+        """Register ``fn(tensor, hook)``; a non-None return value replaces the activation."""
+
+        def forward_hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+            return fn(output, self)
+
+        return self.register_forward_hook(forward_hook)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class HookedModule(nn.Module):
+    """Base for models with hook points: name them, then run with hooks or a cache.
+
+    Subclasses build their modules, then call :meth:`setup_hooks` once.
+    """
+
+    hook_dict: dict[str, HookPoint]
+
+    def setup_hooks(self) -> None:
+        """Give every HookPoint its full module name and index them in ``hook_dict``."""
+        self.hook_dict = {}
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
+                self.hook_dict[name] = module
+
+    def hook_points(self, names_filter: NamesFilter = None) -> list[HookPoint]:
+        """Hook points whose names pass the filter, in module order."""
+        keep = _as_filter(names_filter)
+        return [hp for name, hp in self.hook_dict.items() if keep(name)]
+
+    @contextmanager
+    def hooks(self, fwd_hooks: FwdHooks = ()) -> Iterator[HookedModule]:
+        """Attach hooks for the duration of a ``with`` block; removes only its own hooks."""
+        handles: list[RemovableHandle] = []
+        try:
+            for name_or_filter, fn in fwd_hooks:
+                points = self._resolve(name_or_filter)
+                handles.extend(hp.add_hook(fn) for hp in points)
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_with_hooks(self, *args, fwd_hooks: FwdHooks = (), **kwargs):
+        """Run ``forward(*args, **kwargs)`` with temporary hooks."""
+        with self.hooks(fwd_hooks):
+            return self(*args, **kwargs)
+
+    def run_with_cache(
+        self,
+        *args,
+        names_filter: NamesFilter = None,
+        device: torch.device | str | None = None,
+        detach: bool = True,
+        **kwargs,
+    ) -> tuple[object, ActivationCache]:
+        """Run forward and record the activations at the hook points passing ``names_filter``.
+
+        Cache only what you need: the default (every hook point, hook_result and the
+        attention pattern included) is memory-hungry on the large model.
+        """
+        store: dict[str, Tensor] = {}
+
+        def save(tensor: Tensor, hook: HookPoint) -> None:
+            tensor = tensor.detach() if detach else tensor
+            store[hook.name] = tensor.to(device) if device is not None else tensor
+
+        points = self.hook_points(names_filter)
+        if not points:
+            raise ValueError(f"names_filter {names_filter!r} matches no hook point; see model.hook_dict")
+        with self.hooks([(hp.name, save) for hp in points]):
+            output = self(*args, **kwargs)
+        return output, ActivationCache(store)
+
+    def _resolve(self, name_or_filter: str | Callable[[str], bool]) -> list[HookPoint]:
+        if isinstance(name_or_filter, str):
+            if name_or_filter not in self.hook_dict:
+                raise KeyError(f"no hook point named {name_or_filter!r}; {_suggest(name_or_filter, self.hook_dict)}")
+            return [self.hook_dict[name_or_filter]]
+        if callable(name_or_filter):
+            return self.hook_points(name_or_filter)
+        raise TypeError(f"a hook is addressed by a name or a filter function, got {type(name_or_filter).__name__}")
+
+
+def _as_filter(names_filter: NamesFilter) -> Callable[[str], bool]:
+    if names_filter is None:
+        return lambda name: True
+    if isinstance(names_filter, str):
+        return lambda name: name == names_filter
+    if callable(names_filter):
+        return names_filter
+    allowed = set(names_filter)
+    return lambda name: name in allowed
+
+
+def _suggest(name: str, names: Iterable[str]) -> str:
+    tail = name.rsplit(".", 1)[-1]
+    close = [n for n in names if n.endswith(tail)][:3]
+    return f"did you mean one of {close}?" if close else "list them with model.hook_dict"
+
+
+class ActivationCache:
+    """Activations recorded by ``run_with_cache``, indexed by full hook name.
+
+    ``cache["encoder.blocks.0.attn.hook_z"]`` is one tensor; :meth:`stack` gathers one
+    hook across the layers of a stack (``cache.stack("attn.hook_z", "encoder")`` ->
+    ``[layer, batch, pos, head, d_head]``).
+    """
+
+    def __init__(self, store: dict[str, Tensor]) -> None:
+        self._store = store
+
+    def __getitem__(self, name: str) -> Tensor:
+        try:
+            return self._store[name]
+        except KeyError:
+            raise KeyError(f"{name!r} was not cached; {_suggest(name, self._store)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._store
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store)
+
+    def keys(self):
+        return self._store.keys()
+
+    def items(self):
+        return self._store.items()
+
+    def to(self, device: torch.device | str) -> ActivationCache:
+        return ActivationCache({k: v.to(device) for k, v in self._store.items()})
+
+    def layers(self, hook: str, stack: str) -> list[int]:
+        """Layer indices of ``{stack}.blocks.{L}.{hook}`` present in the cache, ascending."""
+        pattern = re.compile(rf"^{re.escape(stack)}\.blocks\.(\d+)\.{re.escape(hook)}$")
+        return sorted(int(m.group(1)) for name in self._store if (m := pattern.match(name)))
+
+    def stack(self, hook: str, stack: str, layers: Sequence[int] | None = None) -> Tensor:
+        """Stack ``{stack}.blocks.{L}.{hook}`` over layers: ``[layer, *activation_shape]``.
+
+        ``hook`` is the name inside a block, e.g. ``"attn.hook_z"`` or ``"hook_resid_post"``.
+        """
+        layers = self.layers(hook, stack) if layers is None else list(layers)
+        if not layers:
+            raise KeyError(f"no cached {stack}.blocks.*.{hook}; cache it with names_filter")
+        return torch.stack([self[f"{stack}.blocks.{layer}.{hook}"] for layer in layers])
+
+    def stack_heads(self, stack: str, kind: str = "z", layers: Sequence[int] | None = None) -> Tensor:
+        """Per-head activations (``z`` or ``result``) over layers: ``[layer, batch, pos, head, d]``."""
+        if kind not in ("z", "result", "q", "k", "v"):
+            raise ValueError(f"kind must be one of z, result, q, k, v; got {kind!r}")
+        return self.stack(f"attn.hook_{kind}", stack, layers)
+
+    def __repr__(self) -> str:
+        return f"ActivationCache({len(self)} activations: {list(self._store)[:4]}{' ...' if len(self) > 4 else ''})"

@@ -1,0 +1,243 @@
+"""Loading weights: the official MAE-VQGAN / VQGAN checkpoints, and our own safetensors files.
+
+Official files are pickles (``checkpoint-1000.pth`` with key ``model``; the taming
+``last.ckpt`` with key ``state_dict``). They are read with ``torch.load(weights_only=True)``,
+which never runs code from the file. Training scripts also pickle metadata next to the
+weights (an ``argparse.Namespace`` of arguments, Lightning callback states); those classes,
+and only those on a short list, are replaced by an inert stand-in so the weights can be read.
+Anything else that would need pickle code execution is refused with a
+:class:`CheckpointError` that names it and says how to convert the file.
+
+Keys are mapped strictly: every official key must land on exactly one of ours and every one
+of ours must be filled, or the error lists the missing and unexpected keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from interp.models.mae_vqgan import MAEVQGAN, ModelConfig
+
+# Classes that training scripts pickle beside the weights and that we may ignore safely.
+_METADATA_GLOBALS = re.compile(
+    r"^(argparse\.Namespace|pathlib\.\w*Path|numpy\.(core\.multiarray\.scalar|dtype|dtypes\.\w+)"
+    r"|numpy\._core\.multiarray\.scalar|(pytorch_lightning|lightning)\..*|omegaconf\..*"
+    r"|collections\.(OrderedDict|defaultdict)|builtins\.(set|frozenset|slice))$"
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as it is; the message says why and what to do."""
+
+
+class _Inert:
+    """Stand-in for pickled metadata objects: swallows its arguments, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def read_torch_checkpoint(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` with known metadata classes made inert."""
+    path = _existing_file(path)
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as error:  # not a zip-format torch file
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({error}); expected a file written by torch.save"
+        ) from None
+    unsafe = [name for name in found if not _METADATA_GLOBALS.match(name)]
+    if unsafe:
+        raise CheckpointError(
+            f"{path} needs pickle code execution to load (it pickles {unsafe}); refusing. If you trust "
+            "the file, convert its weights once on a trusted machine, e.g. "
+            "safetensors.torch.save_file(torch.load(path, weights_only=False)['model'], 'weights.safetensors'), "
+            "and load the .safetensors file instead."
+        )
+    stand_ins = [(_Inert, name) for name in found]
+    try:
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"{path} could not be read with weights_only=True: {error}") from None
+
+
+def read_state_dict(path: str | Path, key: str | None) -> dict[str, Tensor]:
+    """Tensors of a checkpoint: a ``.safetensors`` file, or ``ckpt[key]`` of a torch file."""
+    path = _existing_file(path)
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    ckpt = read_torch_checkpoint(path)
+    if key is not None and isinstance(ckpt, Mapping) and key in ckpt:
+        ckpt = ckpt[key]
+    elif key is not None and not _is_state_dict(ckpt):
+        keys = list(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise CheckpointError(f"{path} has no {key!r} entry (top level: {keys}); is it the right file?")
+    if not _is_state_dict(ckpt):
+        raise CheckpointError(
+            f"{path}: {key or 'the file'} holds a {type(ckpt).__name__}, not a state dict of tensors; "
+            "save model.state_dict() instead of the model object"
+        )
+    return dict(ckpt)
+
+
+def official_mae_key(key: str) -> str:
+    """Our name for an official ``MaskedAutoencoderViT`` key (``blocks.3.attn.qkv.weight`` ->
+    ``encoder.blocks.3.attn.qkv.weight``)."""
+    for official, ours in _MAE_PREFIXES:
+        if key == official or key.startswith(official + "."):
+            return ours + key[len(official) :]
+    return "encoder." + key  # unknown keys stay recognisable in error messages
+
+
+_MAE_PREFIXES = (
+    ("decoder_blocks", "decoder.blocks"),
+    ("decoder_embed", "decoder.embed"),
+    ("decoder_pos_embed", "decoder.pos_embed"),
+    ("decoder_norm", "decoder.norm"),
+    ("decoder_pred", "decoder.pred"),
+    ("mask_token", "decoder.mask_token"),
+    ("blocks", "encoder.blocks"),
+    ("patch_embed", "encoder.patch_embed"),
+    ("cls_token", "encoder.cls_token"),
+    ("pos_embed", "encoder.pos_embed"),
+    ("norm", "encoder.norm"),
+)
+
+
+def to_official_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Our MAE state dict under the official key names (VQGAN keys dropped)."""
+    inverse = {ours: official for official, ours in _MAE_PREFIXES}
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("vqgan."):
+            continue
+        for ours, official in inverse.items():
+            if key == ours or key.startswith(ours + "."):
+                out[official + key[len(ours) :]] = value
+                break
+    return out
+
+
+def load_official(
+    mae_checkpoint: str | Path,
+    vqgan_checkpoint: str | Path | None = None,
+    config: ModelConfig | None = None,
+) -> MAEVQGAN:
+    """Build MAE-VQGAN from the official checkpoints (``large`` config unless given).
+
+    ``mae_checkpoint``: ``checkpoint-1000.pth`` (weights under ``model``) or a ``.safetensors``
+    state dict with official keys. ``vqgan_checkpoint``: taming ``last.ckpt`` (``state_dict``;
+    ``loss.*`` keys ignored). When it is omitted, the MAE checkpoint's own ``vae.*`` weights are
+    used if it has them.
+    """
+    config = config or ModelConfig.large()
+    mae_sd = read_state_dict(mae_checkpoint, "model")
+    vae_sd = {k[4:]: v for k, v in mae_sd.items() if k.startswith("vae.")}
+    state = {official_mae_key(k): v for k, v in mae_sd.items() if not k.startswith("vae.")}
+    if config.vqgan is not None:
+        if vqgan_checkpoint is not None:
+            vae_sd = read_state_dict(vqgan_checkpoint, "state_dict")
+        elif not vae_sd:
+            raise CheckpointError(
+                f"{mae_checkpoint} holds no VQGAN (vae.*) weights; pass vqgan_checkpoint='last.ckpt' "
+                "(the taming vqgan_imagenet_f16_1024 checkpoint)"
+            )
+        state.update({f"vqgan.{k}": v for k, v in vae_sd.items() if not k.startswith("loss.")})
+    model = _build(config)
+    load_strict(model, state, source=str(mae_checkpoint))
+    return model.eval()
+
+
+def load_strict(model: torch.nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """``load_state_dict`` that first checks keys and shapes and names every mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"weights from {source} do not fit the model "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong_shape)} of another shape); "
+            f"missing: {missing}; unexpected: {unexpected}; shape mismatches: {wrong_shape}. "
+            "Check that the config matches the checkpoint (e.g. ModelConfig.large() for the official one)."
+        )
+    model.load_state_dict(state, strict=True, assign=_is_meta(model))
+
+
+def save_model(model: MAEVQGAN, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
+    """Write weights and config into one safetensors file (config in its metadata)."""
+    meta = {"config": json.dumps(model.config.to_dict()), "format": "interp.MAEVQGAN/1"}
+    meta.update(metadata or {})
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> MAEVQGAN:
+    """Load a model written by :func:`save_model`."""
+    path = _existing_file(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is not a valid safetensors file: {error}") from None
+    if "config" not in meta:
+        raise CheckpointError(
+            f"{path} carries no model config in its metadata; for official weights use load_official"
+        )
+    model = MAEVQGAN(ModelConfig.from_dict(json.loads(meta["config"])))
+    load_strict(model, _load_safetensors(path), source=str(path))
+    return model.to(device).eval()
+
+
+def _build(config: ModelConfig) -> MAEVQGAN:
+    with torch.device("meta"):
+        return MAEVQGAN(config)
+
+
+def _is_meta(model: torch.nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path} is not a valid safetensors file: {error}") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    )
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint file {path} not found; give the path to the downloaded file "
+            "(the official MAE-VQGAN weights are not bundled: see the README)"
+        )
+    return path

@@ -1,0 +1,274 @@
+"""MAE-VQGAN with hook points: the visual-prompting model of Bar et al. (2022).
+
+Read top-down, as in the official ``models_mae.py``:
+
+* :class:`MAEEncoder` embeds the canvas into patches, keeps the *visible* ones of a
+  :class:`~interp.canvas.PromptLayout`, prepends CLS and runs the ViT blocks.
+* :class:`MAEDecoder` projects the encoder output, places it at its slots among mask tokens
+  for the hidden patches, adds positions and runs its blocks; ``pred`` gives logits over the
+  VQGAN codebook for every decoder patch.
+* :class:`MAEVQGAN` ties them together with the optional :class:`~interp.models.vqgan.VQGAN`
+  that turns predicted codes back into pixels.
+
+The official model hard-codes the one-shot sequence (CLS + 147 visible, then all 197 slots in
+the decoder). Here a layout says which slots each stack holds, so the zero-shot prompt of
+"Finding Visual Task Vectors" (encoder: CLS + query; decoder: CLS + bottom half) is the same
+code with another layout. Hook names (``encoder.blocks.3.attn.hook_z``) come from the module
+tree; see :mod:`interp.models.vit` for shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from interp.canvas import CanvasGrid, PromptLayout, denormalize, get_layout
+from interp.hooks import HookedModule, HookPoint
+from interp.models.vit import Block
+from interp.models.vqgan import VQGAN, VQGANConfig
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """Shapes of the MAE part; field names follow the official ``MaskedAutoencoderViT``."""
+
+    img_size: int = 224
+    patch_size: int = 16
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+    vocab_size: int = 1024
+
+    @classmethod
+    def large(cls) -> MAEConfig:
+        """``mae_vit_large_patch16``, the official MAE-VQGAN."""
+        return cls()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MAEConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown MAE config keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def grid(self) -> CanvasGrid:
+        return CanvasGrid(self.img_size, self.patch_size)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole MAE-VQGAN: the MAE and (optionally) its VQGAN tokenizer."""
+
+    mae: MAEConfig
+    vqgan: VQGANConfig | None = None
+
+    @classmethod
+    def large(cls) -> ModelConfig:
+        return cls(MAEConfig.large(), VQGANConfig.large())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mae": self.mae.to_dict(), "vqgan": self.vqgan.to_taming() if self.vqgan else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        vqgan = d.get("vqgan")
+        return cls(MAEConfig.from_dict(d["mae"]), VQGANConfig.from_taming(vqgan) if vqgan else None)
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the config, stored beside activation statistics."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches through one strided convolution: ``[B,3,H,W] -> [B,N,D]``."""
+
+    def __init__(self, patch_size: int, d_model: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, d_model, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, canvas: Tensor) -> Tensor:
+        return self.proj(canvas).flatten(2).transpose(1, 2)
+
+
+class MAEEncoder(nn.Module):
+    """ViT encoder over CLS + the visible patches of a layout."""
+
+    def __init__(self, cfg: MAEConfig) -> None:
+        super().__init__()
+        num_slots = cfg.grid.num_slots
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_slots, cfg.embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.norm_eps) for _ in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        self.hook_embed = HookPoint()  # [batch, enc_pos, d_model]: embeddings + positions, CLS first
+
+    def embed(self, canvas: Tensor, layout: PromptLayout) -> Tensor:
+        """Patch + position embeddings of the visible patches, CLS prepended."""
+        patches = self.patch_embed(canvas) + self.pos_embed[:, 1:]
+        visible = patches[:, list(layout.encoder_patches)]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(canvas.shape[0], -1, -1)
+        return self.hook_embed(torch.cat([cls, visible], dim=1))
+
+    def forward(self, canvas: Tensor, layout: PromptLayout) -> Tensor:
+        x = self.embed(canvas, layout)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+class MAEDecoder(nn.Module):
+    """ViT decoder over CLS + the decoder patches of a layout; predicts a code per patch."""
+
+    def __init__(self, cfg: MAEConfig) -> None:
+        super().__init__()
+        num_slots = cfg.grid.num_slots
+        self.embed = nn.Linear(cfg.embed_dim, cfg.decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_slots, cfg.decoder_embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            Block(cfg.decoder_embed_dim, cfg.decoder_num_heads, cfg.mlp_ratio, cfg.norm_eps)
+            for _ in range(cfg.decoder_depth)
+        )
+        self.norm = nn.LayerNorm(cfg.decoder_embed_dim, eps=cfg.norm_eps)
+        self.pred = nn.Linear(cfg.decoder_embed_dim, cfg.vocab_size)
+        self.hook_embed = HookPoint()  # [batch, dec_pos, d_decoder]: tokens + positions, CLS first
+        self.hook_logits = HookPoint()  # [batch, dec_patches, vocab]: CLS row dropped
+
+    def embed_tokens(self, latent: Tensor, layout: PromptLayout) -> Tensor:
+        """Encoder output at its slots, mask tokens at the hidden ones, plus positions."""
+        x = self.embed(latent)
+        batch, _, dim = x.shape
+        visible_at = layout.positions("decoder", layout.encoder_slots[1:])
+        tokens = self.mask_token.expand(batch, len(layout.decoder_patches), dim).clone()
+        tokens[:, [p - 1 for p in visible_at]] = x[:, 1:]
+        tokens = torch.cat([x[:, :1], tokens], dim=1)
+        return self.hook_embed(tokens + self.pos_embed[:, list(layout.decoder_slots)])
+
+    def forward(self, latent: Tensor, layout: PromptLayout) -> Tensor:
+        x = self.embed_tokens(latent, layout)
+        for block in self.blocks:
+            x = block(x)
+        return self.hook_logits(self.pred(self.norm(x))[:, 1:])
+
+
+class MAEVQGAN(HookedModule):
+    """The hooked visual-prompting model: ``model(canvas, layout) -> code logits``.
+
+    ``canvas`` is ``[batch, 3, H, W]``, ImageNet-normalised; ``layout`` a
+    :class:`~interp.canvas.PromptLayout` or ``"one_shot"`` / ``"zero_shot"``. The logits are
+    ``[batch, len(layout.decoder_patches), vocab]``, row ``i`` for ``layout.decoder_patches[i]``.
+    """
+
+    def __init__(self, config: ModelConfig | MAEConfig) -> None:
+        super().__init__()
+        self.config = config if isinstance(config, ModelConfig) else ModelConfig(config)
+        self.grid = self.config.mae.grid
+        self.encoder = MAEEncoder(self.config.mae)
+        self.decoder = MAEDecoder(self.config.mae)
+        self.vqgan = VQGAN(self.config.vqgan) if self.config.vqgan is not None else None
+        self.setup_hooks()
+
+    def forward(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:
+        layout = get_layout(layout, self.grid)
+        self.check_canvas(canvas)
+        return self.decoder(self.encoder(canvas, layout), layout)
+
+    def check_canvas(self, canvas: Tensor) -> None:
+        """Raise a ValueError naming what is wrong with a canvas batch and how to fix it."""
+        size = self.grid.canvas_size
+        if not isinstance(canvas, Tensor):
+            raise TypeError(f"canvas must be a torch.Tensor [batch, 3, {size}, {size}], got {type(canvas).__name__}")
+        if not canvas.is_floating_point():
+            raise ValueError(
+                f"canvas has dtype {canvas.dtype}; expected a float tensor normalised with ImageNet "
+                "mean/std: use interp.canvas.normalize(images.float() / 255)"
+            )
+        if canvas.dim() != 4:
+            raise ValueError(
+                f"canvas has shape {tuple(canvas.shape)}; expected [batch, 3, {size}, {size}] "
+                "(add a batch dimension with canvas[None])"
+            )
+        if canvas.shape[1] != 3:
+            raise ValueError(f"canvas has {canvas.shape[1]} channels; expected 3 (RGB) at dim 1")
+        if tuple(canvas.shape[2:]) != (size, size):
+            raise ValueError(
+                f"canvas is {canvas.shape[2]}x{canvas.shape[3]} pixels; this model takes {size}x{size} "
+                "(build it with interp.canvas.assemble_canvas for the model's grid)"
+            )
+
+    @torch.no_grad()
+    def predict_codes(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:
+        """Most likely code per decoder patch: ``[batch, len(layout.decoder_patches)]``."""
+        return self(canvas, layout).argmax(dim=-1)
+
+    @torch.no_grad()
+    def predict_canvas(
+        self, canvas: Tensor, layout: PromptLayout | str = "one_shot", logits: Tensor | None = None
+    ) -> Tensor:
+        """The canvas in [0, 1] with the hidden patches replaced by the model's prediction.
+
+        The predicted codes of the rows of patches the decoder covers are decoded by the VQGAN
+        (as the official ``decode_raw_predicion`` does for the full grid); only the masked
+        patches are pasted into the input. Pass ``logits`` to reuse a forward you already ran.
+        """
+        if self.vqgan is None:
+            raise RuntimeError("this model has no VQGAN; build it with a ModelConfig that has one")
+        layout = get_layout(layout, self.grid)
+        codes = (self(canvas, layout) if logits is None else logits).argmax(dim=-1)
+        pixels = self.decode_patches(codes, layout.decoder_patches)
+        image = denormalize(canvas).clamp(0, 1)
+        hidden = torch.zeros(self.grid.num_patches, dtype=torch.bool, device=canvas.device)
+        hidden[list(layout.masked_patches)] = True
+        keep = _patch_mask_to_pixels(hidden, self.grid).to(image.dtype)
+        return image * (1 - keep) + pixels * keep
+
+    def decode_patches(self, codes: Tensor, patches: tuple[int, ...]) -> Tensor:
+        """Pixels in [0, 1] of full canvases whose ``patches`` carry ``codes [B, len(patches)]``.
+
+        Only the band of patch rows that holds ``patches`` is decoded (others stay white); a
+        band must be fully covered, as it is for the one-shot and zero-shot layouts.
+        """
+        n, p = self.grid.patches_per_side, self.grid.patch_size
+        first, last = patches[0] // n, patches[-1] // n
+        if len(patches) != (last - first + 1) * n:
+            raise ValueError("decode_patches needs whole rows of patches; got a partial band")
+        band = self.vqgan.decode_codes(codes, grid=(last - first + 1, n))
+        out = band.new_ones(codes.shape[0], 3, self.grid.canvas_size, self.grid.canvas_size)
+        out[:, :, first * p : (last + 1) * p] = band
+        return out
+
+    def enable_all_hook_points(self, enabled: bool = True) -> None:
+        """Compute ``hook_result`` and the attention pattern even when no torch hook watches.
+
+        Needed for tools that intercept modules without PyTorch hooks (e.g. reading
+        ``attn.hook_pattern`` through nnsight); costs memory and the fused attention kernel.
+        """
+        for module in self.modules():
+            if hasattr(module, "always_compute_result"):
+                module.always_compute_result = enabled
+                module.always_compute_pattern = enabled
+
+
+def _patch_mask_to_pixels(mask: Tensor, grid: CanvasGrid) -> Tensor:
+    """``[num_patches]`` bool -> ``[1, 1, H, W]`` pixel mask."""
+    n, p = grid.patches_per_side, grid.patch_size
+    return mask.view(n, n).repeat_interleave(p, 0).repeat_interleave(p, 1)[None, None]

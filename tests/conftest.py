@@ -1,0 +1,38 @@
+"""Shared fixtures: where the official reference fixtures live, and the small reference model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(
+            f"{REFERENCE} not found: reference tests need ../shared beside the clone (CI has it)"
+        )
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def mae_small(reference_dir: Path):
+    """The official-architecture MAE with random weights of the reference fixtures."""
+    from safetensors.torch import load_file
+
+    from interp.models import MAEConfig, ModelConfig, load_official
+
+    config = MAEConfig.from_dict(json.loads((reference_dir / "mae_small.config.json").read_text()))
+    return load_official(reference_dir / "mae_small.safetensors", config=ModelConfig(config))
+
+
+@pytest.fixture(scope="session")
+def mae_golden(reference_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(reference_dir / "mae_small.golden.safetensors")
