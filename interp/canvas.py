@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal
 
 import torch
 from torch import Tensor
@@ -285,12 +285,3 @@ def resize_cell(image: Tensor, size: int) -> Tensor:
     out = torch.nn.functional.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False)
     return out.reshape(*lead, *out.shape[-3:]).to(image.dtype)
 
-
-def paste_patches(canvas: Tensor, patches: Tensor, indices: Sequence[int], grid: CanvasGrid) -> Tensor:
-    """Return a copy of ``canvas [B,C,H,W]`` with ``patches [B,len(indices),C,p,p]`` at those patches."""
-    out = canvas.clone()
-    n, p = grid.patches_per_side, grid.patch_size
-    for k, index in enumerate(indices):
-        r, c = divmod(index, n)
-        out[:, :, r * p : (r + 1) * p, c * p : (c + 1) * p] = patches[:, k]
-    return out
