@@ -187,6 +187,27 @@ class MAEVQGAN(HookedModule):
         self.vqgan = VQGAN(self.config.vqgan) if self.config.vqgan is not None else None
         self.setup_hooks()
 
+    def initialize_weights(self) -> MAEVQGAN:
+        """The official MAE initialisation: fixed 2-D sin-cos positions, xavier-uniform linear
+        layers and patch projection, N(0, 0.02) CLS and mask tokens, unit LayerNorms."""
+        n = self.grid.patches_per_side
+        with torch.no_grad():
+            for stack in (self.encoder, self.decoder):
+                stack.pos_embed.copy_(sincos_pos_embed(stack.pos_embed.shape[-1], n)[None])
+            for module in (self.encoder, self.decoder):
+                for m in module.modules():
+                    if isinstance(m, nn.Linear):
+                        nn.init.xavier_uniform_(m.weight)
+                        nn.init.zeros_(m.bias)
+                    elif isinstance(m, nn.LayerNorm):
+                        nn.init.ones_(m.weight)
+                        nn.init.zeros_(m.bias)
+            w = self.encoder.patch_embed.proj.weight
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+            nn.init.normal_(self.encoder.cls_token, std=0.02)
+            nn.init.normal_(self.decoder.mask_token, std=0.02)
+        return self
+
     def forward(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:
         layout = get_layout(layout, self.grid)
         self.check_canvas(canvas)
@@ -266,6 +287,23 @@ class MAEVQGAN(HookedModule):
             if hasattr(module, "always_compute_result"):
                 module.always_compute_result = enabled
                 module.always_compute_pattern = enabled
+
+
+def sincos_pos_embed(dim: int, grid_size: int) -> Tensor:
+    """2-D sin-cos position embeddings ``[1 + grid_size**2, dim]`` with a zero CLS row (MAE)."""
+    if dim % 4:
+        raise ValueError(f"sin-cos position embeddings need a dimension divisible by 4, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4.0))
+    coords = torch.arange(grid_size, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+
+    def embed(pos: Tensor) -> Tensor:
+        angles = pos.reshape(-1, 1) * omega[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    # the official code embeds the w coordinate first, then h
+    table = torch.cat([embed(cols), embed(rows)], dim=1)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), table]).float()
 
 
 def _patch_mask_to_pixels(mask: Tensor, grid: CanvasGrid) -> Tensor:

@@ -1,0 +1,111 @@
+"""A run directory: everything one command produced, in one place (DESIGN §3).
+
+``manifest.json`` records the command, its config, seeds and package versions; tensors are
+safetensors, tables CSV (+ Markdown for reading), figures go under ``figures/``. Every write
+is atomic (temporary file, then rename), so a killed run never leaves a half-written file
+and a resumed run can trust what it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("interp", "torch", "numpy", "pandas", "safetensors", "nnsight", "plotly"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@dataclass
+class RunDir:
+    """A directory holding one run's artifacts."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, path: str | Path, command: list[str] | str, config: Mapping[str, Any]) -> RunDir:
+        """Create (or reopen, to resume) a run directory and write its manifest."""
+        run = cls(Path(path))
+        run.path.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "command": command if isinstance(command, str) else " ".join(map(str, command)),
+            "config": dict(config),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": package_versions(),
+            "torch_threads": torch.get_num_threads(),
+        }
+        previous = run.manifest()
+        if previous:
+            manifest["created"] = previous.get("created", manifest["created"])
+            manifest["resumed"] = previous.get("resumed", 0) + 1
+        write_json(run.path / "manifest.json", manifest)
+        return run
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.path / "manifest.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def update_manifest(self, **fields: Any) -> None:
+        write_json(self.path / "manifest.json", {**self.manifest(), **fields})
+
+    def file(self, name: str) -> Path:
+        """Path of an artifact inside the run (parent folders created)."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_table(self, name: str, table: Any) -> Path:
+        """Write a pandas DataFrame as ``name.csv`` and ``name.md``; returns the CSV path."""
+        csv = self.file(f"{name}.csv")
+        with atomic_path(csv) as tmp:
+            table.to_csv(tmp, index=False)
+        with atomic_path(self.file(f"{name}.md")) as tmp:
+            tmp.write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n")
+        return csv
+
+    def write_tensors(self, name: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        path = self.file(f"{name}.safetensors")
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
+        return path

@@ -1,0 +1,270 @@
+"""Train the bundled tiny MAE-VQGAN on synthetic visual prompts (``interp train-tiny``).
+
+Two stages, each the project's own model class with a small config (:func:`tiny_config`):
+
+1. **VQGAN tokenizer** on canvases of every task: L1 + MSE reconstruction plus the VQ-VAE
+   codebook and commitment terms; codes unused for a while are restarted at random encoder
+   outputs so the whole codebook stays in use.
+2. **MAE** with the tokenizer frozen: cross-entropy on the VQGAN codes of hidden patches, as
+   the official ``forward_loss``. Each step mixes the *visual-prompt* mask (target cell
+   hidden, the one-shot layout) on prompts of all seven tasks with MAE *random masking* on
+   prompts and plain images, so the model learns images and in-context tasks together.
+
+Data is a pure function of (seed, step), so a run killed at any point resumes from its last
+checkpoint (written atomically) to the same result. Progress bars and a CSV loss log go to the
+run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one_shot
+from interp.data.source import derive_seed
+from interp.data.synthetic import SyntheticPascal
+from interp.data.tasks import TASKS, build_task_prompts
+from interp.models.mae_vqgan import MAEVQGAN, MAEConfig, ModelConfig
+from interp.models.vqgan import VQGAN, VQGANConfig
+from interp.run import RunDir, atomic_path
+
+
+def tiny_config() -> ModelConfig:
+    """64x64 canvas, 8x8 patches (8x8 codes from an f8 VQGAN with 256 codes)."""
+    mae = MAEConfig(
+        img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=8,
+        decoder_embed_dim=96, decoder_depth=3, decoder_num_heads=8, mlp_ratio=4.0, vocab_size=256,
+    )
+    vqgan = VQGANConfig(
+        ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), z_channels=32,
+        resolution=64, n_embed=256, embed_dim=32,
+    )
+    return ModelConfig(mae, vqgan)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    vqgan_steps: int = 600
+    vqgan_batch: int = 32
+    vqgan_lr: float = 1e-3
+    restart_every: int = 50  # VQGAN steps between dead-code restarts
+    mae_steps: int = 1500
+    prompt_pairs: int = 12  # pairs per step; each gives one canvas of every task (7x)
+    random_batch: int = 24  # random-masking canvases per step (half prompts, half plain images)
+    mask_ratio: float = 0.75
+    mae_lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    checkpoint_every: int = 100
+    threads: int = 2
+
+
+class CanvasStream:
+    """Training canvases as a pure function of the step: prompts of every task and plain images."""
+
+    def __init__(self, grid: CanvasGrid, seed: int) -> None:
+        self.grid = grid
+        self.seed = seed
+        self.source = SyntheticPascal(seed=derive_seed("train", seed), size_per_split={"trn": 20000, "val": 40})
+
+    def prompts(self, step: int, pairs: int, stage: str) -> Tensor:
+        """``[7 * pairs, 3, H, W]``: the same pairs under every task (normalised canvases)."""
+        batches = build_task_prompts(
+            self.source, fold=step % 4, n=pairs, grid=self.grid,
+            seed=derive_seed(stage, self.seed, step), split="trn",
+        )
+        return torch.cat([batches[t].canvases for t in TASKS])
+
+    def plain(self, step: int, n: int, stage: str) -> Tensor:
+        """``[n, 3, H, W]`` whole synthetic images (no grid), normalised."""
+        g = torch.Generator().manual_seed(derive_seed(stage, "plain", self.seed, step))
+        indices = torch.randint(0, self.source.num_images("trn"), (n,), generator=g).tolist()
+        return normalize(self.source.plain_images("trn", indices, size=self.grid.canvas_size))
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints and logs
+
+
+def _save_checkpoint(path: Path, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"step": step, "model": module.state_dict(), "optimizer": optimizer.state_dict(), **extra}, tmp)
+
+
+def _load_checkpoint(path: Path) -> dict | None:
+    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+
+
+class LossLog:
+    """Append-only CSV of (stage, step, metrics...), truncated to the resumed step."""
+
+    def __init__(self, path: Path, start_step: int, stage: str) -> None:
+        self.path = path
+        rows = []
+        if path.exists():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if r["stage"] != stage or int(r["step"]) < start_step]
+        self.rows = rows
+
+    def append(self, **row) -> None:
+        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        if len(self.rows) % 10 == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        fields = list(dict.fromkeys(k for r in self.rows for k in r))
+        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+# --------------------------------------------------------------------------------------------
+# stage 1: VQGAN
+
+
+def train_vqgan(vqgan: VQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir) -> VQGAN:
+    ckpt_path = run.file("checkpoints/vqgan.pt")
+    optimizer = torch.optim.Adam(vqgan.parameters(), lr=cfg.vqgan_lr, betas=(0.5, 0.9))
+    usage = torch.zeros(vqgan.config.n_embed)
+    start = 0
+    if (ckpt := _load_checkpoint(ckpt_path)) is not None:
+        vqgan.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        usage, start = ckpt["usage"], ckpt["step"]
+    log = LossLog(run.file("loss_log.csv"), start, "vqgan")
+    vqgan.train()
+    bar = tqdm(range(start, cfg.vqgan_steps), desc="VQGAN", initial=start, total=cfg.vqgan_steps)
+    for step in bar:
+        lr = cfg.vqgan_lr * min(1.0, (step + 1) / cfg.warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        pairs = max(1, (cfg.vqgan_batch * 3 // 4) // len(TASKS))
+        canvases = torch.cat([stream.prompts(step, pairs, "vqgan"), stream.plain(step, cfg.vqgan_batch - pairs * len(TASKS), "vqgan")])
+        x = denormalize(canvases) * 2 - 1
+        z_q, codes, (codebook, commitment) = vqgan.encode(x)
+        recon = vqgan.decode(z_q)
+        rec_loss = (recon - x).abs().mean() + F.mse_loss(recon, x)
+        loss = rec_loss + codebook + 0.25 * commitment
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        usage = 0.9 * usage + torch.bincount(codes.flatten(), minlength=usage.numel()).float()
+        if (step + 1) % cfg.restart_every == 0:
+            _restart_dead_codes(vqgan, x, usage, step)
+        used = int((usage > 0.5).sum())
+        log.append(stage="vqgan", step=step, loss=loss.item(), recon=rec_loss.item(), codes_used=used, lr=lr, time=time.time())
+        bar.set_postfix(loss=f"{loss.item():.3f}", codes=used)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.vqgan_steps:
+            log.flush()
+            _save_checkpoint(ckpt_path, step + 1, vqgan, optimizer, {"usage": usage})
+    log.flush()
+    return vqgan.eval()
+
+
+@torch.no_grad()
+def _restart_dead_codes(vqgan: VQGAN, x: Tensor, usage: Tensor, step: int) -> None:
+    """Move codes used less than once lately onto random encoder outputs of this batch."""
+    dead = (usage < 1.0).nonzero().flatten()
+    if dead.numel() == 0:
+        return
+    z = vqgan.quant_conv(vqgan.encoder(x)).permute(0, 2, 3, 1).reshape(-1, vqgan.config.embed_dim)
+    g = torch.Generator().manual_seed(step)
+    pick = torch.randint(0, z.shape[0], (dead.numel(),), generator=g)
+    vqgan.quantize.embedding.weight[dead] = z[pick] + 0.01 * torch.randn(dead.numel(), z.shape[1], generator=g)
+    usage[dead] = 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# stage 2: MAE
+
+
+def _random_layout(grid: CanvasGrid, ratio: float, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    keep = max(1, round(grid.num_patches * (1 - ratio)))
+    visible = torch.randperm(grid.num_patches, generator=g)[:keep].tolist()
+    return custom_layout(grid, visible, name="random")
+
+
+def _masked_loss(logits: Tensor, codes: Tensor, layout) -> Tensor:
+    """Cross-entropy on the hidden patches only (the official ``forward_loss``)."""
+    rows = layout.positions("decoder", [1 + p for p in layout.masked_patches])
+    rows = [r - 1 for r in rows]  # logits drop the CLS row
+    targets = codes[:, list(layout.masked_patches)]
+    return F.cross_entropy(logits[:, rows].flatten(0, 1), targets.flatten())
+
+
+def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir) -> MAEVQGAN:
+    ckpt_path = run.file("checkpoints/mae.pt")
+    params = [p for n, p in model.named_parameters() if not n.startswith("vqgan.") and p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.mae_lr, betas=(0.9, 0.95),
+    )
+    start = 0
+    mae_keys = {k for k in model.state_dict() if not k.startswith("vqgan.")}
+    if (ckpt := _load_checkpoint(ckpt_path)) is not None:
+        model.load_state_dict({**model.state_dict(), **ckpt["model"]})
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+    log = LossLog(run.file("loss_log.csv"), start, "mae")
+    grid, prompt_layout = model.grid, one_shot(model.grid)
+    model.train()
+    model.vqgan.eval().requires_grad_(False)
+    bar = tqdm(range(start, cfg.mae_steps), desc="MAE", initial=start, total=cfg.mae_steps)
+    for step in bar:
+        lr = cfg.mae_lr * min((step + 1) / cfg.warmup, 0.5 * (1 + math.cos(math.pi * step / cfg.mae_steps)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        prompts = stream.prompts(step, cfg.prompt_pairs, "mae")
+        half = cfg.random_batch // 2
+        g = torch.Generator().manual_seed(derive_seed("mae-mix", cfg.seed, step))
+        mixed = torch.cat([prompts[torch.randperm(len(prompts), generator=g)[:half]], stream.plain(step, cfg.random_batch - half, "mae")])
+        layout = _random_layout(grid, cfg.mask_ratio, derive_seed("mae-mask", cfg.seed, step))
+        with torch.no_grad():
+            codes = model.vqgan.encode_to_codes(torch.cat([prompts, mixed]))
+        prompt_codes, mixed_codes = codes.split([len(prompts), len(mixed)])
+        prompt_loss = _masked_loss(model(prompts, prompt_layout), prompt_codes, prompt_layout)
+        random_loss = _masked_loss(model(mixed, layout), mixed_codes, layout)
+        loss = prompt_loss + 0.5 * random_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        log.append(stage="mae", step=step, loss=loss.item(), prompt_ce=prompt_loss.item(), random_ce=random_loss.item(), lr=lr, time=time.time())
+        bar.set_postfix(prompt_ce=f"{prompt_loss.item():.3f}", random_ce=f"{random_loss.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.mae_steps:
+            log.flush()
+            state = {k: v for k, v in model.state_dict().items() if k in mae_keys}
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"step": step + 1, "model": state, "optimizer": optimizer.state_dict()}, tmp)
+    log.flush()
+    return model.eval()
+
+
+def train_tiny(out: str | Path, cfg: TrainConfig = TrainConfig(), command: str = "interp train-tiny") -> MAEVQGAN:
+    """Train both stages into run directory ``out`` (resuming if it holds checkpoints)."""
+    torch.set_num_threads(cfg.threads)
+    run = RunDir.create(out, command=command, config={"train": asdict(cfg), "model": tiny_config().to_dict()})
+    torch.manual_seed(cfg.seed)
+    model = MAEVQGAN(tiny_config()).initialize_weights()
+    stream = CanvasStream(model.grid, cfg.seed)
+    started = time.time()
+    train_vqgan(model.vqgan, cfg, stream, run)
+    train_mae(model, cfg, stream, run)
+    from interp.models.checkpoint import save_model
+
+    save_model(model, run.file("tiny.safetensors"), metadata={"train_config": str(asdict(cfg))})
+    run.update_manifest(train_seconds_this_session=round(time.time() - started, 1))
+    return model
