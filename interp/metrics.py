@@ -1,0 +1,172 @@
+"""Task metrics on the target cell, batched: segmentation IoU, MSE, and code cross-entropy.
+
+All pixel metrics take whole canvases ``[B, 3, H, W]`` (the prediction with the model's
+output pasted into the target cell, and the prompt canvas whose target cell holds the truth),
+ImageNet-normalised unless ``normalized=False`` (then in [0, 1]), crop the target cell with
+the :class:`~interp.canvas.CanvasGrid`, and return one value per prompt, ``[B]``.
+
+They follow the official scoring (github amirbar/visual_prompting,
+evaluate/evaluate_segmentation.py, evaluate/segmentation_utils.py ``calculate_metric``,
+evaluate/reasoning_dataloader.py ``round_image``; alhojel/visual_task_vectors,
+evaluate/evaluate_multitask.py ``evaluate_mse`` and evaluate/reinforce_train.py
+``loss_iou`` / ``loss_mse``):
+
+* pixels become integers 0..255 by ``clip(x * 255).int()`` (truncation), for both canvases;
+* **IoU**: each pixel is rounded to the nearer of white and black (mean squared distance over
+  the channels; a tie goes to white) after adding the optional per-channel threshold offsets
+  ``t`` to the *prediction* only (the official ``--t``; the official code casts them to the
+  image's integer type, so pass integers to match it); IoU of the white pixels. Both empty:
+  ``empty`` (NaN, like the official 0/0);
+* **MSE**: mean squared difference over the cell's channels and pixels in normalised space.
+  The official code first truncates both canvases to 0..255 (``quantize=True``); the default
+  here skips that (exact and differentiable).
+
+:func:`code_cross_entropy` is the token-space score: cross-entropy of the decoder's logits
+against the target cell's VQGAN codes, averaged over the target quadrant's patches (it needs no
+VQGAN decoding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from interp.canvas import CanvasGrid, PromptLayout, Quadrant, denormalize, normalize
+
+WHITE = (255, 255, 255)
+BLACK = (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """Which metric scores a task: ``"iou"`` or ``"mse"``, and its direction."""
+
+    name: str
+    higher_is_better: bool
+
+
+_MASK_TASKS = ("segmentation", "segmentation_inpainting")
+
+
+def task_metric(task: str) -> TaskMetric:
+    """IoU (higher is better) for the mask tasks, MSE (lower is better) for the others."""
+    from interp.data.tasks import check_task  # local: metrics does not need the data package
+
+    check_task(task)
+    return TaskMetric("iou", True) if task in _MASK_TASKS else TaskMetric("mse", False)
+
+
+def _check_pair(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
+    if pred.dim() != 4 or pred.shape[1] != 3:
+        raise ValueError(f"expected canvases [B, 3, H, W]; got prediction of shape {tuple(pred.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    if pred.shape[-1] != grid.canvas_size or pred.shape[-2] != grid.canvas_size:
+        raise ValueError(f"canvases are {pred.shape[-2]}x{pred.shape[-1]}, the grid is {grid.canvas_size}px")
+
+
+def to_pixels(canvas: Tensor, normalized: bool = True, quantize: bool = True) -> Tensor:
+    """Canvas -> pixel values in [0, 255] (float64); ``quantize``: the official truncation."""
+    x = canvas.detach().to(torch.float64)
+    if normalized:
+        x = denormalize(x)
+    x = (x * 255.0).clamp(0.0, 255.0)
+    return x.floor() if quantize else x
+
+
+def round_to_white(pixels: Tensor, offsets: Sequence[float] = (0, 0, 0)) -> Tensor:
+    """``[B, 3, H, W]`` pixels in 0..255 -> ``[B, H, W]`` True where white is nearer than black."""
+    shifted = pixels + pixels.new_tensor(offsets).view(1, 3, 1, 1)
+    to_white = ((shifted - 255.0) ** 2).mean(dim=1)
+    to_black = (shifted**2).mean(dim=1)
+    return to_white <= to_black  # tie -> white (first option, like argmin in round_image)
+
+
+def segmentation_iou(
+    pred: Tensor,
+    target: Tensor,
+    grid: CanvasGrid,
+    normalized: bool = True,
+    offsets: Sequence[float] = (0, 0, 0),
+    quantize: bool = True,
+    empty: float = float("nan"),
+) -> Tensor:
+    """IoU of the white pixels of the target cell after rounding to white/black, ``[B]``."""
+    _check_pair(pred, target, grid)
+    ours = round_to_white(to_pixels(grid.cell(pred, "target"), normalized, quantize), offsets)
+    truth = round_to_white(to_pixels(grid.cell(target, "target"), normalized, quantize))
+    intersection = (ours & truth).sum(dim=(-2, -1)).to(torch.float32)
+    union = (ours | truth).sum(dim=(-2, -1)).to(torch.float32)
+    iou = intersection / union.clamp(min=1)
+    return torch.where(union > 0, iou, torch.full_like(iou, empty))
+
+
+def mse(
+    pred: Tensor,
+    target: Tensor,
+    grid: CanvasGrid,
+    normalized: bool = True,
+    quantize: bool = False,
+) -> Tensor:
+    """Mean squared error on the target cell in ImageNet-normalised space, ``[B]``."""
+    _check_pair(pred, target, grid)
+    cells = []
+    for canvas in (pred, target):
+        cell = grid.cell(canvas, "target")
+        if quantize:
+            cell = normalize(to_pixels(cell, normalized, quantize=True) / 255.0).to(canvas.dtype)
+        elif not normalized:
+            cell = normalize(cell)
+        cells.append(cell)
+    return ((cells[0] - cells[1]) ** 2).mean(dim=(-3, -2, -1))
+
+
+def code_cross_entropy(
+    logits: Tensor,
+    target_codes: Tensor,
+    layout: PromptLayout,
+    quadrant: Quadrant = "target",
+) -> Tensor:
+    """Cross-entropy of a quadrant's VQGAN codes, averaged over its patches, ``[B]``.
+
+    ``logits [B, len(layout.decoder_patches), vocab]`` (rows follow ``layout.decoder_patches``),
+    ``target_codes [B, num_patches]`` integer codes of the whole canvas.
+    """
+    grid = layout.grid
+    if logits.dim() != 3 or logits.shape[1] != len(layout.decoder_patches):
+        raise ValueError(
+            f"logits must be [B, {len(layout.decoder_patches)}, vocab] for layout {layout.name!r}; "
+            f"got {tuple(logits.shape)}"
+        )
+    if target_codes.dim() != 2 or target_codes.shape != (logits.shape[0], grid.num_patches):
+        raise ValueError(
+            f"target_codes must be [{logits.shape[0]}, {grid.num_patches}]; got {tuple(target_codes.shape)}"
+        )
+    patches = grid.quadrant_patches(quadrant)
+    row = {patch: i for i, patch in enumerate(layout.decoder_patches)}
+    missing = [p for p in patches if p not in row]
+    if missing:
+        raise ValueError(f"layout {layout.name!r} predicts no codes for {quadrant} patches {missing[:5]}")
+    rows = torch.tensor([row[p] for p in patches], device=logits.device)
+    chosen = logits.index_select(1, rows)  # [B, P, vocab]
+    codes = target_codes.index_select(1, torch.tensor(patches, device=target_codes.device)).long()  # [B, P]
+    loss = F.cross_entropy(chosen.flatten(0, 1).float(), codes.flatten(), reduction="none")
+    return loss.view(codes.shape).mean(dim=1)
+
+
+def task_score(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwargs) -> Tensor:
+    """The task's own metric (:func:`task_metric`), ``[B]``; kwargs go to that metric."""
+    metric = task_metric(task)
+    if metric.name == "iou":
+        return segmentation_iou(pred, target, grid, **kwargs)
+    return mse(pred, target, grid, **kwargs)
+
+
+def task_reward(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwargs) -> Tensor:
+    """Higher-is-better score, ``[B]``: IoU, or -MSE (the official REINFORCE reward)."""
+    score = task_score(task, pred, target, grid, **kwargs)
+    return score if task_metric(task).higher_is_better else -score
