@@ -1,0 +1,447 @@
+"""aTLAS: task vectors composed with learned anisotropic (per-block) scaling.
+
+Zhang et al., "Knowledge Composition using Task Vectors with Learned Anisotropic Scaling",
+NeurIPS 2024 (seed 002; official code ``fredzzhang/atlas``, ``src/composition.py``,
+class ``WeightedImageEncoder``). Given a frozen base ``theta_0`` and task vectors
+``tau_1..tau_T``, the model is evaluated at
+
+    theta[b] = theta_0[b] + sum_t sum_k lambda[b, t, k] * mask_k[b] * tau_t[b]
+
+where ``b`` runs over parameter blocks (one block = one parameter tensor), ``lambda`` is one
+learnable ``nn.Parameter`` of shape ``[n_blocks, n_task_vectors, partitions]`` initialised at 0
+(so training starts at the base model), and ``mask_k[b]`` selects the elements of block ``b``
+that a fixed, seeded random assignment put in group ``k`` (the "aTLAS x K" partition variant;
+``partitions=1`` is plain blockwise aTLAS). The forward pass goes through
+``torch.func.functional_call(base, merged, args, kwargs)``, so any ``nn.Module`` works and the
+base module is never modified.
+
+Departures from the official code, on purpose:
+
+* The official partition variant (``mask_multiply``) only re-weights stacked 2-D weight
+  matrices and returns a zero delta for every other tensor (biases, LayerNorm, conv kernels).
+  Here the partition applies to every block, 1-D ones included.
+* The official masks are one-hot ``[K, *shape]`` half tensors per shape, drawn unseeded. Here
+  each block keeps one ``uint8`` group index per element (1 byte, ``K <= 255``), drawn from
+  ``seed``, and a custom autograd function mixes the groups without saving per-element
+  coefficient tensors for the backward pass.
+
+Memory: base weights are used by reference (their ``requires_grad`` is switched off), task
+vectors are stacked once per block as ``[T, *shape]`` non-persistent buffers (optionally in a
+smaller ``dtype``), and nothing is copied per task vector. A forward builds one merged copy of
+the blocks, as any re-parameterisation must.
+
+Training: :func:`train_atlas` runs AdamW on the coefficients only (the official optimiser,
+cosine schedule without warm-up, gradient clipping at 1), with a supervised loss on
+``(outputs, targets)`` or the unsupervised softmax entropy of the outputs, and keeps the best
+coefficients when a validation function is given, as the official scripts keep the best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from interp.weights.arithmetic import TaskVector, TaskVectorError, _listing, check_same_keys
+
+TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
+LossFn = Union[str, Callable[..., Tensor]]
+
+
+def _as_named_list(task_vectors: TaskVectors) -> tuple[list[TaskVector], list[str]]:
+    if isinstance(task_vectors, TaskVector):
+        task_vectors = [task_vectors]
+    if isinstance(task_vectors, Mapping):
+        names = [str(k) for k in task_vectors]
+        tvs = list(task_vectors.values())
+    else:
+        tvs = list(task_vectors)
+        names = [tv.name if isinstance(tv, TaskVector) and tv.name else f"tv{i}" for i, tv in enumerate(tvs)]
+    if not tvs:
+        raise TaskVectorError("no task vectors given; pass a list or dict of TaskVector")
+    bad = [i for i, tv in enumerate(tvs) if not isinstance(tv, TaskVector)]
+    if bad:
+        raise TypeError(f"items {bad} are not TaskVector; build them with TaskVector.from_modules(...)")
+    if len(set(names)) != len(names):
+        raise TaskVectorError(f"task vector names are not unique: {names}; pass a dict name -> TaskVector")
+    return tvs, names
+
+
+class _PartitionMix(torch.autograd.Function):
+    """``delta[e] = sum_t coef[t, group[e]] * tau[t, e]`` for one block.
+
+    Saves only the ``uint8`` group index and the (buffer) task vectors: the backward pass
+    bins ``grad * tau_t`` by group, one task vector at a time, so no ``[T, numel]`` or int64
+    per-element tensor outlives a block.
+    """
+
+    @staticmethod
+    def forward(ctx, coef: Tensor, tau: Tensor, group: Tensor) -> Tensor:  # coef [T, K], tau [T, *s]
+        ctx.save_for_backward(tau, group)
+        index = group.reshape(-1).long()  # transient, one block at a time
+        delta = torch.zeros(index.shape[0], dtype=coef.dtype, device=coef.device)
+        for t in range(tau.shape[0]):
+            delta.addcmul_(coef[t][index], tau[t].reshape(-1).to(coef.dtype))
+        ctx.coef_shape, ctx.coef_dtype = coef.shape, coef.dtype
+        return delta.view(group.shape)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        tau, group = ctx.saved_tensors
+        index = group.reshape(-1).long()
+        grad_flat = grad.reshape(-1).to(ctx.coef_dtype)
+        grad_coef = torch.zeros(ctx.coef_shape, dtype=ctx.coef_dtype, device=grad.device)
+        for t in range(tau.shape[0]):
+            grad_coef[t].index_add_(0, index, grad_flat * tau[t].reshape(-1).to(ctx.coef_dtype))
+        return grad_coef, None, None
+
+
+class AtlasModel(nn.Module):
+    """``base`` re-weighted by ``theta_0 + sum_t sum_k lambda[b,t,k] mask_k tau_t[b]``.
+
+    Args:
+        base: any module; its parameters are frozen (``requires_grad=False``) and used by reference.
+        task_vectors: a list of :class:`TaskVector` (names from ``tv.name``) or a dict name -> vector,
+            all with the same keys.
+        partitions: ``K`` random element groups per block, each with its own coefficient.
+        seed: seeds the group assignment.
+        dtype: storage dtype of the stacked task vectors (default: the block's dtype);
+            ``torch.bfloat16`` halves their memory, and the blockwise mix then runs in bf16.
+
+    Attributes: ``coefficients`` ``[n_blocks, n_task_vectors, partitions]``, ``blocks`` (parameter
+    names, the order of the first axis), ``task_names``, ``skipped`` (task-vector keys left at the
+    base value with the reason: float buffers such as BatchNorm running statistics, which the
+    official code does not scale either and autograd cannot differentiate through, and tied aliases).
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        task_vectors: TaskVectors,
+        partitions: int = 1,
+        seed: int = 0,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(partitions, int) or not 1 <= partitions <= 255:
+            raise ValueError(f"partitions must be an int in [1, 255], got {partitions!r}")
+        tvs, names = _as_named_list(task_vectors)
+        for tv, name in zip(tvs[1:], names[1:]):
+            check_same_keys(tvs[0], tv, "task vectors", (names[0], name))
+        self.base = base
+        base.requires_grad_(False)
+        self.task_names = names
+        self.partitions = partitions
+        self.seed = seed
+
+        params = dict(base.named_parameters())
+        aliases = dict(base.named_parameters(remove_duplicate=False))
+        buffers = dict(base.named_buffers())
+        self.blocks: list[str] = []
+        self.skipped: dict[str, str] = {}
+        unknown = []
+        for key in tvs[0]:
+            if key in params:
+                self.blocks.append(key)
+            elif key in aliases:
+                self.skipped[key] = "tied to another parameter (scaled with it)"
+            elif key in buffers:  # e.g. BatchNorm running statistics: not learnable, stay at theta_0
+                self.skipped[key] = "buffer (only parameters get coefficients)"
+            else:
+                unknown.append(key)
+        if unknown:
+            raise TaskVectorError(
+                f"{len(unknown)} task-vector key(s) are not parameters or buffers of the base model: "
+                f"{_listing(unknown)}; the task vectors were built for another model (or a prefix differs)"
+            )
+        if not self.blocks:
+            raise TaskVectorError("no task-vector key is a parameter of the base model; nothing to learn")
+        targets = params
+        bad = [
+            f"{k}: {tuple(tvs[0][k].shape)} vs {tuple(targets[k].shape)}"
+            for k in self.blocks
+            if tuple(tvs[0][k].shape) != tuple(targets[k].shape)
+        ]
+        if bad:
+            raise TaskVectorError(f"task vectors and base model disagree in shape: {_listing(bad)}")
+
+        generator = torch.Generator().manual_seed(seed)
+        for i, key in enumerate(self.blocks):
+            ref = targets[key]
+            store = dtype or ref.dtype
+            if len(tvs) == 1:  # a view, no copy, when dtype and device already match
+                stacked = tvs[0][key].detach().unsqueeze(0).to(ref.device, store)
+            else:
+                stacked = torch.stack([tv[key].detach().to(ref.device, store) for tv in tvs])
+            self.register_buffer(f"_tau{i}", stacked, persistent=False)  # [T, *shape]
+            if partitions > 1:
+                group = torch.randint(partitions, tuple(ref.shape), generator=generator, dtype=torch.uint8)
+                self.register_buffer(f"_group{i}", group.to(ref.device), persistent=False)  # [*shape]
+        device = targets[self.blocks[0]].device
+        self.coefficients = nn.Parameter(torch.zeros(len(self.blocks), len(tvs), partitions, device=device))
+
+    # --- the re-parameterisation ---------------------------------------------------------------
+    def stacked(self, block: int | str) -> Tensor:
+        """The task vectors of one block, ``[T, *shape]``."""
+        return getattr(self, f"_tau{self._index(block)}")
+
+    def partition_groups(self, block: int | str) -> Tensor:
+        """Group index (``0..K-1``) of every element of one block, ``[*shape]`` int64."""
+        i = self._index(block)
+        if self.partitions == 1:
+            return torch.zeros(self.stacked(i).shape[1:], dtype=torch.long, device=self.coefficients.device)
+        return getattr(self, f"_group{i}").long()
+
+    def _index(self, block: int | str) -> int:
+        if isinstance(block, int):
+            return block
+        try:
+            return self.blocks.index(block)
+        except ValueError:
+            raise KeyError(f"{block!r} is not a block; blocks are {_listing(self.blocks)}") from None
+
+    def deltas(self) -> dict[str, Tensor]:
+        """``sum_t sum_k lambda[b,t,k] mask_k tau_t[b]`` per block (differentiable)."""
+        out = {}
+        for i, key in enumerate(self.blocks):
+            tau = self.stacked(i)
+            coef = self.coefficients[i]  # [T, K]
+            if self.partitions == 1:
+                delta = torch.tensordot(coef[:, 0].to(tau.dtype), tau, dims=1)  # [*shape]
+            else:
+                delta = _PartitionMix.apply(coef, tau, getattr(self, f"_group{i}"))
+            out[key] = delta
+        return out
+
+    def merged_parameters(self) -> dict[str, Tensor]:
+        """``theta_0 + delta`` for every block (differentiable in the coefficients)."""
+        targets = dict(self.base.named_parameters())
+        return {k: targets[k] + d.to(targets[k].dtype) for k, d in self.deltas().items()}
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return torch.func.functional_call(self.base, self.merged_parameters(), args, kwargs)
+
+    # --- export --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def merged_state_dict(self) -> dict[str, Tensor]:
+        """The base state dict with the learned blocks merged in (detached copies; tied names
+        of a block get the same merged tensor)."""
+        state = dict(self.base.state_dict())
+        merged = {k: v.detach().clone() for k, v in self.merged_parameters().items()}
+        owners = {id(t): k for k, t in self.base.named_parameters() if k in merged}
+        for name, tensor in self.base.named_parameters(remove_duplicate=False):
+            if id(tensor) in owners and name in state:
+                state[name] = merged[owners[id(tensor)]]
+        state.update(merged)
+        return state
+
+    @torch.no_grad()
+    def merged_model(self) -> nn.Module:
+        """A plain copy of the base module with the learned weights (for evaluation, saving)."""
+        model = copy.deepcopy(self.base)
+        model.load_state_dict(self.merged_state_dict())
+        return model
+
+    @torch.no_grad()
+    def learned_task_vector(self, name: str = "atlas") -> TaskVector:
+        """The learned composition as one task vector (over the blocks)."""
+        return TaskVector({k: d.detach().clone() for k, d in self.deltas().items()}, name=name)
+
+    def coefficient_table(self) -> pd.DataFrame:
+        """One row per (block, task vector, partition) with the coefficient value."""
+        values = self.coefficients.detach().cpu()
+        rows = [
+            {"block": block, "task": task, "partition": k, "coef": float(values[b, t, k])}
+            for b, block in enumerate(self.blocks)
+            for t, task in enumerate(self.task_names)
+            for k in range(self.partitions)
+        ]
+        return pd.DataFrame(rows)
+
+    def _header(self) -> dict[str, str]:
+        return {
+            "format": "interp.atlas_coefficients",
+            "blocks": json.dumps(self.blocks),
+            "task_names": json.dumps(self.task_names),
+            "partitions": str(self.partitions),
+            "seed": str(self.seed),
+        }
+
+    def save_coefficients(self, path: str | Path) -> Path:
+        """Write the coefficients (and what they index) as safetensors; the base is not saved."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"coefficients": self.coefficients.detach().cpu().contiguous()}, str(path), self._header())
+        return path
+
+    def load_coefficients(self, path: str | Path) -> None:
+        """Read coefficients written by :meth:`save_coefficients` for the same blocks and tasks."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            values = handle.get_tensor("coefficients")
+        mine = self._header()
+        differ = [k for k in ("blocks", "task_names", "partitions", "seed") if header.get(k) != mine[k]]
+        if differ:
+            raise TaskVectorError(
+                f"{path} was saved for a different aTLAS set-up ({', '.join(differ)} differ); "
+                "build AtlasModel with the same task vectors, partitions and seed"
+            )
+        with torch.no_grad():
+            self.coefficients.copy_(values)
+
+
+# --- objectives ------------------------------------------------------------------------------
+def softmax_entropy(logits: Tensor, dim: int = -1) -> Tensor:
+    """Entropy of ``softmax(logits)`` along ``dim`` (the official unsupervised objective)."""
+    return -(logits.softmax(dim) * logits.log_softmax(dim)).sum(dim)
+
+
+def entropy_loss(outputs: Tensor) -> Tensor:
+    """Mean softmax entropy of logits (class dimension last)."""
+    return softmax_entropy(outputs, dim=-1).mean()
+
+
+def cross_entropy_loss(outputs: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy with the class dimension last (``[..., C]`` logits, ``[...]`` labels)."""
+    return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
+
+
+_LOSSES: dict[str, tuple[Callable[..., Tensor], bool]] = {  # name -> (fn, needs targets)
+    "entropy": (entropy_loss, False),
+    "cross_entropy": (cross_entropy_loss, True),
+    "mse": (F.mse_loss, True),
+}
+
+
+def _default_forward(model: nn.Module, batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, Tensor):
+        return model(batch), None
+    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+        return model(batch[0]), (batch[1] if len(batch) == 2 else None)
+    raise TypeError(
+        f"a batch must be a tensor, (inputs,) or (inputs, targets); got {type(batch).__name__}. "
+        "For other models pass forward=lambda model, batch: (outputs, targets)."
+    )
+
+
+def _batches_forever(batches: Iterable[Any]) -> Iterable[Any]:
+    while True:
+        seen = False
+        for batch in batches:
+            seen = True
+            yield batch
+        if not seen:
+            raise ValueError("train_atlas: the batches iterable is empty (or a used-up iterator); pass a list or DataLoader")
+
+
+def train_atlas(
+    model: AtlasModel,
+    batches: Iterable[Any],
+    loss: LossFn = "cross_entropy",
+    steps: int | None = None,
+    lr: float = 0.1,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = 1.0,
+    schedule: str = "cosine",
+    forward: Callable[[nn.Module, Any], tuple[Any, Any]] | None = None,
+    evaluate: Callable[[AtlasModel], float] | None = None,
+    eval_every: int = 0,
+    higher_is_better: bool = True,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Learn the aTLAS coefficients of ``model`` (in place) and return the training log.
+
+    Args:
+        batches: a list / DataLoader of batches; by default a batch is a tensor, ``(inputs,)``
+            or ``(inputs, targets)``, and ``forward(model, batch) -> (outputs, targets)`` handles
+            anything else (several inputs, keyword arguments, outputs to pick from).
+        loss: ``"cross_entropy"`` / ``"mse"`` / any ``fn(outputs, targets)`` (supervised), or
+            ``"entropy"`` (unsupervised: mean softmax entropy of the logits; targets ignored).
+        steps: optimiser steps (cycling through ``batches``); default one pass.
+        lr, weight_decay, grad_clip: AdamW on the coefficients only. The official scripts use
+            lr 0.1, clipping at 1 and their ``--wd`` weight decay (which pulls toward the base).
+        schedule: ``"cosine"`` (no warm-up, as official) or ``"constant"``.
+        evaluate, eval_every: a validation score computed every ``eval_every`` steps and at the
+            end; the best coefficients (and the score at step 0) are kept.
+
+    Returns a DataFrame with ``step``, ``loss``, ``lr`` and, where evaluated, ``score``.
+    """
+    if not isinstance(model, AtlasModel):
+        raise TypeError("train_atlas trains an AtlasModel; wrap the base: AtlasModel(base, task_vectors)")
+    if isinstance(loss, str):
+        if loss not in _LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable (outputs, targets)")
+        loss_fn, supervised = _LOSSES[loss]
+    else:
+        loss_fn, supervised = loss, True
+    if steps is None:
+        try:
+            steps = len(batches)  # type: ignore[arg-type]
+        except TypeError:
+            raise ValueError("train_atlas: batches has no length; pass steps=") from None
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    run = forward or _default_forward
+
+    optimizer = torch.optim.AdamW([model.coefficients], lr=lr, weight_decay=weight_decay)
+    best_score: float | None = None
+    best_coef = model.coefficients.detach().clone()
+
+    def check(step: int) -> float:
+        nonlocal best_score, best_coef
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            score = float(evaluate(model))  # type: ignore[misc]
+        model.train(was_training)
+        better = best_score is None or (score > best_score if higher_is_better else score < best_score)
+        if better:
+            best_score, best_coef = score, model.coefficients.detach().clone()
+        return score
+
+    log = []
+    if evaluate is not None:
+        log.append({"step": 0, "loss": float("nan"), "lr": lr, "score": check(0)})
+    stream = iter(_batches_forever(batches))
+    bar = tqdm(range(1, steps + 1), desc="aTLAS", disable=not progress)
+    for step in bar:
+        rate = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps)) if schedule == "cosine" else lr
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        outputs, targets = run(model, next(stream))
+        if supervised:
+            if targets is None:
+                raise ValueError("a supervised loss needs targets: give (inputs, targets) batches or use loss='entropy'")
+            value = loss_fn(outputs, targets)
+        else:
+            value = loss_fn(outputs)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([model.coefficients], grad_clip)
+        optimizer.step()
+        row = {"step": step, "loss": float(value.detach()), "lr": rate}
+        if evaluate is not None and ((eval_every and step % eval_every == 0) or step == steps):
+            row["score"] = check(step)
+        log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.4g}")
+    if evaluate is not None:
+        with torch.no_grad():
+            model.coefficients.copy_(best_coef)
+    return pd.DataFrame(log)

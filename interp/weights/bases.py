@@ -1,0 +1,432 @@
+"""Task-vector bases: T task vectors compressed into M basis vectors (AE/Gram or PCA).
+
+Zeng et al., "Task Vector Bases: A Unified and Scalable Framework for Compressed Task
+Arithmetic", 2025 (seed 003; official code ``uiuctml/TaskVectorBasis``, ``src/basis_vectors.py``
+and ``src/basis_pipeline.py``). Write ``V = [v_1 .. v_T]`` (D x T, one flattened task vector a
+column). Both methods produce M basis vectors that are linear mixtures of the task vectors,
+``S = V C`` (C is T x M), and a recovery matrix R (M x T) with ``v_t ~ S R[:, t]`` (+ a mean
+for PCA). Everything the methods need from V is its T x T Gram matrix ``G = V^T V``, which is
+accumulated over parameter blocks in chunks of ``chunk_size`` rows, so no D x T or D x D matrix
+is ever formed; the basis vectors are then mixed block by block, chunk by chunk.
+
+* **AE / Gram** (``AutoencoderBasisMethod``): ``C = softmax(A / tau, dim=0)`` (each basis
+  vector a convex combination of task vectors), recovery ``W``; A (T x M, randn) and W
+  (M x T, zeros) are trained with Adam on ``||V - V C W||^2 / T^2 = tr(E^T G E) / T^2`` with
+  ``E = C W - I``, optionally annealing tau. Here G is divided by ``tr(G)/T`` for the
+  optimisation only (the minimiser is the same; Adam then behaves alike for task vectors of any
+  scale), and the random init uses a local generator instead of the global seed.
+* **PCA** (``PCABasisMethod``): centre the task vectors, eigendecompose the centred Gram
+  ``H G H`` (``H = I - 11^T/T``), basis ``m`` = ``U[:, m] S[m]`` = ``V H r_m`` (the official
+  "variance-scaled" components), coefficients ``Vh[:M]`` (M x T), recovery
+  ``v_t = mean + sum_m Vh[m, t] s_m``. With M = T (or T - 1) it reconstructs exactly.
+
+Addition is the sum of the basis vectors (the published usage, also for PCA, where the mean is
+not added); negation recovers one task's vector (``-basis.recover("task")``).
+
+Files (the published layout, read with ``torch.load(weights_only=True)``; only plain dicts,
+lists, tensors, ``torch.Size`` and numbers are written):
+
+* ``basis_vectors.pt``: ``{"basis_vectors": [M dicts name -> tensor], "num_basis": M, "method": ...}``
+* ``method_info.json``: ``method`` (``AutoencoderBasisMethod`` / ``PCABasisMethod``), ``M``,
+  ``seed``, ``datasets`` (the task order), the hyper-parameters and a timestamp;
+* ``AWB.pt`` (AE): ``{"A": (T, M), "W": (M, T), "B": softmax(A/tau) (T, M), "metadata": {...}}``;
+* ``pca_components.pt`` (PCA): ``coefficients`` (M, T), ``mean_vector`` (D,),
+  ``singular_values`` (M,), ``M_actual``, ``total_dim``, ``keys_order``, ``param_shapes``,
+  ``dataset_names``, ``storage_info``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.weights.arithmetic import TaskVector, check_same_keys
+
+TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
+
+AE, PCA = "AutoencoderBasisMethod", "PCABasisMethod"
+_ALIASES = {"ae": AE, "gram": AE, "autoencoder": AE, AE.lower(): AE, "pca": PCA, PCA.lower(): PCA}
+_SHORT = {AE: "ae", PCA: "pca"}
+FILES = {"basis": "basis_vectors.pt", "info": "method_info.json", AE: "AWB.pt", PCA: "pca_components.pt"}
+
+
+class BasisError(ValueError):
+    """A basis that cannot be built, saved or read; the message names the problem and the fix."""
+
+
+def _method(name: str) -> str:
+    found = _ALIASES.get(str(name).lower())
+    if found is None:
+        raise BasisError(
+            f"unknown basis method {name!r}; supported: 'ae' (AutoencoderBasisMethod) and 'pca' (PCABasisMethod)"
+        )
+    return found
+
+
+def _named(task_vectors: TaskVectors) -> tuple[list[TaskVector], list[str]]:
+    if isinstance(task_vectors, Mapping):
+        names, tvs = [str(k) for k in task_vectors], list(task_vectors.values())
+    else:
+        tvs = list(task_vectors)
+        names = [tv.name if isinstance(tv, TaskVector) and tv.name else f"task{i}" for i, tv in enumerate(tvs)]
+    if not tvs:
+        raise BasisError("no task vectors given; pass a list or dict of TaskVector")
+    if not all(isinstance(tv, TaskVector) for tv in tvs):
+        raise TypeError("build_basis takes TaskVector objects (TaskVector.from_modules / from_files)")
+    if len(set(names)) != len(names):
+        raise BasisError(f"task names are not unique: {names}; pass a dict name -> TaskVector")
+    for tv, name in zip(tvs[1:], names[1:]):
+        check_same_keys(tvs[0], tv, "task vectors", (names[0], name))
+    return tvs, names
+
+
+# --- chunked linear algebra over task vectors ------------------------------------------------
+def _chunks(numel: int, chunk_size: int):
+    for start in range(0, numel, chunk_size):
+        yield start, min(start + chunk_size, numel)
+
+
+@torch.no_grad()
+def gram_matrix(task_vectors: Sequence[Mapping[str, Tensor]], chunk_size: int = 2_000_000) -> Tensor:
+    """``G = V^T V`` (T x T, float64), accumulated block by block in ``chunk_size``-row pieces."""
+    T = len(task_vectors)
+    G = torch.zeros(T, T, dtype=torch.float64)
+    for key in task_vectors[0]:
+        flats = [tv[key].reshape(-1) for tv in task_vectors]
+        for i, j in _chunks(flats[0].numel(), chunk_size):
+            X = torch.stack([f[i:j] for f in flats], dim=1).double()  # [rows, T]
+            G += (X.T @ X).cpu()
+    return G
+
+
+@torch.no_grad()
+def _combine(
+    vectors: Sequence[Mapping[str, Tensor]], C: Tensor, chunk_size: int
+) -> list[dict[str, Tensor]]:
+    """``out[m] = sum_t C[t, m] * vectors[t]`` for every block (C is T x M), chunked."""
+    T, M = C.shape
+    out: list[dict[str, Tensor]] = [{} for _ in range(M)]
+    for key, first in vectors[0].items():
+        flats = [v[key].reshape(-1) for v in vectors]
+        results = [torch.empty(first.numel(), dtype=first.dtype, device=first.device) for _ in range(M)]
+        coef = C.to(first.device, torch.float32 if first.dtype != torch.float64 else torch.float64)
+        for i, j in _chunks(first.numel(), chunk_size):
+            X = torch.stack([f[i:j] for f in flats], dim=1).to(coef.dtype)  # [rows, T]
+            Y = X @ coef  # [rows, M]
+            for m in range(M):
+                results[m][i:j] = Y[:, m].to(first.dtype)
+        for m in range(M):
+            out[m][key] = results[m].view(first.shape)
+    return out
+
+
+# --- the two methods -------------------------------------------------------------------------
+def _train_gram(
+    G: Tensor, M: int, tau: float, steps: int, lr: float, weight_decay: float,
+    grad_clip: float | None, anneal_tau: tuple[int, float] | None, seed: int, progress: bool,
+) -> tuple[Tensor, Tensor, float, list[float]]:
+    """Adam on A (T x M) and W (M x T) for ``tr(E^T G E) / T^2``, ``E = softmax(A/tau) W - I``
+    (official ``GramTrainer._loss``, full-batch). Returns A, W, the final tau, the loss log."""
+    T = G.shape[0]
+    scale = float(torch.trace(G)) / T
+    Gn = (G / scale if scale > 0 else G).float()
+    generator = torch.Generator().manual_seed(seed)
+    A = torch.randn(T, M, generator=generator).requires_grad_(True)
+    W = torch.zeros(M, T).requires_grad_(True)
+    optimizer = torch.optim.Adam([A, W], lr=lr, weight_decay=weight_decay)
+    eye = torch.eye(T)
+    log: list[float] = []
+    for step in tqdm(range(1, steps + 1), desc="Gram basis", disable=not progress):
+        E = torch.softmax(A / tau, dim=0) @ W - eye  # [T, T]
+        loss = torch.sum(E * (Gn @ E)) / (T * T)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([A, W], grad_clip)
+        optimizer.step()
+        if anneal_tau and step % anneal_tau[0] == 0:
+            tau = max(0.1, tau * anneal_tau[1])  # the official floor
+        log.append(float(loss.detach()) * (scale if scale > 0 else 1.0))
+    return A.detach(), W.detach(), tau, log
+
+
+def _pca(G: Tensor, M: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """From the Gram: mixing C (T x k) with basis = V C, coefficients Vh (k x T), singular values,
+    and all centred eigenvalues (descending). Official: ``PCABasisMethod.svd_tall_cpu``."""
+    T = G.shape[0]
+    H = torch.eye(T, dtype=G.dtype) - 1.0 / T
+    evals, vecs = torch.linalg.eigh(H @ G @ H)  # ascending
+    order = torch.argsort(evals, descending=True)
+    R = vecs[:, order[: min(M, T)]]  # [T, k], right singular vectors of the centred V
+    S = evals[order[: min(M, T)]].clamp_min(0).sqrt()
+    return H @ R, R.T.contiguous(), S, evals[order].clamp_min(0)
+
+
+@dataclass
+class Basis:
+    """M basis vectors for T tasks, with what is needed to recover each task's vector.
+
+    ``vectors[m]`` is a dict name -> tensor; ``recovery`` (M x T) gives
+    ``v_t ~ sum_m recovery[m, t] * vectors[m]`` (+ ``mean`` for PCA).
+    """
+
+    method: str  # "AutoencoderBasisMethod" | "PCABasisMethod"
+    vectors: list[dict[str, Tensor]]
+    task_names: list[str]
+    recovery: Tensor | None  # [M, T]; None when the method artifact was not loaded
+    mean: dict[str, Tensor] | None = None  # PCA only
+    info: dict[str, Any] = field(default_factory=dict)  # method_info.json
+    artifact: dict[str, Any] = field(default_factory=dict)  # AWB.pt / pca_components.pt payload
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # in memory only (not saved)
+
+    @property
+    def M(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def T(self) -> int:
+        return len(self.task_names)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.vectors[0])
+
+    def __repr__(self) -> str:
+        return f"Basis({_SHORT.get(self.method, self.method)}, M={self.M}, T={self.T}, tasks={self.task_names})"
+
+    def basis_vector(self, m: int) -> TaskVector:
+        """Basis vector ``m`` as a task vector."""
+        return TaskVector(self.vectors[m], name=f"basis{m}")
+
+    def addition(self) -> TaskVector:
+        """Task addition: the sum of the M basis vectors (scale it with ``apply_to(model, coef)``)."""
+        total = {k: torch.zeros_like(v) for k, v in self.vectors[0].items()}
+        with torch.no_grad():
+            for vector in self.vectors:
+                for k, v in vector.items():
+                    total[k].add_(v)
+        return TaskVector(total, name="basis_addition")
+
+    def _task_index(self, task: int | str) -> int:
+        if isinstance(task, int):
+            if not -self.T <= task < self.T:
+                raise IndexError(f"task index {task} out of range for {self.T} tasks")
+            return task % self.T
+        if task not in self.task_names:
+            raise KeyError(f"unknown task {task!r}; the basis was built from {self.task_names}")
+        return self.task_names.index(task)
+
+    def recover(self, task: int | str) -> TaskVector:
+        """One task's vector recovered from the basis (for negation: ``-basis.recover(t)``)."""
+        if self.recovery is None:
+            missing = FILES.get(self.method, "the method artifact")
+            raise BasisError(
+                f"this basis has no recovery matrix ({missing} was not loaded); it supports addition only"
+            )
+        t = self._task_index(task)
+        weights = self.recovery[:, t].reshape(-1, 1).double()  # [M, 1]
+        start = [self.mean] if self.mean is not None else []
+        C = torch.cat([torch.ones(1, 1, dtype=torch.float64), weights]) if start else weights
+        (vector,) = _combine(start + self.vectors, C, chunk_size=2_000_000)
+        return TaskVector(vector, name=self.task_names[t])
+
+    def recover_all(self) -> dict[str, TaskVector]:
+        """Every task's recovered vector, by task name."""
+        return {name: self.recover(i) for i, name in enumerate(self.task_names)}
+
+    def relative_errors(self, task_vectors: TaskVectors) -> dict[str, float]:
+        """``||v_t - recover(t)||^2 / ||v_t||^2`` per task (the task vectors in basis order)."""
+        tvs, names = _named(task_vectors)
+        if len(tvs) != self.T:
+            raise BasisError(f"got {len(tvs)} task vectors for a basis of {self.T} tasks")
+        out = {}
+        for t, (tv, name) in enumerate(zip(tvs, names)):
+            diff = tv - self.recover(t)
+            out[self.task_names[t]] = diff.dot(diff) / max(tv.dot(tv), 1e-30)
+        return out
+
+    # --- files ---------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the published folder layout into ``folder`` (created if needed)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        vectors = [{k: v.detach().cpu().contiguous() for k, v in vec.items()} for vec in self.vectors]
+        torch.save({"basis_vectors": vectors, "num_basis": self.M, "method": self.method}, folder / FILES["basis"])
+        if self.method in FILES and self.artifact:
+            torch.save(self.artifact, folder / FILES[self.method])
+        (folder / FILES["info"]).write_text(json.dumps(self.info, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, require_recovery: bool = True) -> "Basis":
+        """Read a basis folder (ours or a published one) with ``torch.load(weights_only=True)``.
+
+        ``require_recovery=False`` accepts folders without ``AWB.pt`` / ``pca_components.pt``
+        (addition only).
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"basis folder {folder} does not exist")
+        info_path = folder / FILES["info"]
+        if not info_path.is_file():
+            raise FileNotFoundError(f"{info_path} is missing: a basis folder needs {FILES['info']} (method, datasets)")
+        info = json.loads(info_path.read_text())
+        method = _method(info.get("method", "?"))
+        data = _read(folder / FILES["basis"], "the basis vectors (needed for addition)")
+        if not isinstance(data, Mapping) or "basis_vectors" not in data:
+            raise BasisError(f"{folder / FILES['basis']} has no 'basis_vectors' list")
+        vectors = [dict(v) for v in data["basis_vectors"]]
+        if not vectors:
+            raise BasisError(f"{folder / FILES['basis']} holds no basis vectors")
+        artifact_path = _artifact_path(folder, method)
+        artifact: dict[str, Any] = {}
+        if artifact_path is None:
+            if require_recovery:
+                raise FileNotFoundError(
+                    f"{folder} has no {FILES[method]}, needed to recover task vectors (negation); "
+                    "pass require_recovery=False to load it for addition only"
+                )
+        else:
+            artifact = dict(_read(artifact_path, "the recovery artifact"))
+        names = info.get("datasets") or artifact.get("dataset_names") or (artifact.get("metadata") or {}).get("datasets")
+        recovery, mean = None, None
+        if method == AE and artifact:
+            recovery = artifact["W"].float()  # the official writer stores W after any softmax
+        elif method == PCA and artifact:
+            recovery = artifact["coefficients"].float()
+            mean = _unflatten(artifact["mean_vector"], list(artifact["keys_order"]), artifact["param_shapes"])
+        if names is None:
+            T = recovery.shape[1] if recovery is not None else None
+            names = [f"task{i}" for i in range(T or 0)]
+        if recovery is not None:
+            if recovery.shape[0] != len(vectors) or recovery.shape[1] != len(names):
+                raise BasisError(
+                    f"{folder}: recovery matrix is {tuple(recovery.shape)} but there are {len(vectors)} basis "
+                    f"vectors and {len(names)} datasets in {FILES['info']}"
+                )
+        return cls(method, vectors, list(names), recovery, mean, info, artifact)
+
+
+def _read(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: it holds {what}")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle that needs code execution, or not a torch file
+        raise BasisError(
+            f"{path} cannot be read with torch.load(weights_only=True) ({error}); it must hold only "
+            "tensors, lists, dicts and numbers"
+        ) from None
+
+
+def _artifact_path(folder: Path, method: str) -> Path | None:
+    path = folder / FILES[method]
+    if path.is_file():
+        return path
+    if method == AE:  # the official loader takes any AWB*.pt
+        found = sorted(folder.glob("AWB*.pt"))
+        return found[0] if found else None
+    return None
+
+
+def _unflatten(flat: Tensor, keys: Sequence[str], shapes: Mapping[str, Any]) -> dict[str, Tensor]:
+    out, start = {}, 0
+    for key in keys:
+        shape = tuple(shapes[key])
+        n = math.prod(shape)
+        out[key] = flat[start : start + n].reshape(shape)
+        start += n
+    if start != flat.numel():
+        raise BasisError(f"mean_vector has {flat.numel()} values but the shapes account for {start}")
+    return out
+
+
+def build_basis(
+    task_vectors: TaskVectors,
+    M: int,
+    method: str = "ae",
+    tau: float = 1.0,
+    steps: int = 4000,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-6,
+    grad_clip: float | None = None,
+    anneal_tau: tuple[int, float] | None = None,
+    chunk_size: int = 2_000_000,
+    seed: int = 0,
+    model: str = "",
+    progress: bool = True,
+) -> Basis:
+    """Compress T task vectors into ``M`` basis vectors with ``method`` ``"ae"`` or ``"pca"``.
+
+    Hyper-parameter defaults are the official ``AutoencoderBasisMethod`` ones (its example run
+    uses ``tau=5.0, steps=20000``). ``chunk_size`` bounds the rows of V held at once (x T).
+    ``model`` is recorded in ``method_info.json``. Task order = list order or dict order.
+    """
+    tvs, names = _named(task_vectors)
+    T = len(tvs)
+    method = _method(method)
+    if not isinstance(M, int) or not 1 <= M <= T:
+        raise BasisError(f"M must be an int in [1, T={T}], got {M!r}")
+    if chunk_size < 1:
+        raise BasisError(f"chunk_size must be positive, got {chunk_size}")
+    keys = list(tvs[0])
+    G = gram_matrix(tvs, chunk_size)
+    evals = torch.linalg.eigvalsh(G).clamp_min(0).flip(0)  # descending
+    trace = float(evals.sum()) or 1.0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    diagnostics: dict[str, Any] = {"gram": G, "spectral_lower_bound": float(evals[M:].sum()) / trace}
+
+    if method == AE:
+        A, W, tau_final, log = _train_gram(G, M, tau, steps, lr, weight_decay, grad_clip, anneal_tau, seed, progress)
+        B = torch.softmax(A / tau_final, dim=0)  # [T, M]
+        vectors = _combine(tvs, B.double(), chunk_size)
+        E = (B @ W).double() - torch.eye(T, dtype=torch.float64)
+        diagnostics.update(loss=log, relative_error=float(torch.trace(E.T @ G @ E)) / trace)
+        metadata = {  # the fields of the official GramRunConfig, then timestamp and method
+            "model": model, "finetuning_mode": "standard", "datasets": names, "M": M, "steps": steps,
+            "lr": lr, "tau_init": tau, "anneal_every": anneal_tau[0] if anneal_tau else None,
+            "anneal_factor": anneal_tau[1] if anneal_tau else None, "weight_decay": weight_decay,
+            "grad_clip": grad_clip, "batch_cols": None, "device": "cpu", "seed": seed,
+            "softmax_w": False, "encoder": "softmax", "w_activation": "linear", "gram_dtype": "float64",
+            "notes": "built by interp.weights.bases", "task_scenario": T, "tau_final": tau_final,
+            "timestamp": stamp, "method": AE,
+        }
+        artifact = {"A": A, "W": W, "B": B, "metadata": metadata}
+        return Basis(AE, vectors, names, W.clone(), None, dict(metadata), artifact, diagnostics)
+
+    C, coefficients, singular, centred = _pca(G, M)
+    vectors = _combine(tvs, C, chunk_size)
+    (mean,) = _combine(tvs, torch.full((T, 1), 1.0 / T, dtype=torch.float64), chunk_size)
+    k = coefficients.shape[0]
+    diagnostics["relative_error"] = float(centred[k:].sum()) / trace
+    total_dim = sum(v.numel() for v in tvs[0].values())
+    coefficients, singular = coefficients.float(), singular.float()
+    compact_mb = (coefficients.numel() + total_dim + singular.numel()) * 4 / 1024**2
+    full_gb = total_dim * M * 4 / 1024**3
+    artifact = {
+        "coefficients": coefficients,  # (M, T)
+        "mean_vector": torch.cat([mean[key].reshape(-1) for key in keys]).float(),  # (D,)
+        "singular_values": singular,  # (M,)
+        "M_actual": k,
+        "total_dim": total_dim,
+        "keys_order": keys,
+        "param_shapes": {key: tvs[0][key].shape for key in keys},
+        "dataset_names": names,
+        "storage_info": {
+            "compact_size_mb": compact_mb,
+            "full_matrix_size_gb": full_gb,
+            "compression_ratio": full_gb * 1024 / compact_mb if compact_mb else 0.0,
+        },
+    }
+    info = {"method": PCA, "M": M, "seed": seed, "datasets": names, "timestamp": stamp,
+            "model": model, "finetuning_mode": "standard", "task_scenario": T}
+    return Basis(PCA, vectors, names, coefficients.clone(), mean, info, artifact, diagnostics)
