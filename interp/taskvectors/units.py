@@ -1,0 +1,459 @@
+"""Unit spaces: what one Bernoulli variable of a task-vector search switches on.
+
+A *unit* is a set of ``(position, head)`` cells of one attention layer's ``hook_z`` that is
+patched as a whole. A :class:`UnitSpace` numbers all units of a model at one granularity:
+
+===========  ============================================  =================================
+granularity  one unit is                                   official ``construct_indices``
+===========  ============================================  =================================
+``layer``    every head of a layer, every position         (none)
+``head``     one head, every position                      granularity 0
+``group``    one head, one token group                     granularity 1
+``token``    one head, one sequence position               granularity 2
+===========  ============================================  =================================
+
+The numbering *is* the official order, generalised to any depth and head count: encoder
+layers first, then decoder layers; within a layer head-major, then group / token. For the
+full model at ``group``: encoder ``l*32 + h*2 + g`` with groups (cls, query), then decoder
+``768 + l*48 + h*3 + g`` with groups (cls, query, target). So an official Bernoulli vector
+is a mask of this space as it is (:meth:`UnitSpace.from_official` only validates it).
+
+**Which positions a unit covers.** A space is built for a *defining* layout (``layout``,
+zero-shot by default, as in the paper): its token groups and its sequence lengths give the
+``group`` and ``token`` units, as positions of that layout's encoder / decoder sequence.
+Group names resolve by slot (``"query"`` is the query cell wherever a layout puts it), so a
+space built for the one-shot layout patches the one-shot query tokens.
+
+``apply_to`` reproduces a quirk of the official code on purpose and only when asked: it
+applies the defining layout's *position indices* to another layout's sequences. The
+official ``construct_indices(..., zero_shot=False)`` does exactly this: group and token
+units keep their zero-shot positions (encoder 0..49, decoder 0..98) and are used as
+positions of the one-shot sequences (where position 1 is a patch of the example input, not
+of the query), while ``head`` units cover the whole one-shot sequence. Hence::
+
+    official construct_indices(g, zero_shot)  ==
+        UnitSpace.for_model(model, g, layout=zero_shot,
+                            apply_to=None if zero_shot else one_shot).official_triples(mask)
+
+Patching (:mod:`interp.taskvectors.patching`) runs a forward in the space's
+:attr:`UnitSpace.target` layout (``apply_to`` if given, else ``layout``) and replaces the
+covered cells by task means looked up *by slot* of that forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interp.canvas import QUADRANTS, CanvasGrid, PromptLayout, Stack, get_layout, zero_shot
+
+Granularity = Literal["layer", "head", "group", "token"]
+GRANULARITIES: tuple[str, ...] = ("layer", "head", "group", "token")
+OFFICIAL_GRANULARITY = {"head": 0, "group": 1, "token": 2}
+ENCODER_GROUPS: tuple[str, ...] = ("cls", "query")
+DECODER_GROUPS: tuple[str, ...] = ("cls", "query", "target")
+GROUP_NAMES: tuple[str, ...] = ("cls", *QUADRANTS)
+STACKS: tuple[Stack, ...] = ("encoder", "decoder")
+
+
+def site_name(stack: str, layer: int, hook: str = "attn.hook_z") -> str:
+    """Hook name of one layer's site: ``encoder.blocks.3.attn.hook_z``."""
+    return f"{stack}.blocks.{layer}.{hook}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One Bernoulli variable: a layer (and head, group or token) of one stack.
+
+    ``layer`` counts within the stack; ``head`` is None at granularity ``layer``; ``group`` is
+    set only at ``group``, ``token`` (a position of the defining layout) only at ``token``.
+    """
+
+    index: int
+    stack: Stack
+    layer: int
+    head: int | None = None
+    group: str | None = None
+    token: int | None = None
+
+    @property
+    def site(self) -> str:
+        """The ``hook_z`` this unit patches."""
+        return site_name(self.stack, self.layer)
+
+    def __str__(self) -> str:
+        parts = [f"{self.stack} L{self.layer}"]
+        if self.head is not None:
+            parts.append(f"H{self.head}")
+        if self.group is not None:
+            parts.append(self.group)
+        if self.token is not None:
+            parts.append(f"token {self.token}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class UnitSpace:
+    """All units of a model at one granularity, numbered in the official order.
+
+    Prefer :meth:`for_model`. ``layout`` defines group and token units (positions of its
+    sequences); ``apply_to`` (rarely wanted) reuses those position indices in another
+    layout's sequences, as the official code does with ``zero_shot=False``.
+    """
+
+    granularity: Granularity
+    n_enc_layers: int
+    n_dec_layers: int
+    n_heads: int
+    layout: PromptLayout | None = None  # None: the zero-shot layout of the 224 px / 16 px grid
+    apply_to: PromptLayout | None = None
+    enc_groups: tuple[str, ...] = ENCODER_GROUPS
+    dec_groups: tuple[str, ...] = DECODER_GROUPS
+    n_dec_heads: int | None = None  # decoder heads when they differ from the encoder's
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {self.granularity!r}; expected one of {GRANULARITIES}")
+        if self.n_dec_heads is None:
+            object.__setattr__(self, "n_dec_heads", self.n_heads)
+        if self.layout is None:
+            object.__setattr__(self, "layout", zero_shot(CanvasGrid()))
+        for name in ("n_enc_layers", "n_dec_layers", "n_heads", "n_dec_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if "layers" in name else 1):
+                raise ValueError(f"{name} must be a non-negative int (heads: positive), got {value!r}")
+        object.__setattr__(self, "enc_groups", tuple(self.enc_groups))
+        object.__setattr__(self, "dec_groups", tuple(self.dec_groups))
+        if self.apply_to is not None and self.apply_to.grid != self.layout.grid:
+            raise ValueError("layout and apply_to are for different canvas grids; build both for the model's grid")
+        if self.granularity == "group":
+            for stack, groups in (("encoder", self.enc_groups), ("decoder", self.dec_groups)):
+                unknown = [g for g in groups if g not in GROUP_NAMES]
+                if unknown or len(set(groups)) != len(groups) or not groups:
+                    raise ValueError(
+                        f"{stack} groups {groups} must be distinct names from {GROUP_NAMES}"
+                    )
+                present = self.layout.token_groups(stack)
+                absent = [g for g in groups if g not in present]
+                if absent:
+                    raise ValueError(
+                        f"layout {self.layout.name!r} has no {stack} tokens in group(s) {absent}; "
+                        f"choose {stack} groups among {tuple(present)}"
+                    )
+        if self.apply_to is not None and self.granularity in ("group", "token"):
+            for stack in STACKS:
+                n_def, n_target = len(self.layout.slots(stack)), len(self.apply_to.slots(stack))
+                if n_def > n_target:
+                    raise ValueError(
+                        f"apply_to={self.apply_to.name!r} has {n_target} {stack} positions, fewer than the "
+                        f"{n_def} of layout {self.layout.name!r}: position indices cannot be reused"
+                    )
+
+    # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def for_model(
+        cls,
+        model: Any,
+        granularity: Granularity,
+        layout: PromptLayout | str = "zero_shot",
+        apply_to: PromptLayout | str | None = None,
+        enc_groups: Sequence[str] = ENCODER_GROUPS,
+        dec_groups: Sequence[str] = DECODER_GROUPS,
+    ) -> UnitSpace:
+        """The unit space of an :class:`~interp.models.MAEVQGAN` (depths and heads from its config).
+
+        ``layout`` defines the group / token units (zero-shot, as the paper patches zero-shot
+        forwards); ``apply_to`` reuses their position indices in another layout (the official
+        one-shot quirk, see the module docstring).
+        """
+        cfg = model.config.mae
+        return cls(
+            granularity,
+            cfg.depth,
+            cfg.decoder_depth,
+            cfg.num_heads,
+            layout=get_layout(layout, model.grid),
+            apply_to=None if apply_to is None else get_layout(apply_to, model.grid),
+            enc_groups=tuple(enc_groups),
+            dec_groups=tuple(dec_groups),
+            n_dec_heads=cfg.decoder_num_heads,
+        )
+
+    def check_model(self, model: Any) -> None:
+        """Raise a ValueError when this space does not fit a model's layers, heads or grid."""
+        cfg = model.config.mae
+        mine = (self.n_enc_layers, self.n_dec_layers, self.n_heads, self.n_dec_heads)
+        theirs = (cfg.depth, cfg.decoder_depth, cfg.num_heads, cfg.decoder_num_heads)
+        if mine != theirs:
+            raise ValueError(
+                f"unit space has (enc layers, dec layers, enc heads, dec heads) = {mine}, the model {theirs}; "
+                "build it with UnitSpace.for_model(model, ...)"
+            )
+        if self.layout.grid.num_patches != model.grid.num_patches:
+            raise ValueError(
+                f"unit space layout has {self.layout.grid.num_patches} patches, the model {model.grid.num_patches}; "
+                "build it with UnitSpace.for_model(model, ...)"
+            )
+
+    # --- sizes and order ------------------------------------------------------------------
+
+    @property
+    def target(self) -> PromptLayout:
+        """The layout of the forwards this space patches (``apply_to`` or ``layout``)."""
+        return self.apply_to if self.apply_to is not None else self.layout
+
+    @property
+    def official_granularity(self) -> int | None:
+        """0, 1 or 2 as in the official code; None for ``layer`` (no official counterpart)."""
+        return OFFICIAL_GRANULARITY.get(self.granularity)
+
+    @property
+    def enc_tokens(self) -> int:
+        """Encoder sequence length of the defining layout (tokens per head at ``token``)."""
+        return len(self.layout.encoder_slots)
+
+    @property
+    def dec_tokens(self) -> int:
+        return len(self.layout.decoder_slots)
+
+    def heads(self, stack: Stack) -> int:
+        return self.n_heads if stack == "encoder" else self.n_dec_heads  # type: ignore[return-value]
+
+    def layers(self, stack: Stack) -> int:
+        return self.n_enc_layers if stack == "encoder" else self.n_dec_layers
+
+    def groups(self, stack: Stack) -> tuple[str, ...]:
+        return self.enc_groups if stack == "encoder" else self.dec_groups
+
+    def per_head(self, stack: Stack) -> int:
+        """Units per head of a layer (1 at ``head``, the groups at ``group``, tokens at ``token``)."""
+        if self.granularity == "group":
+            return len(self.groups(stack))
+        if self.granularity == "token":
+            return self.enc_tokens if stack == "encoder" else self.dec_tokens
+        return 1
+
+    def per_layer(self, stack: Stack) -> int:
+        if self.granularity == "layer":
+            return 1
+        return self.heads(stack) * self.per_head(stack)
+
+    def offset(self, stack: Stack) -> int:
+        """Index of the first unit of a stack (0 for the encoder)."""
+        return 0 if stack == "encoder" else self.n_enc_layers * self.per_layer("encoder")
+
+    def __len__(self) -> int:
+        return self.offset("decoder") + self.n_dec_layers * self.per_layer("decoder")
+
+    @property
+    def sites(self) -> list[str]:
+        """Hook names of every layer, encoder first (the order of the units)."""
+        return [site_name(s, layer) for s in STACKS for layer in range(self.layers(s))]
+
+    def unit_range(self, site: str) -> tuple[int, int]:
+        """``(start, stop)``: the units of one site (a layer) are contiguous in the order."""
+        stack, _, layer, *_ = site.split(".")
+        if stack not in STACKS or not 0 <= int(layer) < self.layers(stack):  # type: ignore[arg-type]
+            raise KeyError(f"{site!r} is not a layer of this space; see UnitSpace.sites")
+        start = self.offset(stack) + int(layer) * self.per_layer(stack)  # type: ignore[arg-type]
+        return start, start + self.per_layer(stack)  # type: ignore[arg-type]
+
+    def index(
+        self, stack: Stack, layer: int, head: int | None = None, group: str | None = None, token: int | None = None
+    ) -> int:
+        """The index of one unit; give exactly the fields this granularity has."""
+        if stack not in STACKS:
+            raise ValueError(f"unknown stack {stack!r}; expected 'encoder' or 'decoder'")
+        if not 0 <= layer < self.layers(stack):
+            raise ValueError(f"{stack} layer {layer} out of range [0, {self.layers(stack)})")
+        wants = {"head": self.granularity != "layer", "group": self.granularity == "group",
+                 "token": self.granularity == "token"}
+        given = {"head": head is not None, "group": group is not None, "token": token is not None}
+        if wants != given:
+            need = [k for k, v in wants.items() if v]
+            raise ValueError(f"a {self.granularity!r} unit is addressed by stack, layer and {need or 'nothing more'}")
+        local = 0
+        if head is not None:
+            if not 0 <= head < self.heads(stack):
+                raise ValueError(f"{stack} head {head} out of range [0, {self.heads(stack)})")
+            local = head * self.per_head(stack)
+        if group is not None:
+            if group not in self.groups(stack):
+                raise ValueError(f"{stack} group {group!r} is not a unit group; expected one of {self.groups(stack)}")
+            local += self.groups(stack).index(group)
+        if token is not None:
+            if not 0 <= token < self.per_head(stack):
+                raise ValueError(f"{stack} token {token} out of range [0, {self.per_head(stack)})")
+            local += token
+        return self.offset(stack) + layer * self.per_layer(stack) + local
+
+    def unit(self, i: int) -> Unit:
+        """The :class:`Unit` record of index ``i`` (decoded arithmetically, no list needed)."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"unit {i} out of range for a space of {n} units")
+        i = int(i) % n
+        stack: Stack = "encoder" if i < self.offset("decoder") else "decoder"
+        layer, local = divmod(i - self.offset(stack), self.per_layer(stack))
+        if self.granularity == "layer":
+            return Unit(i, stack, layer)
+        head, sub = divmod(local, self.per_head(stack))
+        if self.granularity == "group":
+            return Unit(i, stack, layer, head, group=self.groups(stack)[sub])
+        if self.granularity == "token":
+            return Unit(i, stack, layer, head, token=sub)
+        return Unit(i, stack, layer, head)
+
+    @cached_property
+    def units(self) -> list[Unit]:
+        """Every unit, in index order."""
+        return [self.unit(i) for i in range(len(self))]
+
+    def describe(self, i: int) -> str:
+        """Readable name of unit ``i``, e.g. ``'unit 37: encoder L1 H2 query (12 positions)'``."""
+        unit = self.unit(i)
+        n = len(self._positions(unit.stack, unit.group, unit.token))
+        where = self.target.name
+        if self.apply_to is not None and unit.head is not None and self.granularity != "head":
+            where = f"{self.layout.name}, reused as indices in {self.apply_to.name}"
+        heads = f" x {self.heads(unit.stack)} heads" if unit.head is None else ""
+        return f"unit {unit.index}: {unit} ({n} position{'s' if n != 1 else ''}{heads} of {where})"
+
+    def select(
+        self,
+        stack: Stack | None = None,
+        layer: int | Sequence[int] | None = None,
+        head: int | Sequence[int] | None = None,
+        group: str | Sequence[str] | None = None,
+        token: int | Sequence[int] | None = None,
+    ) -> Tensor:
+        """Bool mask ``[len(self)]`` of the units matching every given field (None = any)."""
+
+        def ok(value: Any, wanted: Any) -> bool:
+            if wanted is None:
+                return True
+            if isinstance(wanted, (str, int)):
+                return value == wanted
+            return value in wanted
+
+        return torch.tensor(
+            [ok(u.stack, stack) and ok(u.layer, layer) and ok(u.head, head) and ok(u.group, group)
+             and ok(u.token, token) for u in self.units],
+            dtype=torch.bool,
+        )
+
+    def __repr__(self) -> str:
+        apply = f", apply_to={self.apply_to.name!r}" if self.apply_to is not None else ""
+        return (
+            f"UnitSpace({self.granularity!r}, {len(self)} units, layers {self.n_enc_layers}+{self.n_dec_layers}, "
+            f"heads {self.n_heads}/{self.n_dec_heads}, layout={self.layout.name!r}{apply})"
+        )
+
+    # --- official vectors -----------------------------------------------------------------
+
+    def from_official(self, vector: Any) -> Tensor:
+        """An official Bernoulli sample (0/1 floats, ``[..., units]``) as a bool mask of this space."""
+        t = torch.as_tensor(np.asarray(vector) if not isinstance(vector, Tensor) else vector)
+        if t.dim() == 0 or t.shape[-1] != len(self):
+            raise ValueError(
+                f"official vector has shape {tuple(t.shape)}; a {self.granularity!r} space of this model "
+                f"has {len(self)} units (last dim). Is the granularity or the model right?"
+            )
+        if t.dtype != torch.bool:
+            if not torch.isin(t, torch.tensor([0, 1], dtype=t.dtype)).all():
+                raise ValueError("official vector must hold only 0 and 1 (Bernoulli outcomes)")
+            t = t != 0
+        return t
+
+    def to_official(self, mask: Tensor) -> Tensor:
+        """A mask ``[..., units]`` as the official float 0/1 vector (same order)."""
+        return self.from_official(mask).float()
+
+    # --- positions ------------------------------------------------------------------------
+
+    def _positions(self, stack: Stack, group: str | None, token: int | None) -> tuple[int, ...]:
+        """Positions of the target layout's ``stack`` sequence one unit covers (ascending)."""
+        if group is not None:
+            return self.layout.token_groups(stack)[group]
+        if token is not None:
+            return (token,)
+        return tuple(range(len(self.target.slots(stack))))
+
+    def unit_cells(self, i: int) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+        """``(site, heads, positions)`` a unit patches in a forward of :attr:`target`."""
+        unit = self.unit(i)
+        heads = tuple(range(self.heads(unit.stack))) if unit.head is None else (unit.head,)
+        return unit.site, heads, self._positions(unit.stack, unit.group, unit.token)
+
+    def official_triples(self, mask: Any, layout: PromptLayout | None = None) -> list[tuple[int, int, int]]:
+        """The official ``(layer, head, position)`` list of a 1-D mask, in the official order.
+
+        Layers are numbered encoder ``0..L_enc-1`` then decoder ``L_enc..``; positions are of
+        the :attr:`target` layout's sequences (pass ``layout`` only to assert which that is).
+        Order: active units ascending, then heads, then positions ascending.
+        """
+        if layout is not None:
+            self.check_target(layout)
+        mask = self.from_official(mask)
+        if mask.dim() != 1:
+            raise ValueError(f"official_triples takes one sample [units], got shape {tuple(mask.shape)}")
+        triples: list[tuple[int, int, int]] = []
+        for i in mask.nonzero().flatten().tolist():
+            unit = self.unit(i)
+            layer = unit.layer + (self.n_enc_layers if unit.stack == "decoder" else 0)
+            _, heads, positions = self.unit_cells(i)
+            triples += [(layer, h, p) for h in heads for p in positions]
+        return triples
+
+    def check_target(self, layout: PromptLayout) -> None:
+        """Raise unless ``layout`` is the layout this space patches (same slots)."""
+        target = self.target
+        if layout.encoder_slots == target.encoder_slots and layout.decoder_slots == target.decoder_slots:
+            return
+        raise ValueError(
+            f"this {self.granularity!r} UnitSpace addresses positions of layout {target.name!r}, the forward "
+            f"runs {layout.name!r}: build UnitSpace.for_model(model, {self.granularity!r}, layout={layout.name!r}) "
+            f"to patch the same tokens by slot, or pass apply_to={layout.name!r} to reuse "
+            f"{self.layout.name!r} position indices (the official quirk)"
+        )
+
+    def site_index(self) -> dict[str, Tensor]:
+        """Per site, the unit covering each ``(position, head)`` of the target: ``[pos, head]`` long.
+
+        Cells no unit covers hold ``len(self)``, so ``padded_mask[:, index]`` (with a False
+        column appended to the mask) gives the ``[batch, pos, head]`` patch mask of a site
+        in one gather. Cached.
+        """
+        if "site_index" not in self._cache:
+            n = len(self)
+            maps: dict[str, Tensor] = {}
+            for stack in STACKS:
+                n_pos, n_heads = len(self.target.slots(stack)), self.heads(stack)
+                per_head = self.per_head(stack)
+                # local[pos, head]: index of the covering unit within its layer (n = none)
+                if self.granularity == "layer":
+                    local = np.zeros((n_pos, n_heads), dtype=np.int64)
+                elif self.granularity == "head":
+                    local = np.broadcast_to(np.arange(n_heads), (n_pos, n_heads)).copy()
+                else:
+                    sub = np.full(n_pos, -1, dtype=np.int64)  # group / token of each position
+                    if self.granularity == "group":
+                        groups = self.layout.token_groups(stack)
+                        for g, name in enumerate(self.groups(stack)):
+                            sub[list(groups[name])] = g
+                    else:
+                        sub[: per_head] = np.arange(per_head)
+                    local = np.arange(n_heads)[None, :] * per_head + sub[:, None]
+                    local[sub < 0] = -1
+                for layer in range(self.layers(stack)):
+                    base = self.offset(stack) + layer * self.per_layer(stack)
+                    maps[site_name(stack, layer)] = torch.from_numpy(np.where(local < 0, n, base + local))
+            self._cache["site_index"] = maps
+        return self._cache["site_index"]
