@@ -213,6 +213,26 @@ class MAEVQGAN(HookedModule):
         self.check_canvas(canvas)
         return self.decoder(self.encoder(canvas, layout), layout)
 
+    def forward_from(self, resid: Tensor, layout: PromptLayout | str, stack: str, layer: int) -> Tensor:
+        """Finish a forward from ``{stack}.blocks.{layer}.hook_resid_pre``: code logits.
+
+        ``resid`` is that block's input (e.g. from a cache of a clean run). An edit at layer
+        ``layer`` or later leaves everything before it unchanged, so sweeps over many edits
+        run only the layers that can differ (prefix reuse).
+        """
+        layout = get_layout(layout, self.grid)
+        if stack == "encoder":
+            x = resid
+            for block in self.encoder.blocks[layer:]:
+                x = block(x)
+            return self.decoder(self.encoder.norm(x), layout)
+        if stack == "decoder":
+            x = resid
+            for block in self.decoder.blocks[layer:]:
+                x = block(x)
+            return self.decoder.hook_logits(self.decoder.pred(self.decoder.norm(x))[:, 1:])
+        raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
+
     def check_canvas(self, canvas: Tensor) -> None:
         """Raise a ValueError naming what is wrong with a canvas batch and how to fix it."""
         size = self.grid.canvas_size

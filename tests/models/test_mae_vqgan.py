@@ -148,3 +148,21 @@ def test_predict_canvas_pastes_only_hidden_patches(canvases) -> None:
 def test_predict_canvas_without_vqgan_is_named(tiny_random, canvases) -> None:
     with pytest.raises(RuntimeError, match="no VQGAN"):
         tiny_random.predict_canvas(canvases)
+
+
+@pytest.mark.parametrize("stack, layer", [("encoder", 0), ("encoder", 1), ("decoder", 0), ("decoder", 1)])
+def test_forward_from_cached_residual(tiny_random, canvases, stack, layer) -> None:
+    name = f"{stack}.blocks.{layer}.hook_resid_pre"
+    logits, cache = tiny_random.run_with_cache(canvases, "zero_shot", names_filter=name)
+    resumed = tiny_random.forward_from(cache[name], "zero_shot", stack, layer)
+    torch.testing.assert_close(resumed, logits, atol=1e-6, rtol=0)
+
+
+def test_sincos_positions_match_reference(reference_dir) -> None:
+    from safetensors.torch import load_file
+
+    from interp.models.mae_vqgan import sincos_pos_embed
+
+    sd = load_file(reference_dir / "mae_small.safetensors")
+    torch.testing.assert_close(sincos_pos_embed(96, 14), sd["pos_embed"][0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(sincos_pos_embed(48, 14), sd["decoder_pos_embed"][0], atol=1e-6, rtol=0)

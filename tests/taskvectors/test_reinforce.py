@@ -1,0 +1,81 @@
+"""REINFORCE: finds planted units, resumes to the same result, runs on a model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.data.synthetic import SyntheticPascal
+from interp.data.tasks import build_task_prompts
+from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, reinforce_loop, search
+from interp.taskvectors.stats import collect
+from interp.taskvectors.units import UnitSpace
+from tests.conftest import random_model
+
+PLANTED = torch.zeros(60, dtype=torch.bool)
+PLANTED[[3, 17, 25, 40]] = True
+
+
+def planted_losses(samples: torch.Tensor) -> torch.Tensor:
+    """Each planted unit lowers the loss by 1, every other unit raises it by 0.3."""
+    return -(samples & PLANTED).sum(1).double() + 0.3 * (samples & ~PLANTED).sum(1).double()
+
+
+def accuracy(mask: torch.Tensor) -> float:
+    return float((mask == PLANTED).double().mean())
+
+
+def test_finds_planted_units() -> None:
+    state = reinforce_loop(60, planted_losses, accuracy, ReinforceConfig(steps=120, samples=64, eval_every=20), progress=False)
+    probs = torch.sigmoid(state.logits)
+    assert probs[PLANTED].min() > 0.95 and probs[~PLANTED].max() < 0.05
+    assert state.best_score == 1.0
+    assert torch.equal(torch.sigmoid(state.best_logits) > 0.5, PLANTED)
+
+
+def test_multitask_groups_are_normalised_separately() -> None:
+    """Group 1's losses are 1000x larger; per-group z-scoring still lets group 0 steer."""
+    def losses(samples):
+        loss = planted_losses(samples)
+        loss[1::2] *= 1000
+        return loss
+
+    state = reinforce_loop(60, losses, None, ReinforceConfig(steps=120, samples=64), groups=2, progress=False)
+    assert torch.equal(torch.sigmoid(state.logits) > 0.5, PLANTED)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path) -> None:
+    cfg = ReinforceConfig(steps=40, samples=32, eval_every=10)
+    full = reinforce_loop(60, planted_losses, accuracy, cfg, progress=False)
+
+    calls = {"n": 0}
+
+    def dies_at_step_25(samples):
+        calls["n"] += 1
+        if calls["n"] == 26:
+            raise KeyboardInterrupt("killed")
+        return planted_losses(samples)
+
+    with pytest.raises(KeyboardInterrupt):
+        reinforce_loop(60, dies_at_step_25, accuracy, cfg, checkpoint=tmp_path / "policy.pt", progress=False)
+    resumed = reinforce_loop(60, planted_losses, accuracy, cfg, checkpoint=tmp_path / "policy.pt", progress=False)
+    assert torch.equal(resumed.logits, full.logits)
+    assert torch.equal(resumed.best_logits, full.best_logits)
+    assert resumed.log == full.log
+
+
+@pytest.mark.parametrize("reward", ["pixel", "token"])
+def test_search_runs_on_a_model(tmp_path, reward) -> None:
+    model = random_model(with_vqgan=True)
+    source = SyntheticPascal(seed=5, size_per_split=40)
+    batches = build_task_prompts(source, fold=0, n=6, grid=model.grid, seed=0, split="val", tasks=("segmentation", "lowlight"))
+    tasks = {}
+    for task, batch in batches.items():
+        means = collect(model, [batch.canvases], layout="one_shot", task=task, progress=False)
+        tasks[task] = TaskSearch(means, batch.select(range(3)), batch.select(range(3, 6)))
+    space = UnitSpace.for_model(model, "group")
+    cfg = ReinforceConfig(steps=3, samples=8, eval_every=2, reward=reward)
+    state = search(model, space, tasks, cfg, checkpoint=tmp_path / "p.pt", log_csv=tmp_path / "log.csv", progress=False)
+    assert state.logits.shape == (len(space),) and state.step == 3
+    assert (tmp_path / "log.csv").read_text().startswith("step,")
+    assert [row["step"] for row in state.log if "eval_score" in row] == [0, 2]

@@ -1,0 +1,50 @@
+"""Single-unit sweeps: prefix reuse changes nothing but the cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.canvas import zero_shot
+from interp.data.synthetic import SyntheticPascal
+from interp.data.tasks import build_task_prompts
+from interp.taskvectors.patching import MeanPatcher
+from interp.taskvectors.reinforce import reward_from_logits
+from interp.taskvectors.stats import collect
+from interp.taskvectors.sweep import sweep
+from interp.taskvectors.units import UnitSpace
+from tests.conftest import random_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = random_model(seed=2, with_vqgan=True)
+    source = SyntheticPascal(seed=3, size_per_split=40)
+    batch = build_task_prompts(source, fold=1, n=4, grid=model.grid, seed=0, split="val", tasks=("lowlight",))["lowlight"]
+    means = collect(model, [batch.canvases], layout="one_shot", progress=False)
+    return model, batch, means
+
+
+@pytest.mark.parametrize("granularity", ["layer", "head", "group"])
+def test_prefix_reuse_equals_full_forwards(setup, granularity) -> None:
+    model, batch, means = setup
+    space = UnitSpace.for_model(model, granularity)
+    reused = sweep(model, space, means, batch, reward="token", reuse_prefix=True, chunk=7, progress=False)
+    full = sweep(model, space, means, batch, reward="token", reuse_prefix=False, progress=False)
+    assert len(reused) == len(space)
+    torch.testing.assert_close(torch.tensor(reused["reward"].values), torch.tensor(full["reward"].values), atol=1e-5, rtol=0)
+    assert reused["delta"].abs().max() > 1e-4  # patches do something
+
+
+def test_sweep_row_equals_a_manual_patch(setup) -> None:
+    model, batch, means = setup
+    space = UnitSpace.for_model(model, "head")
+    table = sweep(model, space, means, batch, reward="pixel", progress=False)
+    unit = space.index("decoder", 1, head=2)
+    mask = torch.zeros(1, len(space), dtype=torch.bool)
+    mask[0, unit] = True
+    with torch.no_grad():
+        logits = MeanPatcher(model, means, "zero_shot", space).forward(batch.canvases, mask)
+        expected = reward_from_logits(model, "lowlight", batch.canvases, logits, zero_shot(model.grid), "pixel")
+    assert table.loc[table["unit"] == unit, "reward"].item() == pytest.approx(float(expected.mean()), abs=1e-5)
+    assert table["metric"].unique().tolist() == ["-mse"]
