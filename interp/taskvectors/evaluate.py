@@ -79,3 +79,94 @@ def relative_gain(table: pd.DataFrame, better: str = "one_shot", worse: str = "z
     higher = table.groupby("task")["higher_is_better"].first()
     gain = (wide[better] - wide[worse]) / wide[worse].abs()
     return gain.where(higher, -gain)
+
+
+# --------------------------------------------------------------------------------------------
+# task vectors
+
+
+def policy_mask(probabilities: Tensor, threshold: float = 0.5) -> Tensor:
+    """Units a learned policy keeps: probability above ``threshold``, ``[units]`` bool."""
+    return probabilities > threshold
+
+
+def random_like(mask: Tensor, seed: int) -> Tensor:
+    """As many units as ``mask`` holds, drawn uniformly at random (the control)."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros_like(mask, dtype=torch.bool)
+    out[torch.randperm(mask.numel(), generator=g)[: int(mask.sum())]] = True
+    return out
+
+
+def patch_hooks_for(model: MAEVQGAN, space, parts: Sequence[tuple[object, Tensor]], layout: PromptLayout | str) -> list:
+    """Hooks patching each ``(means, mask)`` part in turn (a later part wins where they overlap)."""
+    from interp.taskvectors.patching import MeanPatcher
+
+    hooks = []
+    for means, mask in parts:
+        if mask.any():
+            hooks += MeanPatcher(model, means, layout, space).hooks(mask[None])
+    return hooks
+
+
+def evaluate_task_vectors(
+    model: MAEVQGAN,
+    space,
+    means: Mapping[str, object],
+    probabilities: Mapping[str, Tensor],
+    prompts: Mapping[str, PromptBatch],
+    threshold: float = 0.5,
+    sampled: int = 3,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """Per task: one-shot, zero-shot, zero-shot + task vector (thresholded policy, and the
+    mean over ``sampled`` draws from it), zero-shot + as many random units (control)."""
+    rows = []
+    for task, batch in prompts.items():
+        kept = policy_mask(probabilities[task], threshold)
+        control = random_like(kept, seed)
+        conditions: dict[str, Tensor] = {
+            "one_shot": score_prompts(model, batch, "one_shot", batch_size=batch_size),
+            "zero_shot": score_prompts(model, batch, "zero_shot", batch_size=batch_size),
+            "zero_shot+tv": score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], kept)], "zero_shot"), batch_size),
+            "zero_shot+random": score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], control)], "zero_shot"), batch_size),
+        }
+        if sampled:
+            g = torch.Generator().manual_seed(seed)
+            draws = [torch.bernoulli(probabilities[task].double(), generator=g).bool() for _ in range(sampled)]
+            conditions["zero_shot+tv_sampled"] = torch.stack([
+                score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], d)], "zero_shot"), batch_size)
+                for d in draws
+            ]).mean(0)
+        for condition, scores in conditions.items():
+            row = summarize(task, condition, scores)
+            row["units"] = int(kept.sum()) if "+" in condition else 0
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def evaluate_composition(
+    model: MAEVQGAN,
+    space,
+    composite: PromptBatch,
+    parts: Mapping[str, tuple[object, Tensor]],
+    threshold: float = 0.5,
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """Patch two (or more) tasks' vectors together and score the composite task.
+
+    ``parts`` maps each component task to its ``(means, probabilities)``; conditions are
+    zero-shot, each component alone, and all of them together (later parts win on overlap).
+    """
+    masks = {task: (means, policy_mask(probs, threshold)) for task, (means, probs) in parts.items()}
+    conditions = {
+        "one_shot": score_prompts(model, composite, "one_shot", batch_size=batch_size),
+        "zero_shot": score_prompts(model, composite, "zero_shot", batch_size=batch_size),
+    }
+    for task, part in masks.items():
+        conditions[f"zero_shot+tv[{task}]"] = score_prompts(model, composite, "zero_shot", patch_hooks_for(model, space, [part], "zero_shot"), batch_size)
+    conditions[f"zero_shot+tv[{'+'.join(masks)}]"] = score_prompts(
+        model, composite, "zero_shot", patch_hooks_for(model, space, list(masks.values()), "zero_shot"), batch_size
+    )
+    return pd.DataFrame([summarize(composite.task, c, s) for c, s in conditions.items()])

@@ -1,0 +1,215 @@
+"""The task-vector pipeline as stages over one run directory (used by the CLI and the demo).
+
+    collect  -> stats/<task>.safetensors         mean activations per task (official prompt selection)
+    taskness -> taskness.csv                     between- over within-task variance per head and group
+    search   -> reinforce/<task>/policy.safetensors, log.csv   REINFORCE per task
+    sweep    -> sweep.csv                        every unit patched alone
+    evaluate -> results.csv                      one-shot / zero-shot / + task vector / + random units
+
+Each stage reads what earlier stages wrote, so stages can be rerun or resumed one at a time.
+Models are named by a *spec*: ``tiny`` (bundled), a ``.safetensors`` file from
+``save_model``, or ``official:<checkpoint-1000.pth>[,<last.ckpt>]``. Data sources likewise:
+``synthetic[:seed]`` or ``pascal:<VOC2012 dir>[,<splits dir>]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from interp.data.source import Pair, PromptSource, select_pairs
+from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
+from interp.models.mae_vqgan import MAEVQGAN
+from interp.run import RunDir
+from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
+from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
+from interp.taskvectors.stats import ActivationStats, collect
+from interp.taskvectors.sweep import sweep
+from interp.taskvectors.taskness import taskness
+from interp.taskvectors.units import UnitSpace
+
+
+def load_model_spec(spec: str, device: str = "cpu") -> MAEVQGAN:
+    """``tiny`` | ``path.safetensors`` | ``official:<mae.pth>[,<vqgan.ckpt>]``."""
+    from interp.models.checkpoint import load_model, load_official
+
+    if spec.startswith("official:"):
+        paths = spec.split(":", 1)[1].split(",")
+        return load_official(paths[0], paths[1] if len(paths) > 1 else None).to(device)
+    return load_model(spec, device)
+
+
+def load_source(spec: str) -> PromptSource:
+    """``synthetic[:seed]`` | ``pascal:<VOC2012 dir>[,<splits dir>]``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        from interp.data.synthetic import SyntheticPascal
+
+        return SyntheticPascal(seed=int(rest) if rest else 0)
+    if kind == "pascal":
+        from interp.data.pascal import Pascal5i
+
+        root, _, splits = rest.partition(",")
+        return Pascal5i(root, splits_dir=splits or None)
+    raise ValueError(f"unknown data source {spec!r}; use 'synthetic[:seed]' or 'pascal:<VOC2012 dir>[,<splits dir>]'")
+
+
+@dataclass
+class PipelineConfig:
+    """What every stage needs to agree on."""
+
+    tasks: tuple[str, ...] = ("segmentation", "lowlight", "inpainting", "colorization")
+    fold: int = 0
+    seed: int = 0
+    n_collect: int = 100  # prompts whose activations are averaged (the official top-N)
+    n_candidates: int = 300  # one-shot scored pairs to select them from
+    granularity: str = "group"
+    n_train: int = 10  # REINFORCE training prompts
+    n_search_eval: int = 32  # REINFORCE held-out prompts (train split)
+    n_eval: int = 100  # final evaluation prompts (val split)
+    composition: tuple[str, str] | None = ("inpainting", "lowlight")  # vectors composed for inpainting_lowlight
+
+
+# --------------------------------------------------------------------------------------------
+# collect
+
+
+def select_prompts(model: MAEVQGAN, source: PromptSource, task: str, cfg: PipelineConfig) -> PromptBatch:
+    """The official prompt selection: score candidate pairs one-shot, keep the best pair per
+    support, then per query, then the top ``n_collect``."""
+    candidates = build_prompts(source, task, cfg.fold, cfg.n_candidates, model.grid, seed=cfg.seed, split="trn")
+    scores = score_prompts(model, candidates, "one_shot").tolist()
+    records = [(p.query, p.support, s) for p, s in zip(candidates.pairs, scores)]
+    best = select_pairs(records, cfg.n_collect)
+    pairs = [Pair(query, support) for query, support, _ in best]
+    return build_prompts(source, task, cfg.fold, len(pairs), model.grid, seed=cfg.seed, split="trn", pairs=pairs)
+
+
+def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, batch_size: int = 64) -> dict[str, ActivationStats]:
+    out = {}
+    for task in cfg.tasks:
+        path = run.path / "stats" / f"{task}.safetensors"
+        if path.exists():  # resume: a finished task is not collected again
+            out[task] = ActivationStats.load(path, model=model)
+            continue
+        prompts = select_prompts(model, source, task, cfg)
+        batches = [prompts.canvases[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+        stats = collect(model, batches, layout="one_shot", task=task, dataset=source.name, seed=cfg.seed, progress=False)
+        stats.save(path)
+        out[task] = stats
+    return out
+
+
+def load_stats(run: RunDir, tasks: Sequence[str], model: MAEVQGAN | None = None) -> dict[str, ActivationStats]:
+    """Statistics written by :func:`stage_collect`; a missing task is a named error."""
+    missing = [t for t in tasks if not (run.path / "stats" / f"{t}.safetensors").exists()]
+    if missing:
+        raise FileNotFoundError(f"no statistics for {missing} in {run.path}/stats; run `interp collect --run {run.path}` first")
+    return {t: ActivationStats.load(run.path / "stats" / f"{t}.safetensors", model=model) for t in tasks}
+
+
+# --------------------------------------------------------------------------------------------
+# taskness
+
+
+def stage_taskness(run: RunDir, stats: dict[str, ActivationStats]) -> pd.DataFrame:
+    table = taskness(list(stats.values()), by="group")
+    run.write_table("taskness", table)
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# search
+
+
+def stage_search(
+    run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig, rcfg: ReinforceConfig
+) -> dict[str, torch.Tensor]:
+    """REINFORCE per task; returns each task's kept policy probabilities."""
+    space = UnitSpace.for_model(model, cfg.granularity)
+    probabilities = {}
+    for task in tqdm(cfg.tasks, desc="search", disable=len(cfg.tasks) < 2):
+        folder = run.path / "reinforce" / task
+        if (folder / "policy.safetensors").exists():
+            probabilities[task] = read_policy(folder / "policy.safetensors")
+            continue
+        prompts = build_prompts(source, task, cfg.fold, cfg.n_train + cfg.n_search_eval, model.grid, seed=cfg.seed + 1, split="trn")
+        job = {task: TaskSearch(stats[task], prompts.select(range(cfg.n_train)), prompts.select(range(cfg.n_train, len(prompts))))}
+        state = search(model, space, job, rcfg, checkpoint=run.file(f"reinforce/{task}/checkpoint.pt"), log_csv=run.file(f"reinforce/{task}/log.csv"))
+        meta = {"task": task, "space": json.dumps({"granularity": cfg.granularity, "layout": "zero_shot"}),
+                "best_score": str(state.best_score), "config": json.dumps(asdict(rcfg))}
+        run.write_tensors(f"reinforce/{task}/policy", {"logits": state.logits.float(), "best_logits": state.best_logits.float()}, meta)
+        probabilities[task] = torch.sigmoid(state.best_logits.float())
+    return probabilities
+
+
+def load_policies(run: RunDir, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Policies written by :func:`stage_search`; a missing task is a named error."""
+    paths = {t: run.path / "reinforce" / t / "policy.safetensors" for t in tasks}
+    missing = [t for t, p in paths.items() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no REINFORCE policy for {missing} in {run.path}/reinforce; run `interp search --run {run.path}` first")
+    return {t: read_policy(p) for t, p in paths.items()}
+
+
+def read_policy(path: str | Path, which: str = "best_logits") -> torch.Tensor:
+    """Probabilities of a saved policy (the best one by held-out score unless ``which='logits'``)."""
+    with safe_open(str(path), framework="pt") as f:
+        return torch.sigmoid(f.get_tensor(which))
+
+
+def import_official_policy(path: str | Path, allow_pickle: bool = False) -> torch.Tensor:
+    """Logits of an official ``bernoullis_*.pkl`` (a pickled list of numpy scalars).
+
+    Reading it runs pickle, which can execute code from the file: pass ``allow_pickle=True``
+    only for files you trust.
+    """
+    if not allow_pickle:
+        raise PermissionError(
+            f"{path} is a pickle: loading it can execute code. If you trust it, call again with "
+            "allow_pickle=True (CLI: --allow-pickle)"
+        )
+    import pickle
+
+    with open(path, "rb") as f:
+        values = pickle.load(f)  # noqa: S301 - runs only with the allow_pickle=True opt-in
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# sweep and evaluation
+
+
+def eval_prompts(model: MAEVQGAN, source: PromptSource, tasks: Sequence[str], cfg: PipelineConfig) -> dict[str, PromptBatch]:
+    """Held-out prompts: the val split, every task over the same pairs."""
+    return build_task_prompts(source, cfg.fold, cfg.n_eval, model.grid, seed=cfg.seed + 2, split="val", tasks=tuple(tasks))
+
+
+def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig,
+                granularity: str = "head", n_prompts: int = 16, reward: str = "pixel") -> pd.DataFrame:
+    space = UnitSpace.for_model(model, granularity)
+    prompts = build_task_prompts(source, cfg.fold, n_prompts, model.grid, seed=cfg.seed + 3, split="trn", tasks=cfg.tasks)
+    table = pd.concat([sweep(model, space, stats[t], prompts[t], reward=reward) for t in cfg.tasks], ignore_index=True)
+    run.write_table("sweep", table)
+    return table
+
+
+def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats],
+                   probabilities: dict[str, torch.Tensor], cfg: PipelineConfig) -> pd.DataFrame:
+    space = UnitSpace.for_model(model, cfg.granularity)
+    tasks = list(cfg.tasks)
+    composite = "_".join(cfg.composition) if cfg.composition else None
+    prompts = eval_prompts(model, source, tasks + ([composite] if composite else []), cfg)
+    table = evaluate_task_vectors(model, space, stats, probabilities, {t: prompts[t] for t in tasks}, seed=cfg.seed)
+    if composite and all(t in probabilities for t in cfg.composition):
+        parts = {t: (stats[t], probabilities[t]) for t in cfg.composition}
+        table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts)], ignore_index=True)
+    run.write_table("results", table)
+    return table
