@@ -1,0 +1,146 @@
+"""Per-task fine-tuning of the MAE and the weight- vs activation-space comparison (small sizes)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+
+from interp.data.synthetic import SyntheticPascal
+from interp.pipeline import PipelineConfig, stage_collect
+from interp.run import RunDir
+from interp.taskvectors.units import UnitSpace
+from interp.weights.mae import (
+    COLUMNS,
+    METHODS,
+    CompareConfig,
+    FinetuneConfig,
+    compare,
+    finetune_task,
+    mae_parameter_names,
+    pipeline_from_run,
+    prompts_for,
+    split_train_pairs,
+    summary_table,
+)
+from tests.conftest import random_model
+
+SMALL = CompareConfig(
+    tasks=("segmentation", "lowlight"),
+    finetune=FinetuneConfig(steps=2, batch_size=4, warmup=1),
+    n_val=4, n_pool=8, coefs=(0.0, 1.0), atlas_prompts=4, atlas_steps=2, basis_steps=20, batch_size=16,
+)
+PIPELINE = PipelineConfig(tasks=("segmentation",), n_collect=4, n_candidates=6, n_eval=4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def source():
+    return SyntheticPascal(seed=7, size_per_split={"trn": 200, "val": 80})
+
+
+def test_finetune_changes_mae_only(source):
+    model = random_model(with_vqgan=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pool, _ = split_train_pairs(source, 0, n_val=4, n_pool=8)
+    prompts = prompts_for(source, pool, ["lowlight"], 0, model.grid, seed=0)["lowlight"]
+    result = finetune_task(model, prompts, FinetuneConfig(steps=3, batch_size=4, lr=1e-2, warmup=1), progress=False)
+
+    for key, value in model.state_dict().items():  # the base is not modified
+        assert torch.equal(value, before[key]), key
+    tuned = result.model.state_dict()
+    assert all(torch.equal(tuned[k], before[k]) for k in before if k.startswith("vqgan."))
+    assert any(not torch.equal(tuned[k], before[k]) for k in before if not k.startswith("vqgan."))
+    # position tables are fixed, so they are no part of the task vector either
+    assert torch.equal(tuned["encoder.pos_embed"], before["encoder.pos_embed"])
+
+    tv = result.task_vector
+    assert tv.name == "lowlight"
+    assert not [k for k in tv if k.startswith("vqgan.")]
+    assert sorted(tv) == sorted(mae_parameter_names(model))
+    assert tv.norm() > 0
+    rebuilt = tv.apply_to(model, 1.0).state_dict()
+    for key in tv:
+        torch.testing.assert_close(rebuilt[key], tuned[key])
+    assert list(result.log.columns) == ["step", "loss", "lr"] and len(result.log) == 3
+
+
+def _fake_activation_run(path, model, source):
+    """A pipeline run dir holding segmentation statistics and a hand-made policy (no lowlight)."""
+    run = RunDir.create(path, command="test", config={})
+    stage_collect(run, model, source, PIPELINE, batch_size=8)
+    space = UnitSpace.for_model(model, PIPELINE.granularity)
+    logits = torch.full((len(space),), -3.0)
+    logits[::7] = 3.0  # a few units on
+    meta = {"task": "segmentation", "config": json.dumps({"steps": 2, "samples": 4})}
+    run.write_tensors("reinforce/segmentation/policy", {"logits": logits, "best_logits": logits.clone()}, meta)
+    run.update_manifest(pipeline=asdict(PIPELINE), timings_s={"collect": 1.0, "search": 3.0})
+    return space, int((logits > 0).sum())
+
+
+def test_compare_end_to_end_and_resume(source, tmp_path, monkeypatch):
+    model = random_model(with_vqgan=True)
+    space, n_on = _fake_activation_run(tmp_path / "act", model, source)
+    run = RunDir.create(tmp_path / "weights", command="test", config={})
+    table = compare(model, source, PIPELINE, SMALL, run=run, activation_run=tmp_path / "act", progress=False)
+
+    assert list(table.columns) == list(COLUMNS)
+    assert set(table["method"]) == set(METHODS)
+    assert len(table) == len(METHODS) * len(SMALL.tasks)
+    assert list(table["task"].unique()) == list(SMALL.tasks)
+    assert (run.path / "comparison.csv").exists() and (run.path / "comparison.md").exists()
+    for task in SMALL.tasks:
+        assert (run.path / "task_vectors" / f"{task}.safetensors").exists()
+    by = table.set_index(["task", "method"])
+    for method in METHODS:
+        if method != "activation_tv":
+            assert by.loc[("segmentation", method), "n"] > 0, method
+    assert by.loc[("segmentation", "zero_shot"), "metric"] == "iou"
+    assert by.loc[("lowlight", "zero_shot"), "metric"] == "mse"
+    # costs: storage grows with what a method keeps
+    D = sum(p.numel() for n, p in model.named_parameters() if n in mae_parameter_names(model))
+    assert by.loc[("lowlight", "finetuned"), "storage_floats"] == D
+    assert by.loc[("lowlight", "task_arithmetic"), "storage_floats"] == D + 1
+    assert by.loc[("lowlight", "atlas"), "storage_floats"] > 2 * D
+    assert by.loc[("lowlight", "zero_shot"), "storage_floats"] == 0
+    # activation task vectors: a number where the run has the task, a reason where it has not
+    seg = by.loc[("segmentation", "activation_tv")]
+    assert seg["n"] > 0 and not math.isnan(seg["value"]) and seg["storage_floats"] > 0
+    assert f"{n_on}/{len(space)}" in seg["notes"]
+    low = by.loc[("lowlight", "activation_tv")]
+    assert low["n"] == 0 and math.isnan(low["value"]) and "no activation task vector" in low["notes"]
+
+    # resume: the task vectors and aTLAS coefficients on disk are used, nothing is trained again
+    import interp.weights.mae as mae
+
+    monkeypatch.setattr(mae, "finetune_task", lambda *a, **k: pytest.fail("fine-tuned again on resume"))
+    monkeypatch.setattr(mae, "train_atlas", lambda *a, **k: pytest.fail("aTLAS trained again on resume"))
+    again = compare(model, source, PIPELINE, SMALL, run=run, activation_run=tmp_path / "missing", progress=False)
+    assert set(again["method"]) == set(METHODS)
+    assert again.set_index(["task", "method"]).loc[("lowlight", "finetuned"), "value"] == pytest.approx(
+        by.loc[("lowlight", "finetuned"), "value"])
+    assert "not found" in again.set_index(["task", "method"]).loc[("segmentation", "activation_tv"), "notes"]
+
+    # other base weights or settings: the stored task vectors are refused, not silently reused
+    with pytest.raises(ValueError, match="other base weights"):
+        compare(random_model(seed=1, with_vqgan=True), source, PIPELINE, SMALL, run=run, progress=False)
+    other = replace(SMALL, finetune=replace(SMALL.finetune, lr=1.0))
+    with pytest.raises(ValueError, match="other settings"):
+        compare(model, source, PIPELINE, other, run=run, progress=False)
+
+    # the held-out prompts follow the activation run's recorded pipeline config
+    recorded, _ = pipeline_from_run(tmp_path / "act", PipelineConfig())
+    assert recorded == PIPELINE
+    assert pipeline_from_run(tmp_path / "missing", PIPELINE) == (PIPELINE, None)
+    summary = summary_table(table)
+    assert list(summary["method"]) == list(METHODS) and "segmentation (IOU ↑)" in summary.columns
