@@ -1,3 +1,12 @@
 """interp: a workbench for finding and studying task vectors in visual-prompting models."""
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
+
+
+def load_model(name_or_path: str = "tiny", device: str = "cpu"):
+    """The bundled tiny MAE-VQGAN (``"tiny"``) or a model saved with ``interp.models.save_model``."""
+    from interp.models.checkpoint import load_model as _load
+
+    return _load(name_or_path, device)

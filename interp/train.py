@@ -53,11 +53,11 @@ def tiny_config() -> ModelConfig:
 @dataclass
 class TrainConfig:
     seed: int = 0
-    vqgan_steps: int = 600
+    vqgan_steps: int = 400
     vqgan_batch: int = 32
-    vqgan_lr: float = 1e-3
-    restart_every: int = 50  # VQGAN steps between dead-code restarts
-    mae_steps: int = 1500
+    vqgan_lr: float = 5e-4
+    restart_every: int = 25  # VQGAN steps between dead-code restarts (and at step 0: codebook init)
+    mae_steps: int = 1200
     prompt_pairs: int = 12  # pairs per step; each gives one canvas of every task (7x)
     random_batch: int = 24  # random-masking canvases per step (half prompts, half plain images)
     mask_ratio: float = 0.75
@@ -151,6 +151,8 @@ def train_vqgan(vqgan: VQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDi
         pairs = max(1, (cfg.vqgan_batch * 3 // 4) // len(TASKS))
         canvases = torch.cat([stream.prompts(step, pairs, "vqgan"), stream.plain(step, cfg.vqgan_batch - pairs * len(TASKS), "vqgan")])
         x = denormalize(canvases) * 2 - 1
+        if step == 0:  # start the codebook on encoder outputs instead of random vectors
+            _restart_dead_codes(vqgan, x, usage, step)
         z_q, codes, (codebook, commitment) = vqgan.encode(x)
         recon = vqgan.decode(z_q)
         rec_loss = (recon - x).abs().mean() + F.mse_loss(recon, x)
@@ -268,3 +270,95 @@ def train_tiny(out: str | Path, cfg: TrainConfig = TrainConfig(), command: str =
     save_model(model, run.file("tiny.safetensors"), metadata={"train_config": str(asdict(cfg))})
     run.update_manifest(train_seconds_this_session=round(time.time() - started, 1))
     return model
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation and the model card
+
+
+def evaluate_in_context(model: MAEVQGAN, n_per_fold: int = 32, seed: int = 0):
+    """One-shot vs zero-shot on held-out synthetic prompts (val split, a seed unused in
+    training), every task, all four folds pooled; returns the comparison table."""
+    import pandas as pd
+
+    from interp.demo import HELD_OUT_SEED
+    from interp.taskvectors.evaluate import relative_gain, score_prompts, summarize
+
+    source = SyntheticPascal(seed=HELD_OUT_SEED)
+    per_fold = [build_task_prompts(source, fold, n_per_fold, model.grid, seed=seed, split="val") for fold in range(4)]
+    rows = []
+    for task in TASKS:
+        for layout in ("one_shot", "zero_shot"):
+            scores = torch.cat([score_prompts(model, batches[task], layout) for batches in per_fold])
+            rows.append(summarize(task, layout, scores))
+    table = pd.DataFrame(rows)
+    gains = relative_gain(table)
+    table["gain_vs_zero_shot"] = table["task"].map(gains).where(table["condition"] == "one_shot")
+    return table
+
+
+def write_model_card(path: Path, model: MAEVQGAN, cfg: TrainConfig, table, wall_clock_s: float, notes: str = "") -> None:
+    """Markdown model card: config, data, schedule, seed, wall-clock, hardware, measured metrics."""
+    import json
+    import platform
+
+    n_mae = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("vqgan."))
+    n_vq = sum(p.numel() for p in model.vqgan.parameters())
+    wide = table.pivot(index="task", columns="condition", values="mean").reindex(list(TASKS))
+    gain = table.dropna(subset=["gain_vs_zero_shot"]).set_index("task")["gain_vs_zero_shot"]
+    metric = table.groupby("task")["metric"].first()
+    lines = [
+        "| task | metric | one-shot | zero-shot | one-shot gain |",
+        "|---|---|---|---|---|",
+        *(f"| {t} | {metric[t]} ({'higher' if metric[t] == 'iou' else 'lower'} is better) | "
+          f"{wide.loc[t, 'one_shot']:.4f} | {wide.loc[t, 'zero_shot']:.4f} | {gain[t]:+.0%} |" for t in TASKS),
+    ]
+    text = f"""# Tiny MAE-VQGAN (bundled with interp)
+
+A small visual-prompting model with the architecture of MAE-VQGAN (Bar et al. 2022), trained
+by `interp train-tiny` on the project's synthetic Pascal-5i analogue. It exists so that every
+test, demo and notebook runs offline on a laptop CPU, on a model that really does in-context
+learning. Load it with `interp.load_model("tiny")`.
+
+## Model
+- Canvas 64x64, patches 8x8 (8x8 grid, 4x4 patches per cell, 31-px cells, padding 1).
+- MAE: encoder {cfg_line(model, 'enc')}; decoder {cfg_line(model, 'dec')}; {n_mae / 1e6:.2f} M parameters.
+- VQGAN (taming architecture, f8): {model.config.vqgan.n_embed} codes of dim {model.config.vqgan.embed_dim}, ch {model.config.vqgan.ch}, ch_mult {list(model.config.vqgan.ch_mult)}; {n_vq / 1e6:.2f} M parameters.
+- Full config: `{json.dumps(model.config.to_dict())}`
+
+## Training
+- Data: `SyntheticPascal` (train split, seed derived from the run seed), canvases of all seven
+  tasks plus plain images; never the held-out seed {_held_out_seed()}.
+- Stage 1, VQGAN: {cfg.vqgan_steps} steps x {cfg.vqgan_batch} canvases, Adam lr {cfg.vqgan_lr}, L1 + MSE
+  reconstruction + codebook + 0.25 commitment; dead codes restarted every {cfg.restart_every} steps.
+- Stage 2, MAE (VQGAN frozen): {cfg.mae_steps} steps; each step {cfg.prompt_pairs} pairs x 7 tasks with the
+  target cell hidden (one-shot layout) + {cfg.random_batch} canvases with {cfg.mask_ratio:.0%} random masking
+  (half prompts, half plain images); cross-entropy on the hidden patches' codes; AdamW lr {cfg.mae_lr},
+  cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.
+- Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
+  ({platform.processor() or platform.machine()}, torch {torch.__version__}).
+- Reproduce: `interp train-tiny --out runs/train-tiny` (resumable), then copy
+  `runs/train-tiny/tiny.safetensors` to `interp/assets/`.
+
+## In-context learning (held-out prompts)
+Synthetic val split, held-out seed {_held_out_seed()}, {int(table['n'].max())} prompts per task (4 folds pooled).
+IoU / MSE on the target cell after VQGAN decoding; gain is relative to zero-shot.
+
+{chr(10).join(lines)}
+{notes}
+"""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def cfg_line(model: MAEVQGAN, stack: str) -> str:
+    c = model.config.mae
+    if stack == "enc":
+        return f"{c.depth} blocks x {c.num_heads} heads, width {c.embed_dim}"
+    return f"{c.decoder_depth} blocks x {c.decoder_num_heads} heads, width {c.decoder_embed_dim}"
+
+
+def _held_out_seed() -> int:
+    from interp.demo import HELD_OUT_SEED
+
+    return HELD_OUT_SEED

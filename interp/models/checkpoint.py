@@ -192,9 +192,27 @@ def save_model(model: MAEVQGAN, path: str | Path, metadata: Mapping[str, str] | 
     tmp.replace(path)
 
 
+#: models shipped inside the package, by name
+PRETRAINED = {"tiny": "tiny.safetensors"}
+
+
+def pretrained_path(name: str) -> Path:
+    """Where a bundled model's weights live inside the installed package."""
+    from importlib.resources import files
+
+    if name not in PRETRAINED:
+        raise ValueError(f"no bundled model {name!r}; bundled: {sorted(PRETRAINED)}. For the official "
+                         "MAE-VQGAN use load_official('checkpoint-1000.pth', 'last.ckpt')")
+    path = Path(str(files("interp") / "assets" / PRETRAINED[name]))
+    if not path.is_file():
+        raise FileNotFoundError(f"bundled weights {path} are missing; reinstall interp or train them with "
+                                "`interp train-tiny` and copy tiny.safetensors there")
+    return path
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> MAEVQGAN:
-    """Load a model written by :func:`save_model`."""
-    path = _existing_file(path)
+    """Load a bundled model by name (``"tiny"``) or a file written by :func:`save_model`."""
+    path = pretrained_path(path) if str(path) in PRETRAINED else _existing_file(path)
     try:
         from safetensors import safe_open
 
