@@ -17,6 +17,7 @@ from torch import Tensor
 
 from interp.canvas import QUADRANTS, denormalize
 from interp.data.tasks import PromptBatch
+from interp.viz.style import apply_style
 
 COLUMN_TITLES = ("example input", "example output", "query", "target", "prediction")
 
@@ -108,4 +109,4 @@ def prompt_grid(
         margin=dict(l=10, r=190, t=60 if title else 40, b=10),
         title=title,
     )
-    return figure
+    return apply_style(figure)

@@ -1,0 +1,276 @@
+"""Charts of scalars: REINFORCE training curves and the per-task results bar chart.
+
+:func:`reinforce_curves` reads the log a search writes (one row per step: ``step``,
+``train_loss``, ``expected_units``; every ``eval_every`` steps also ``eval_score`` and
+``eval_units``; see :func:`interp.taskvectors.reinforce.search`) and stacks three panels over
+a shared step axis: the training loss (lower is better), the held-out score of the evaluated
+unit set (higher is better) and the policy's expected number of active units (with the size
+of each evaluated sample). Several logs (one per task, or per run) overlay in one figure.
+
+:func:`results_bars` draws a run's ``results.csv`` (task, condition, metric, mean, sem, ...):
+conditions side by side per task with standard-error bars. IoU and MSE live on different
+scales and run in opposite directions, so each metric gets its own panel and its axis says
+which way is better ("mIoU ↑", "MSE ↓").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from interp.viz.style import (
+    CONDITION_ORDER,
+    FONT_SIZE,
+    OKABE_ITO,
+    apply_style,
+    condition_color,
+    condition_label,
+    metric_label,
+    task_color,
+)
+
+LOG_COLUMNS = ("step", "train_loss", "expected_units")
+
+
+def _as_log_frame(log: Any, name: str) -> pd.DataFrame:
+    if isinstance(log, pd.DataFrame):
+        frame = log.copy()
+    elif isinstance(log, Mapping):
+        frame = pd.DataFrame(dict(log))
+    elif isinstance(log, (list, tuple)):
+        if log and not isinstance(log[0], Mapping):
+            raise TypeError(f"log {name!r}: expected rows as dicts (PolicyState.log), got {type(log[0]).__name__}")
+        frame = pd.DataFrame(list(log))
+    else:
+        raise TypeError(
+            f"log {name!r}: expected PolicyState.log (a list of dicts), a DataFrame (pd.read_csv('log.csv')) "
+            f"or a mapping of names to those; got {type(log).__name__}"
+        )
+    if frame.empty:
+        raise ValueError(f"log {name!r} has no rows: was the search run for at least one step?")
+    missing = [c for c in LOG_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"log {name!r} has no column(s) {missing}; a REINFORCE log has {list(LOG_COLUMNS)} and "
+            f"eval_score/eval_units (columns present: {list(frame.columns)})"
+        )
+    return frame.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def reinforce_curves(
+    log: Any,
+    title: str | None = None,
+    smooth: int | None = None,
+    overlay: bool = False,
+    width: int | str | None = None,
+) -> go.Figure:
+    """Training loss, held-out score and expected active units vs step (three stacked panels).
+
+    ``log``: ``PolicyState.log`` rows, a DataFrame of ``log.csv``, or ``{name: log}`` for
+    several searches: one column each (tasks' losses differ in scale and sign: -IoU vs MSE),
+    or all in one column with ``overlay=True`` (e.g. seeds of one task). Task names keep their
+    task colour. ``smooth``: a rolling-mean window for the noisy training loss (the raw loss
+    stays as a faint line).
+    """
+    if isinstance(log, Mapping) and "step" not in log:  # {name: log}; a mapping with 'step' is one log's columns
+        logs = {str(k): _as_log_frame(v, str(k)) for k, v in log.items()}
+        if not logs:
+            raise ValueError("reinforce_curves got an empty mapping of logs")
+    else:
+        logs = {"": _as_log_frame(log, "log")}
+    if smooth is not None and smooth < 1:
+        raise ValueError(f"smooth must be a window of at least 1 step, got {smooth}")
+    columns = 1 if overlay or len(logs) == 1 else len(logs)
+    fig = make_subplots(
+        rows=3,
+        cols=columns,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        horizontal_spacing=min(0.08, 0.4 / columns),
+        row_heights=[0.36, 0.36, 0.28],
+        column_titles=[k.replace("_", " ") for k in logs] if columns > 1 else None,
+    )
+    for i, (name, frame) in enumerate(logs.items()):
+        col = 1 if columns == 1 else i + 1
+        color = task_color(name) if name in _task_names() else OKABE_ITO[i % len(OKABE_ITO)]
+        label = name or "policy"
+        legend = bool(name) and columns == 1
+
+        def add(trace: go.Scatter, row: int) -> None:
+            fig.add_trace(trace, row=row, col=col)
+
+        def hover(what: str) -> str:
+            return "step %{x}<br>" + what + "<extra>" + label + "</extra>"
+
+        step = frame["step"]
+        loss = frame["train_loss"].astype(float)
+        if smooth and smooth > 1:
+            add(go.Scatter(x=step, y=loss, mode="lines", line=dict(color=color, width=1), opacity=0.3,
+                           legendgroup=label, showlegend=False, name=f"{label} loss (raw)",
+                           hovertemplate=hover("train loss %{y:.4g}")), 1)
+            loss = loss.rolling(smooth, min_periods=1).mean()
+        add(go.Scatter(x=step, y=loss, mode="lines", line=dict(color=color, width=1.8), legendgroup=label,
+                       name=label, showlegend=legend, hovertemplate=hover("train loss %{y:.4g}")), 1)
+        if "eval_score" in frame.columns:
+            evals = frame.dropna(subset=["eval_score"])
+            if not evals.empty:
+                add(go.Scatter(x=evals["step"], y=evals["eval_score"], mode="lines+markers",
+                               line=dict(color=color, width=1.5), marker=dict(size=6), legendgroup=label,
+                               showlegend=False, name=f"{label} held-out",
+                               hovertemplate=hover("held-out score %{y:.4g}")), 2)
+                add(go.Scatter(x=evals["step"], y=evals["eval_score"].astype(float).cummax(), mode="lines",
+                               line=dict(color=color, width=1, dash="dot"), legendgroup=label, showlegend=False,
+                               name=f"{label} best so far", hovertemplate=hover("best so far %{y:.4g}")), 2)
+        add(go.Scatter(x=step, y=frame["expected_units"], mode="lines", line=dict(color=color, width=1.8),
+                       legendgroup=label, showlegend=False, name=f"{label} expected units",
+                       hovertemplate=hover("expected units %{y:.1f}")), 3)
+        if "eval_units" in frame.columns:
+            evals = frame.dropna(subset=["eval_units"])
+            if not evals.empty:
+                add(go.Scatter(x=evals["step"], y=evals["eval_units"], mode="markers",
+                               marker=dict(color=color, size=5, symbol="x-thin", line=dict(width=1.5, color=color)),
+                               legendgroup=label, showlegend=False, name=f"{label} evaluated units",
+                               hovertemplate=hover("units in the evaluated set %{y}")), 3)
+    fig.update_yaxes(title_text="train loss ↓", row=1, col=1)
+    fig.update_yaxes(title_text="held-out score ↑", row=2, col=1)
+    fig.update_yaxes(title_text="active units", row=3, col=1)
+    fig.update_yaxes(rangemode="tozero", row=3)
+    fig.update_xaxes(title_text="step", row=3)
+    fig.update_annotations(font=dict(size=FONT_SIZE + 1))
+    fig.update_layout(
+        title=title,
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=1.0, xanchor="right"),
+        margin=dict(t=80 if title else 50),
+        hovermode="x unified" if len(logs) == 1 else "closest",
+    )
+    if width is None:
+        width = "column" if columns == 1 else ("text" if columns <= 4 else 240 * columns)
+    return apply_style(fig, width=width, height=560)
+
+
+def _task_names() -> tuple[str, ...]:
+    from interp.data.tasks import TASKS
+
+    return TASKS
+
+
+RESULT_COLUMNS = ("task", "condition", "mean")
+
+
+def results_bars(
+    results: pd.DataFrame,
+    title: str | None = None,
+    conditions: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    width: int | str = "text",
+) -> go.Figure:
+    """Per task, the conditions side by side with standard-error bars; one panel per metric.
+
+    ``results``: a run's ``results.csv`` (columns ``task``, ``condition``, ``mean`` and
+    optionally ``sem``, ``n``, ``metric``, ``higher_is_better``; the metric is looked up from
+    the task when absent). ``conditions`` / ``tasks`` pick and order what is shown.
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"results_bars takes a DataFrame (pd.read_csv('results.csv')), got {type(results).__name__}")
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(
+            f"results have no column(s) {missing}; expected task, condition, mean and optionally sem, "
+            f"metric, higher_is_better (columns present: {list(results.columns)})"
+        )
+    table = results.copy()
+    if "metric" not in table.columns or "higher_is_better" not in table.columns:
+        from interp.metrics import task_metric
+
+        metrics = {t: task_metric(t) for t in table["task"].unique()}
+        table["metric"] = table["task"].map(lambda t: metrics[t].name)
+        table["higher_is_better"] = table["task"].map(lambda t: metrics[t].higher_is_better)
+    if "sem" not in table.columns:
+        table["sem"] = np.nan
+    if tasks is not None:
+        unknown = sorted(set(tasks) - set(table["task"]))
+        if unknown:
+            raise ValueError(f"no results for task(s) {unknown}; the table has {sorted(table['task'].unique())}")
+        table = table[table["task"].isin(tasks)]
+    present = list(dict.fromkeys(table["condition"]))
+    if conditions is None:
+        conditions = [c for c in CONDITION_ORDER if c in present] + [c for c in present if c not in CONDITION_ORDER]
+    else:
+        unknown = sorted(set(conditions) - set(present))
+        if unknown:
+            raise ValueError(f"no results for condition(s) {unknown}; the table has {present}")
+        conditions = list(conditions)
+    table = table[table["condition"].isin(conditions)]
+    if table.empty:
+        raise ValueError("no rows left to draw after selecting tasks and conditions")
+    dup = table.duplicated(["task", "condition"])
+    if dup.any():
+        raise ValueError(
+            f"{int(dup.sum())} (task, condition) pairs appear more than once; keep one row each "
+            "(e.g. filter by fold or seed) before drawing"
+        )
+
+    metric_order = {"iou": 0, "mse": 1}
+    metrics = sorted(table["metric"].unique(), key=lambda m: (metric_order.get(m, 2), m))
+    task_order = list(tasks) if tasks is not None else _ordered_tasks(table["task"].unique())
+    per_metric = {m: [t for t in task_order if t in set(table.loc[table["metric"] == m, "task"])] for m in metrics}
+    fig = make_subplots(
+        rows=1,
+        cols=len(metrics),
+        column_widths=[max(1, len(per_metric[m])) for m in metrics],
+        horizontal_spacing=0.1 if len(metrics) > 1 else 0.0,
+    )
+    shown_legend: set[str] = set()
+    for c, metric in enumerate(metrics, start=1):
+        part = table[table["metric"] == metric]
+        higher = bool(part["higher_is_better"].iloc[0])
+        for k, condition in enumerate(conditions):
+            rows = part[part["condition"] == condition].set_index("task").reindex(per_metric[metric])
+            if rows["mean"].isna().all():
+                continue
+            n = rows["n"] if "n" in rows.columns else pd.Series(np.nan, index=rows.index)
+            hover = [
+                f"{task} · {condition_label(condition)}<br>{metric_label(metric, higher, arrow=False)} "
+                f"{_fmt(m)} ± {_fmt(s)}" + (f" (n={int(cnt)})" if pd.notna(cnt) else "")
+                for task, m, s, cnt in zip(rows.index, rows["mean"], rows["sem"], n)
+            ]
+            fig.add_trace(
+                go.Bar(
+                    x=[t.replace("_", " ") for t in rows.index],
+                    y=rows["mean"],
+                    error_y=dict(type="data", array=rows["sem"].fillna(0).to_numpy(), visible=True, thickness=1, width=3),
+                    marker_color=condition_color(condition, k),
+                    name=condition_label(condition),
+                    legendgroup=condition,
+                    showlegend=condition not in shown_legend,
+                    hovertext=hover,
+                    hoverinfo="text",
+                ),
+                row=1,
+                col=c,
+            )
+            shown_legend.add(condition)
+        fig.update_yaxes(title_text=metric_label(metric, higher), rangemode="tozero", row=1, col=c)
+    fig.update_xaxes(tickangle=-30)
+    fig.update_layout(
+        barmode="group",
+        bargap=0.25,
+        bargroupgap=0.05,
+        title=title,
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1.0, xanchor="right", font=dict(size=FONT_SIZE)),
+        margin=dict(t=90 if title else 60, b=90),
+    )
+    return apply_style(fig, width=width, height=400)
+
+
+def _ordered_tasks(tasks: Sequence[str]) -> list[str]:
+    order = _task_names()
+    return [t for t in order if t in set(tasks)] + sorted(t for t in tasks if t not in order)
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4g}"

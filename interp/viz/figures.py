@@ -1,0 +1,451 @@
+"""``interp figures RUN_DIR``: regenerate every paper figure of a run into ``RUN_DIR/figures``.
+
+A run directory (``interp demo`` or the pipeline stages, :mod:`interp.pipeline`) holds tables
+and tensors, never figures only: this module rebuilds the figures from them, so a style
+change or a new figure needs no rerun. What it reads, and what it writes (each as HTML and,
+where kaleido finds a Chrome, PNG, PDF and SVG):
+
+=====================================  =====================================================
+input                                  figure(s)
+=====================================  =====================================================
+``results.csv``                        ``results`` (conditions per task, ±sem) and
+                                       ``results_composition`` (composed task vectors)
+``taskness.csv``                       ``taskness`` (layers x heads, per token group)
+``reinforce/<task>/policy.safetensors``  ``reinforce_<task>`` (kept policy's probabilities)
+``reinforce/<task>/log.csv``           ``reinforce_curves`` (all tasks overlaid)
+``sweep.csv``                          ``sweep_<task>`` (delta of patching each unit alone)
+``prompts/<task>.safetensors``         ``prompts`` (optional: the prompt and predictions)
+=====================================  =====================================================
+
+Whatever is missing is skipped with a printed note; a file that is there but unreadable is
+reported and the other figures are still written, then :class:`FigureError` names every
+failure. Without Chrome only HTML is written and a note says how to get the static files.
+
+A policy's ``space`` metadata needs to say which units its logits are over. The pipeline
+writes ``{"granularity": ..., "layout": ...}``; the layer and head counts come from the
+metadata when present (:func:`space_metadata` writes them all), else from the run's model
+(``manifest.json``: ``model`` or ``config.model``: ``tiny``, a ``.safetensors`` file, or
+``official:...``), else from the known model sizes whose unit count matches.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from interp.canvas import QUADRANTS, CanvasGrid, PromptLayout, denormalize, get_layout
+from interp.taskvectors.units import DECODER_GROUPS, ENCODER_GROUPS, UnitSpace
+from interp.viz.curves import reinforce_curves, results_bars
+from interp.viz.export import FORMATS, STATIC_HELP, chrome_available, check_formats, export_session, save_figure
+from interp.viz.heatmaps import layer_head_heatmap, policy_frame
+from interp.viz.style import apply_style, metric_label
+
+FIGURES_DIR = "figures"
+
+
+class FigureError(RuntimeError):
+    """Some inputs of a run were present but could not be drawn (the others were written)."""
+
+
+class _Skip(Exception):
+    """An optional input is absent: print a note, write nothing."""
+
+
+# --------------------------------------------------------------------------------------------
+# policy spaces
+
+
+def space_metadata(space: UnitSpace) -> dict[str, Any]:
+    """Everything needed to rebuild ``space`` without the model (JSON-able).
+
+    Store it as the ``space`` metadata of a policy file so figures never have to guess.
+    """
+
+    def layout_json(layout: PromptLayout | None) -> dict[str, Any] | None:
+        if layout is None:
+            return None
+        grid = layout.grid
+        return {
+            "name": layout.name,
+            "canvas_size": grid.canvas_size,
+            "patch_size": grid.patch_size,
+            "padding": grid.padding,
+            "encoder_patches": list(layout.encoder_patches),
+            "decoder_patches": list(layout.decoder_patches),
+        }
+
+    return {
+        "granularity": space.granularity,
+        "n_enc_layers": space.n_enc_layers,
+        "n_dec_layers": space.n_dec_layers,
+        "n_heads": space.n_heads,
+        "n_dec_heads": space.n_dec_heads,
+        "enc_groups": list(space.enc_groups),
+        "dec_groups": list(space.dec_groups),
+        "layout": layout_json(space.layout),
+        "apply_to": layout_json(space.apply_to),
+    }
+
+
+def _layout_from(value: Any, grid: CanvasGrid) -> PromptLayout | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return get_layout(value, grid)
+    if isinstance(value, Mapping):
+        if "encoder_patches" in value:
+            layout_grid = CanvasGrid(value.get("canvas_size", grid.canvas_size), value.get("patch_size", grid.patch_size),
+                                     value.get("padding", grid.padding))
+            return PromptLayout(value.get("name", "custom"), layout_grid, tuple(value["encoder_patches"]),
+                                tuple(value["decoder_patches"]))
+        if "name" in value:
+            return get_layout(value["name"], grid)
+    raise ValueError(f"cannot read a layout from {value!r}; give a name ('zero_shot') or a layout dict")
+
+
+def _sizes_from_metadata(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """(enc layers, dec layers, enc heads, dec heads, grid) when the metadata has them."""
+    aliases = {
+        "n_enc_layers": ("n_enc_layers", "depth"),
+        "n_dec_layers": ("n_dec_layers", "decoder_depth"),
+        "n_heads": ("n_heads", "num_heads"),
+        "n_dec_heads": ("n_dec_heads", "decoder_num_heads", "n_heads", "num_heads"),
+    }
+    out: dict[str, Any] = {}
+    for field, names in aliases.items():
+        found = [meta[n] for n in names if meta.get(n) is not None]
+        if not found:
+            return None
+        out[field] = int(found[0])
+    layout = meta.get("layout")
+    if isinstance(layout, Mapping) and "canvas_size" in layout:
+        out["grid"] = CanvasGrid(layout["canvas_size"], layout["patch_size"], layout.get("padding", 1))
+    else:
+        out["grid"] = CanvasGrid(int(meta.get("canvas_size", meta.get("img_size", 224))), int(meta.get("patch_size", 16)))
+    return out
+
+
+def _model_configs(run_dir: Path | None) -> list[tuple[str, Any]]:
+    """Candidate MAE configs: the run's model (manifest), then the known sizes."""
+    from interp.models.mae_vqgan import MAEConfig, ModelConfig
+
+    candidates: list[tuple[str, Any]] = []
+    specs: list[str] = []
+    if run_dir is not None and (run_dir / "manifest.json").is_file():
+        try:
+            manifest = json.loads((run_dir / "manifest.json").read_text())
+        except json.JSONDecodeError:
+            manifest = {}
+        for spec in (manifest.get("model"), (manifest.get("config") or {}).get("model")):
+            if isinstance(spec, str) and spec not in specs:
+                specs.append(spec)
+    for spec in [*specs, "tiny"]:
+        if spec.startswith("official"):
+            candidates.append((spec, MAEConfig.large()))
+            continue
+        try:
+            if spec == "tiny":
+                from interp.models.checkpoint import pretrained_path
+
+                path = pretrained_path("tiny")
+            else:
+                path = Path(spec)
+                if not path.is_absolute() and run_dir is not None and not path.exists():
+                    path = run_dir / spec
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                config = (f.metadata() or {}).get("config")
+            if config:
+                candidates.append((spec, ModelConfig.from_dict(json.loads(config)).mae))
+        except Exception:  # noqa: BLE001 - a candidate that cannot be read is just not a candidate
+            continue
+    candidates.append(("mae_vqgan_large", MAEConfig.large()))
+    return candidates
+
+
+def policy_space(meta: Mapping[str, Any], n_units: int, run_dir: str | Path | None = None) -> UnitSpace:
+    """The :class:`UnitSpace` of a saved policy with ``n_units`` logits (see the module doc)."""
+    if "granularity" not in meta:
+        raise ValueError(f"policy space metadata {dict(meta)} has no 'granularity'; write space_metadata(space)")
+    granularity = meta["granularity"]
+    groups = {
+        "enc_groups": tuple(meta.get("enc_groups") or ENCODER_GROUPS),
+        "dec_groups": tuple(meta.get("dec_groups") or DECODER_GROUPS),
+    }
+    sizes = _sizes_from_metadata(meta)
+    tried = []
+    if sizes is not None:
+        grid = sizes.pop("grid")
+        options = [("metadata", sizes, grid)]
+    else:
+        options = [
+            (name, {"n_enc_layers": c.depth, "n_dec_layers": c.decoder_depth, "n_heads": c.num_heads,
+                    "n_dec_heads": c.decoder_num_heads}, c.grid)
+            for name, c in _model_configs(Path(run_dir) if run_dir is not None else None)
+        ]
+    for name, dims, grid in options:
+        try:
+            space = UnitSpace(
+                granularity,
+                layout=_layout_from(meta.get("layout", "zero_shot"), grid),
+                apply_to=_layout_from(meta.get("apply_to"), grid),
+                **dims,
+                **groups,
+            )
+        except ValueError as error:
+            tried.append(f"{name}: {error}")
+            continue
+        if len(space) == n_units:
+            return space
+        tried.append(f"{name}: {len(space)} units")
+    raise ValueError(
+        f"cannot tell which model a {granularity!r} policy of {n_units} units belongs to (tried "
+        f"{'; '.join(tried)}); store space_metadata(space) as the policy's 'space' metadata"
+    )
+
+
+def read_policy_file(path: str | Path, run_dir: str | Path | None = None, which: str = "best_logits") -> tuple[UnitSpace, torch.Tensor, dict]:
+    """``(space, probabilities, metadata)`` of a ``policy.safetensors`` (the kept best policy by default)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        keys = set(f.keys())
+        if which not in keys:
+            if "logits" not in keys:
+                raise ValueError(f"{path} holds no 'logits' or '{which}' tensor (it has {sorted(keys)})")
+            which = "logits"
+        logits = f.get_tensor(which).flatten()
+    if "space" not in meta:
+        raise ValueError(f"{path} has no 'space' metadata; save the policy with space_metadata(space) under 'space'")
+    space_meta = json.loads(meta["space"]) if isinstance(meta["space"], str) else meta["space"]
+    space = policy_space(space_meta, logits.numel(), run_dir)
+    meta["which"] = which
+    return space, torch.sigmoid(logits.double()), meta
+
+
+# --------------------------------------------------------------------------------------------
+# figures of a run
+
+
+def _read_csv(run_dir: Path, name: str) -> pd.DataFrame:
+    path = run_dir / name
+    if not path.is_file():
+        raise _Skip(f"no {name}")
+    table = pd.read_csv(path)
+    if table.empty:
+        raise _Skip(f"{name} is empty")
+    return table
+
+
+def results_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    """Conditions per task; composed task vectors (conditions ``...[a+b]``) in their own figure."""
+    table = _read_csv(run_dir, "results.csv")
+    composed = table["condition"].astype(str).str.contains(r"\[", regex=True)
+    composite_tasks = set(table.loc[composed, "task"])
+    main = table[~table["task"].isin(composite_tasks)]
+    out = []
+    if not main.empty:
+        out.append(("results", results_bars(main, title="Task performance on held-out prompts")))
+    if composite_tasks:
+        out.append(("results_composition", results_bars(
+            table[table["task"].isin(composite_tasks)], title="Composing task vectors", width="column")))
+    return out
+
+
+def taskness_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    table = _read_csv(run_dir, "taskness.csv")
+    if "slot" in table.columns:
+        raise _Skip("taskness.csv is per slot; the figure draws per-group taskness (taskness(..., by='group'))")
+    values = table["taskness"].replace([np.inf, -np.inf], np.nan).dropna()
+    positive = values[values > 0]
+    log = bool(len(positive) and positive.max() / positive.min() > 100)
+    fig = layer_head_heatmap(table, "taskness", title="Taskness: between- over within-task variance", log=log)
+    return [("taskness", fig)]
+
+
+def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    folder = run_dir / "reinforce"
+    policies = _task_sorted(folder.glob("*/policy.safetensors")) if folder.is_dir() else []
+    if not policies:
+        raise _Skip("no reinforce/<task>/policy.safetensors")
+    out = []
+    for path in policies:
+        task = path.parent.name
+        space, probabilities, meta = read_policy_file(path, run_dir)
+        kept = "best policy" if meta["which"] == "best_logits" else "final policy"
+        frame = policy_frame(space, probabilities)
+        title = f"REINFORCE probabilities: {task} ({kept}, {space.granularity} units)"
+        out.append((f"reinforce_{_slug(task)}", layer_head_heatmap(frame, "probability", title=title, zmin=0.0, zmax=1.0)))
+    return out
+
+
+def curve_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    folder = run_dir / "reinforce"
+    logs = _task_sorted(folder.glob("*/log.csv")) if folder.is_dir() else []
+    if not logs:
+        raise _Skip("no reinforce/<task>/log.csv")
+    frames = {path.parent.name: pd.read_csv(path) for path in logs}
+    frames = {task: frame for task, frame in frames.items() if not frame.empty}
+    if not frames:
+        raise _Skip("the REINFORCE logs are empty")
+    title = "REINFORCE training" + (f": {next(iter(frames))}" if len(frames) == 1 else "")
+    return [("reinforce_curves", reinforce_curves(frames if len(frames) > 1 else next(iter(frames.values())), title=title))]
+
+
+def sweep_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    table = _read_csv(run_dir, "sweep.csv")
+    if "task" not in table.columns:
+        table = table.assign(task="")
+    out = []
+    for task, part in table.groupby("task", sort=False):
+        metric = str(part["metric"].iloc[0]) if "metric" in part.columns else "reward"
+        label = f"Δ {metric_label(metric, arrow=False)}"
+        title = f"Patching one unit at a time: {task}" if task else "Patching one unit at a time"
+        fig = layer_head_heatmap(part, "delta", title=title + " (blue = helps)", colorbar_title=label)
+        out.append((f"sweep_{_slug(str(task))}" if task else "sweep", fig))
+    return out
+
+
+def prompt_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    """``prompts/<task>.safetensors`` with ``canvases`` (normalised) and optional
+    ``prediction.<condition>`` canvases in [0, 1]: the first prompt of each task."""
+    from safetensors.torch import load_file
+
+    files = _task_sorted((run_dir / "prompts").glob("*.safetensors"), by_stem=True) if (run_dir / "prompts").is_dir() else []
+    if not files:
+        raise _Skip("no prompts/<task>.safetensors")
+    rows = []
+    for path in files:
+        tensors = load_file(str(path))
+        if "canvases" not in tensors:
+            raise ValueError(f"{path} has no 'canvases' tensor (keys: {sorted(tensors)})")
+        predictions = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("prediction.")}
+        rows.append((path.stem, tensors["canvases"][0], {k: v[0] for k, v in predictions.items()}))
+    return [("prompts", prompt_panels(rows))]
+
+
+def prompt_panels(rows: Sequence[tuple[str, torch.Tensor, Mapping[str, torch.Tensor]]], padding: int = 1) -> go.Figure:
+    """Rows of (name, normalised canvas ``[3, H, W]``, {condition: predicted canvas in [0, 1]})."""
+    conditions = list(dict.fromkeys(k for _, _, preds in rows for k in preds))
+    titles = ["example input", "example output", "query", "target", *[c.replace("_", "-") for c in conditions]]
+    fig = make_subplots(rows=len(rows), cols=len(titles), column_titles=titles, row_titles=[r[0] for r in rows],
+                        horizontal_spacing=0.01, vertical_spacing=0.02)
+    for r, (_, canvas, preds) in enumerate(rows, start=1):
+        size = canvas.shape[-1]
+        grid = CanvasGrid(size, _patch_for(size), padding)
+        cells = [denormalize(grid.cell(canvas, q)) for q in QUADRANTS]
+        cells += [grid.cell(preds[c], "target") if c in preds else None for c in conditions]
+        for c, cell in enumerate(cells, start=1):
+            if cell is not None:
+                pixels = (cell.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+                fig.add_trace(go.Image(z=pixels), row=r, col=c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(width=130 * len(titles) + 160, height=130 * len(rows) + 70, margin=dict(l=10, r=150, t=50, b=10))
+    return apply_style(fig)
+
+
+def _patch_for(size: int) -> int:
+    """Any patch size that tiles the canvas (cells depend on the canvas size and padding only)."""
+    for patch in (16, 8, 4, 2, 1):
+        if size % patch == 0 and (size // patch) % 2 == 0:
+            return patch
+    raise ValueError(f"a {size}px canvas cannot be cut into a 2x2 grid")
+
+
+def _task_sorted(paths: Iterable[Path], by_stem: bool = False) -> list[Path]:
+    """Per-task files (task = folder name, or file stem) in the order of :data:`interp.data.tasks.TASKS`."""
+    from interp.data.tasks import TASKS
+
+    rank = {t: i for i, t in enumerate(TASKS)}
+
+    def key(path: Path) -> tuple[int, str]:
+        task = path.stem if by_stem else path.parent.name
+        return rank.get(task, len(rank)), task
+
+    return sorted(paths, key=key)
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+#: figure builders in the order they are written; each returns [(stem, figure)] or skips
+BUILDERS: dict[str, Callable[[Path], list[tuple[str, go.Figure]]]] = {
+    "results": results_figures,
+    "taskness": taskness_figures,
+    "reinforce policies": reinforce_figures,
+    "reinforce curves": curve_figures,
+    "sweep": sweep_figures,
+    "prompts": prompt_figures,
+}
+
+
+def write_run_figures(
+    run_dir: str | Path,
+    formats: Sequence[str] = FORMATS,
+    out_dir: str | Path | None = None,
+    only: Iterable[str] | None = None,
+) -> list[Path]:
+    """Write every figure a run's files allow into ``RUN_DIR/figures``; returns the files written.
+
+    ``formats``: any of html, png, pdf, svg (static ones need kaleido + Chrome; without them
+    only HTML is written and a note says how to get the rest). ``only``: names of
+    :data:`BUILDERS` to run. Raises :class:`FigureError` after writing the rest when some
+    input was present but could not be drawn.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} not found; give the folder `interp demo --out` wrote")
+    formats = check_formats(formats)
+    out = Path(out_dir) if out_dir is not None else run_dir / FIGURES_DIR
+    names = list(BUILDERS) if only is None else list(only)
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        raise ValueError(f"unknown figure group(s) {unknown}; choose from {list(BUILDERS)}")
+    if not (run_dir / "manifest.json").is_file():
+        print(f"note: {run_dir} has no manifest.json; drawing whatever tables it holds")
+
+    static = [f for f in formats if f != "html"]
+    if static and not chrome_available():
+        print(f"note: writing HTML only. {STATIC_HELP}.")
+        formats = tuple(f for f in formats if f == "html") or ("html",)
+
+    written: list[Path] = []
+    failures: list[str] = []
+    with export_session() if any(f != "html" for f in formats) else nullcontext():
+        for name in names:
+            try:
+                figures = BUILDERS[name](run_dir)
+            except _Skip as skip:
+                print(f"skip {name}: {skip}")
+                continue
+            except Exception as error:  # noqa: BLE001 - report, write the other figures, raise at the end
+                failures.append(f"{name}: {type(error).__name__}: {error}")
+                print(f"FAILED {name}: {error}")
+                continue
+            for stem, fig in figures:
+                written += save_figure(fig, out / stem, formats)
+    kinds = ", ".join(formats)
+    print(f"{len(written)} files ({kinds}) written to {out}")
+    if failures:
+        raise FigureError("some figures could not be drawn:\n  " + "\n  ".join(failures))
+    return written
+
+
+__all__ = [
+    "write_run_figures", "BUILDERS", "FigureError", "space_metadata", "policy_space", "read_policy_file",
+    "prompt_panels", "results_figures", "taskness_figures", "reinforce_figures", "curve_figures",
+    "sweep_figures", "prompt_figures",
+]

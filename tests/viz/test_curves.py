@@ -1,0 +1,77 @@
+"""REINFORCE training curves and the results bar chart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from interp.taskvectors.reinforce import ReinforceConfig, reinforce_loop
+from interp.viz.curves import reinforce_curves, results_bars
+
+
+@pytest.fixture(scope="module")
+def log() -> list[dict]:
+    """A real (model-free) REINFORCE log: the loss counts active units."""
+    cfg = ReinforceConfig(steps=7, samples=16, eval_every=3)
+    state = reinforce_loop(6, lambda s: s.double().sum(1), lambda m: -float(m.sum()), cfg, progress=False)
+    return state.log
+
+
+def test_curves_from_policy_log(log) -> None:
+    fig = reinforce_curves(log, title="search", smooth=3)
+    assert all(isinstance(t, go.Scatter) for t in fig.data)
+    eval_trace = next(t for t in fig.data if t.name.endswith("held-out"))
+    assert list(eval_trace.x) == [0, 3, 6]  # evaluated every 3 steps
+    assert [fig.layout[a].title.text for a in ("yaxis", "yaxis2", "yaxis3")] == ["train loss ↓", "held-out score ↑", "active units"]
+    units = next(t for t in fig.data if t.name.endswith("expected units"))
+    assert len(units.x) == 7 and units.y[0] == pytest.approx(6 * torch.sigmoid(torch.tensor(-1.0)).item(), rel=0.5)
+
+
+def test_curves_overlay_and_errors(log) -> None:
+    logs = {"segmentation": pd.DataFrame(log), "lowlight": log}
+    fig = reinforce_curves(logs, overlay=True)
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == ["segmentation", "lowlight"]
+    columns = reinforce_curves(logs)  # one column per task: their losses differ in scale and sign
+    assert {t.xaxis for t in columns.data if t.name == "lowlight"} == {"x2"}
+    assert [a.text for a in columns.layout.annotations] == ["segmentation", "lowlight"]
+    with pytest.raises(ValueError, match="no column.*expected_units"):
+        reinforce_curves(pd.DataFrame(log).drop(columns="expected_units"))
+    with pytest.raises(TypeError, match="PolicyState.log"):
+        reinforce_curves(42)
+
+
+def _results() -> pd.DataFrame:
+    rows = []
+    for task, metric, higher in (("segmentation", "iou", True), ("lowlight", "mse", False), ("colorization", "mse", False)):
+        for k, condition in enumerate(("zero_shot+random", "zero_shot", "one_shot", "zero_shot+tv")):
+            rows.append(dict(task=task, condition=condition, metric=metric, higher_is_better=higher,
+                             mean=0.1 * (k + 1), sem=0.01 * (k + 1), n=10))
+    return pd.DataFrame(rows)
+
+
+def test_results_bars_per_metric() -> None:
+    fig = results_bars(_results(), title="results")
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    assert len(bars) == 2 * 4  # two metric panels x four conditions
+    first_panel = [t.name for t in bars if t.xaxis == "x"]
+    assert first_panel == ["one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units"]
+    assert fig.layout.yaxis.title.text == "mIoU ↑" and fig.layout.yaxis2.title.text == "MSE ↓"
+    tv = next(t for t in bars if t.xaxis == "x2" and t.name == "zero-shot + task vector")
+    assert list(tv.x) == ["lowlight", "colorization"] and np.allclose(tv.error_y.array, [0.04, 0.04])
+    assert sum(t.showlegend for t in bars) == 4  # one legend entry per condition
+
+
+def test_results_bars_inputs() -> None:
+    minimal = pd.DataFrame({"task": ["segmentation", "lowlight"], "condition": ["one_shot"] * 2, "mean": [0.5, 0.2]})
+    fig = results_bars(minimal)  # metric looked up from the task
+    assert fig.layout.yaxis.title.text == "mIoU ↑"
+    with pytest.raises(ValueError, match="no column.*mean"):
+        results_bars(minimal.drop(columns="mean"))
+    with pytest.raises(ValueError, match="appear more than once"):
+        results_bars(pd.concat([minimal, minimal]))
+    with pytest.raises(ValueError, match="condition.*'few_shot'"):
+        results_bars(minimal, conditions=["few_shot"])

@@ -1,0 +1,107 @@
+"""The patch explorer, driven without a browser: set widget values, read the computed state."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+ipywidgets = pytest.importorskip("ipywidgets", reason="the patch explorer needs ipywidgets (pip install ipywidgets)")
+
+from interp.data.synthetic import SyntheticPascal  # noqa: E402
+from interp.data.tasks import build_task_prompts  # noqa: E402
+from interp.taskvectors.stats import collect  # noqa: E402
+from interp.taskvectors.units import UnitSpace  # noqa: E402
+from interp.viz.explorer import PatchExplorer  # noqa: E402
+from tests.conftest import random_model  # noqa: E402
+
+TASKS = ("segmentation", "lowlight")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = random_model(3, with_vqgan=True)
+    prompts = build_task_prompts(SyntheticPascal(seed=0, size_per_split=40), fold=0, n=2, grid=model.grid, seed=0, tasks=TASKS)
+    means = {t: collect(model, [b.canvases], "one_shot", task=t, progress=False) for t, b in prompts.items()}
+    space = UnitSpace.for_model(model, "group")
+    policy = torch.rand(len(space), generator=torch.Generator().manual_seed(0))
+    return model, prompts, means, policy
+
+
+@pytest.fixture(scope="module")
+def explorer(setup, tmp_path_factory):
+    model, prompts, means, policy = setup
+    return PatchExplorer(model, prompts, means, {"segmentation": policy},
+                         export_dir=tmp_path_factory.mktemp("figures"), formats=("html",))
+
+
+def test_widget_and_policy_start(explorer, setup) -> None:
+    _, _, _, policy = setup
+    assert isinstance(explorer.widget, ipywidgets.VBox)
+    assert explorer.controls["layout"].value == "zero_shot"
+    assert explorer.controls["policy"].value == "segmentation"  # starts from the task's own policy
+    # zero-shot group space = the policy's space: the mask is the thresholded policy
+    assert torch.equal(explorer.current_mask(), policy > 0.5)
+    png = explorer.images["patched"].value
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "mIoU" in explorer.image_titles["patched"].value and explorer.status.value == ""
+    with explorer.hold():
+        explorer.controls["threshold"].value = 0.9
+    assert torch.equal(explorer.current_mask(), policy > 0.9)
+    assert explorer.images["patched"].value != png  # redrawn in place
+
+
+def test_controls_select_units_and_change_the_prediction(explorer) -> None:
+    with explorer.hold():
+        explorer.controls["policy"].value = None
+        explorer.controls["threshold"].value = 0.5
+        explorer.controls["encoder"].value = False
+        explorer.controls["decoder"].value = False
+    assert not explorer.current_mask().any()
+    unpatched = explorer.predictions()
+    assert torch.equal(unpatched["patched"], unpatched["zero_shot"])
+
+    with explorer.hold():
+        explorer.controls["decoder"].value = True
+        explorer.controls["decoder_layers"].value = (1, 1)
+        explorer.controls["heads"].value = (0, 2)
+        for group, box in explorer.group_boxes.items():
+            box.value = group == "target"
+    space = explorer.space()
+    chosen = [space.unit(i) for i in explorer.current_mask().nonzero().flatten().tolist()]
+    assert [(u.stack, u.layer, u.head, u.group) for u in chosen] == [("decoder", 1, 0, "target"), ("decoder", 1, 2, "target")]
+    patched = explorer.predictions()["patched"]
+    assert not torch.equal(patched, unpatched["zero_shot"])
+    assert "2 of 40 units patched" in explorer.summary.value
+
+    fig = explorer.render()
+    assert [type(t) for t in fig.data] == [go.Image] * 4
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[2].startswith("patched zero-shot (2 units)") and "mIoU ↑" in titles[0]
+
+
+def test_task_layout_and_export(explorer) -> None:
+    with explorer.hold():
+        explorer.controls["task"].value = "lowlight"
+        explorer.controls["layout"].value = "one_shot"
+        explorer.controls["index"].value = 1
+        for box in explorer.group_boxes.values():
+            box.value = True
+    assert len(explorer.current_mask()) == len(explorer.space("one_shot")) > len(explorer.space("zero_shot"))
+    assert "MSE ↓" in explorer.titles()["one_shot"]
+    explorer.export_button.click()
+    written = explorer.last_export
+    assert [p.name for p in written] == ["explorer_lowlight_1_one_shot.html"] and written[0].exists()
+    assert "wrote explorer_lowlight_1_one_shot.html" in explorer.status.value
+
+
+def test_bad_input(setup) -> None:
+    model, prompts, means, policy = setup
+    with pytest.raises(ValueError, match=r"no means for task\(s\) \['lowlight'\]"):
+        PatchExplorer(model, prompts, {"segmentation": means["segmentation"]})
+    with pytest.raises(ValueError, match="Pass \\(UnitSpace, probabilities\\)"):
+        PatchExplorer(model, prompts, means, {"x": torch.rand(5)})
+    with pytest.raises(ValueError, match="sigmoid"):
+        PatchExplorer(model, prompts, means, {"x": policy * 10 - 5})
+    with pytest.raises(ValueError, match="VQGAN"):
+        PatchExplorer(random_model(0), prompts, means)
