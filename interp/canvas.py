@@ -201,6 +201,20 @@ class PromptLayout:
         order = ("cls", *QUADRANTS)
         return {name: tuple(groups[name]) for name in order if name in groups}
 
+    def to_dict(self) -> dict:
+        """JSON-able description (name, grid, patch lists); inverse of :meth:`from_dict`."""
+        grid = self.grid
+        return {
+            "name": self.name, "canvas_size": grid.canvas_size, "patch_size": grid.patch_size,
+            "padding": grid.padding, "encoder_patches": list(self.encoder_patches),
+            "decoder_patches": list(self.decoder_patches),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PromptLayout:
+        grid = CanvasGrid(d["canvas_size"], d["patch_size"], d.get("padding", 1))
+        return cls(d["name"], grid, tuple(d["encoder_patches"]), tuple(d["decoder_patches"]))
+
     def mask(self) -> Tensor:
         """Official-style mask over all patches: 1 = hidden from the encoder, ``[num_patches]``."""
         mask = torch.ones(self.grid.num_patches)

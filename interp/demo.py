@@ -48,12 +48,12 @@ def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rc
     probabilities = timed("search", stage_search, run, model, source, stats, cfg, rcfg)
     timed("sweep", stage_sweep, run, model, source, stats, cfg)
     table = timed("evaluate", stage_evaluate, run, model, source, stats, probabilities, cfg)
-    try:
-        from interp.viz.figures import write_run_figures
+    from interp.viz.figures import FigureError, write_run_figures
 
+    try:
         timed("figures", write_run_figures, run.path)
-    except ImportError as error:  # figures are optional extras
-        print(f"figures skipped: {error}")
+    except FigureError as error:  # the results stand; say which figures failed
+        print(f"some figures could not be drawn: {error}")
     run.update_manifest(timings_s=timings)
     print(table[["task", "condition", "metric", "mean", "sem", "n"]].to_markdown(index=False, floatfmt=".4f"))
     print(f"\nresults, figures and statistics written to {run.path}  (stage timings: {timings})")

@@ -143,7 +143,7 @@ def stage_search(
         prompts = build_prompts(source, task, cfg.fold, cfg.n_train + cfg.n_search_eval, model.grid, seed=cfg.seed + 1, split="trn")
         job = {task: TaskSearch(stats[task], prompts.select(range(cfg.n_train)), prompts.select(range(cfg.n_train, len(prompts))))}
         state = search(model, space, job, rcfg, checkpoint=run.file(f"reinforce/{task}/checkpoint.pt"), log_csv=run.file(f"reinforce/{task}/log.csv"))
-        meta = {"task": task, "space": json.dumps({"granularity": cfg.granularity, "layout": "zero_shot"}),
+        meta = {"task": task, "space": json.dumps(space.to_dict()),
                 "best_score": str(state.best_score), "config": json.dumps(asdict(rcfg))}
         run.write_tensors(f"reinforce/{task}/policy", {"logits": state.logits.float(), "best_logits": state.best_logits.float()}, meta)
         probabilities[task] = torch.sigmoid(state.best_logits.float())
@@ -212,4 +212,21 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
         parts = {t: (stats[t], probabilities[t]) for t in cfg.composition}
         table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts)], ignore_index=True)
     run.write_table("results", table)
+    save_examples(run, model, space, stats, probabilities, {t: prompts[t] for t in tasks})
     return table
+
+
+@torch.no_grad()
+def save_examples(run: RunDir, model: MAEVQGAN, space: UnitSpace, stats: dict[str, ActivationStats],
+                  probabilities: dict[str, torch.Tensor], prompts: dict[str, PromptBatch], k: int = 4) -> None:
+    """``prompts/<task>.safetensors``: ``k`` canvases and each condition's predicted canvas in [0, 1]."""
+    from interp.taskvectors.evaluate import patch_hooks_for, policy_mask
+
+    for task, batch in prompts.items():
+        canvases = batch.canvases[:k]
+        tensors = {"canvases": canvases}
+        for layout in ("one_shot", "zero_shot"):
+            tensors[f"prediction.{layout}"] = model.predict_canvas(canvases, layout)
+        with model.hooks(patch_hooks_for(model, space, [(stats[task], policy_mask(probabilities[task]))], "zero_shot")):
+            tensors["prediction.zero_shot+tv"] = model.predict_canvas(canvases, "zero_shot")
+        run.write_tensors(f"prompts/{task}", tensors, {"task": task})

@@ -38,7 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from interp.canvas import CanvasGrid, PromptLayout, get_layout
+from interp.canvas import PromptLayout, get_layout
 
 FORMAT = "interp.activation_stats"
 FORMAT_VERSION = 1
@@ -87,23 +87,6 @@ def _stack_of(site: str) -> str:
             "'encoder.…' or 'decoder.…' hook points whose dim 1 is the sequence position"
         )
     return stack
-
-
-def _layout_to_json(layout: PromptLayout) -> dict[str, Any]:
-    grid = layout.grid
-    return {
-        "name": layout.name,
-        "canvas_size": grid.canvas_size,
-        "patch_size": grid.patch_size,
-        "padding": grid.padding,
-        "encoder_patches": list(layout.encoder_patches),
-        "decoder_patches": list(layout.decoder_patches),
-    }
-
-
-def _layout_from_json(d: dict[str, Any]) -> PromptLayout:
-    grid = CanvasGrid(d["canvas_size"], d["patch_size"], d["padding"])
-    return PromptLayout(d["name"], grid, tuple(d["encoder_patches"]), tuple(d["decoder_patches"]))
 
 
 def _same_slots(a: PromptLayout, b: PromptLayout) -> bool:
@@ -305,7 +288,7 @@ class ActivationStats:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "model_fingerprint": self.fingerprint,
-            "layout": _layout_to_json(self.layout),
+            "layout": self.layout.to_dict(),
             "task": self.task,
             "n_prompts": self.n_prompts,
             "dataset": self.dataset,
@@ -371,7 +354,7 @@ class ActivationStats:
                 raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
             if meta.get("format_version", 0) > FORMAT_VERSION:
                 raise ValueError(f"format version {meta['format_version']} is newer than this interp reads; upgrade")
-            stats_layout = _layout_from_json(meta["layout"])
+            stats_layout = PromptLayout.from_dict(meta["layout"])
             sites: dict[str, list[int]] = meta["sites"]
         except (ValueError, KeyError, TypeError) as e:
             raise CorruptStatsError(

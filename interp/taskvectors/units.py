@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -347,6 +347,31 @@ class UnitSpace:
             [ok(u.stack, stack) and ok(u.layer, layer) and ok(u.head, head) and ok(u.group, group)
              and ok(u.token, token) for u in self.units],
             dtype=torch.bool,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild the space without a model (JSON-able); stored with
+        every saved policy so that readers never guess which units its logits cover."""
+        return {
+            "granularity": self.granularity, "n_enc_layers": self.n_enc_layers, "n_dec_layers": self.n_dec_layers,
+            "n_heads": self.n_heads, "n_dec_heads": self.n_dec_heads, "enc_groups": list(self.enc_groups),
+            "dec_groups": list(self.dec_groups), "layout": self.layout.to_dict(),
+            "apply_to": self.apply_to.to_dict() if self.apply_to is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> UnitSpace:
+        """Inverse of :meth:`to_dict`; a missing field is a named error."""
+        required = ("granularity", "n_enc_layers", "n_dec_layers", "n_heads", "layout")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(f"unit space description lacks {missing}; write it with UnitSpace.to_dict()")
+        return cls(
+            d["granularity"], d["n_enc_layers"], d["n_dec_layers"], d["n_heads"],
+            layout=PromptLayout.from_dict(d["layout"]),
+            apply_to=PromptLayout.from_dict(d["apply_to"]) if d.get("apply_to") else None,
+            enc_groups=tuple(d.get("enc_groups", ENCODER_GROUPS)), dec_groups=tuple(d.get("dec_groups", DECODER_GROUPS)),
+            n_dec_heads=d.get("n_dec_heads"),
         )
 
     def __repr__(self) -> str:

@@ -21,11 +21,8 @@ Whatever is missing is skipped with a printed note; a file that is there but unr
 reported and the other figures are still written, then :class:`FigureError` names every
 failure. Without Chrome only HTML is written and a note says how to get the static files.
 
-A policy's ``space`` metadata needs to say which units its logits are over. The pipeline
-writes ``{"granularity": ..., "layout": ...}``; the layer and head counts come from the
-metadata when present (:func:`space_metadata` writes them all), else from the run's model
-(``manifest.json``: ``model`` or ``config.model``: ``tiny``, a ``.safetensors`` file, or
-``official:...``), else from the known model sizes whose unit count matches.
+A policy's ``space`` metadata (``UnitSpace.to_dict``, written by the pipeline) says which
+units its logits are over.
 """
 
 from __future__ import annotations
@@ -41,8 +38,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from interp.canvas import QUADRANTS, CanvasGrid, PromptLayout, denormalize, get_layout
-from interp.taskvectors.units import DECODER_GROUPS, ENCODER_GROUPS, UnitSpace
+from interp.canvas import QUADRANTS, CanvasGrid, denormalize
+from interp.taskvectors.units import UnitSpace
 from interp.viz.curves import reinforce_curves, results_bars
 from interp.viz.export import FORMATS, STATIC_HELP, chrome_available, check_formats, export_session, save_figure
 from interp.viz.heatmaps import layer_head_heatmap, policy_frame
@@ -63,157 +60,15 @@ class _Skip(Exception):
 # policy spaces
 
 
-def space_metadata(space: UnitSpace) -> dict[str, Any]:
-    """Everything needed to rebuild ``space`` without the model (JSON-able).
-
-    Store it as the ``space`` metadata of a policy file so figures never have to guess.
-    """
-
-    def layout_json(layout: PromptLayout | None) -> dict[str, Any] | None:
-        if layout is None:
-            return None
-        grid = layout.grid
-        return {
-            "name": layout.name,
-            "canvas_size": grid.canvas_size,
-            "patch_size": grid.patch_size,
-            "padding": grid.padding,
-            "encoder_patches": list(layout.encoder_patches),
-            "decoder_patches": list(layout.decoder_patches),
-        }
-
-    return {
-        "granularity": space.granularity,
-        "n_enc_layers": space.n_enc_layers,
-        "n_dec_layers": space.n_dec_layers,
-        "n_heads": space.n_heads,
-        "n_dec_heads": space.n_dec_heads,
-        "enc_groups": list(space.enc_groups),
-        "dec_groups": list(space.dec_groups),
-        "layout": layout_json(space.layout),
-        "apply_to": layout_json(space.apply_to),
-    }
+def policy_space(meta: Mapping[str, Any], n_units: int) -> UnitSpace:
+    """The :class:`UnitSpace` of a saved policy (its ``space`` metadata) with ``n_units`` logits."""
+    space = UnitSpace.from_dict(meta)
+    if len(space) != n_units:
+        raise ValueError(f"the policy has {n_units} logits, its unit space {len(space)} units")
+    return space
 
 
-def _layout_from(value: Any, grid: CanvasGrid) -> PromptLayout | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return get_layout(value, grid)
-    if isinstance(value, Mapping):
-        if "encoder_patches" in value:
-            layout_grid = CanvasGrid(value.get("canvas_size", grid.canvas_size), value.get("patch_size", grid.patch_size),
-                                     value.get("padding", grid.padding))
-            return PromptLayout(value.get("name", "custom"), layout_grid, tuple(value["encoder_patches"]),
-                                tuple(value["decoder_patches"]))
-        if "name" in value:
-            return get_layout(value["name"], grid)
-    raise ValueError(f"cannot read a layout from {value!r}; give a name ('zero_shot') or a layout dict")
-
-
-def _sizes_from_metadata(meta: Mapping[str, Any]) -> dict[str, Any] | None:
-    """(enc layers, dec layers, enc heads, dec heads, grid) when the metadata has them."""
-    aliases = {
-        "n_enc_layers": ("n_enc_layers", "depth"),
-        "n_dec_layers": ("n_dec_layers", "decoder_depth"),
-        "n_heads": ("n_heads", "num_heads"),
-        "n_dec_heads": ("n_dec_heads", "decoder_num_heads", "n_heads", "num_heads"),
-    }
-    out: dict[str, Any] = {}
-    for field, names in aliases.items():
-        found = [meta[n] for n in names if meta.get(n) is not None]
-        if not found:
-            return None
-        out[field] = int(found[0])
-    layout = meta.get("layout")
-    if isinstance(layout, Mapping) and "canvas_size" in layout:
-        out["grid"] = CanvasGrid(layout["canvas_size"], layout["patch_size"], layout.get("padding", 1))
-    else:
-        out["grid"] = CanvasGrid(int(meta.get("canvas_size", meta.get("img_size", 224))), int(meta.get("patch_size", 16)))
-    return out
-
-
-def _model_configs(run_dir: Path | None) -> list[tuple[str, Any]]:
-    """Candidate MAE configs: the run's model (manifest), then the known sizes."""
-    from interp.models.mae_vqgan import MAEConfig, ModelConfig
-
-    candidates: list[tuple[str, Any]] = []
-    specs: list[str] = []
-    if run_dir is not None and (run_dir / "manifest.json").is_file():
-        try:
-            manifest = json.loads((run_dir / "manifest.json").read_text())
-        except json.JSONDecodeError:
-            manifest = {}
-        for spec in (manifest.get("model"), (manifest.get("config") or {}).get("model")):
-            if isinstance(spec, str) and spec not in specs:
-                specs.append(spec)
-    for spec in [*specs, "tiny"]:
-        if spec.startswith("official"):
-            candidates.append((spec, MAEConfig.large()))
-            continue
-        try:
-            if spec == "tiny":
-                from interp.models.checkpoint import pretrained_path
-
-                path = pretrained_path("tiny")
-            else:
-                path = Path(spec)
-                if not path.is_absolute() and run_dir is not None and not path.exists():
-                    path = run_dir / spec
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                config = (f.metadata() or {}).get("config")
-            if config:
-                candidates.append((spec, ModelConfig.from_dict(json.loads(config)).mae))
-        except Exception:  # noqa: BLE001 - a candidate that cannot be read is just not a candidate
-            continue
-    candidates.append(("mae_vqgan_large", MAEConfig.large()))
-    return candidates
-
-
-def policy_space(meta: Mapping[str, Any], n_units: int, run_dir: str | Path | None = None) -> UnitSpace:
-    """The :class:`UnitSpace` of a saved policy with ``n_units`` logits (see the module doc)."""
-    if "granularity" not in meta:
-        raise ValueError(f"policy space metadata {dict(meta)} has no 'granularity'; write space_metadata(space)")
-    granularity = meta["granularity"]
-    groups = {
-        "enc_groups": tuple(meta.get("enc_groups") or ENCODER_GROUPS),
-        "dec_groups": tuple(meta.get("dec_groups") or DECODER_GROUPS),
-    }
-    sizes = _sizes_from_metadata(meta)
-    tried = []
-    if sizes is not None:
-        grid = sizes.pop("grid")
-        options = [("metadata", sizes, grid)]
-    else:
-        options = [
-            (name, {"n_enc_layers": c.depth, "n_dec_layers": c.decoder_depth, "n_heads": c.num_heads,
-                    "n_dec_heads": c.decoder_num_heads}, c.grid)
-            for name, c in _model_configs(Path(run_dir) if run_dir is not None else None)
-        ]
-    for name, dims, grid in options:
-        try:
-            space = UnitSpace(
-                granularity,
-                layout=_layout_from(meta.get("layout", "zero_shot"), grid),
-                apply_to=_layout_from(meta.get("apply_to"), grid),
-                **dims,
-                **groups,
-            )
-        except ValueError as error:
-            tried.append(f"{name}: {error}")
-            continue
-        if len(space) == n_units:
-            return space
-        tried.append(f"{name}: {len(space)} units")
-    raise ValueError(
-        f"cannot tell which model a {granularity!r} policy of {n_units} units belongs to (tried "
-        f"{'; '.join(tried)}); store space_metadata(space) as the policy's 'space' metadata"
-    )
-
-
-def read_policy_file(path: str | Path, run_dir: str | Path | None = None, which: str = "best_logits") -> tuple[UnitSpace, torch.Tensor, dict]:
+def read_policy_file(path: str | Path, which: str = "best_logits") -> tuple[UnitSpace, torch.Tensor, dict]:
     """``(space, probabilities, metadata)`` of a ``policy.safetensors`` (the kept best policy by default)."""
     from safetensors import safe_open
 
@@ -227,9 +82,8 @@ def read_policy_file(path: str | Path, run_dir: str | Path | None = None, which:
             which = "logits"
         logits = f.get_tensor(which).flatten()
     if "space" not in meta:
-        raise ValueError(f"{path} has no 'space' metadata; save the policy with space_metadata(space) under 'space'")
-    space_meta = json.loads(meta["space"]) if isinstance(meta["space"], str) else meta["space"]
-    space = policy_space(space_meta, logits.numel(), run_dir)
+        raise ValueError(f"{path} has no 'space' metadata; save the policy with json.dumps(space.to_dict()) under 'space'")
+    space = policy_space(json.loads(meta["space"]), logits.numel())
     meta["which"] = which
     return space, torch.sigmoid(logits.double()), meta
 
@@ -282,7 +136,7 @@ def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
     out = []
     for path in policies:
         task = path.parent.name
-        space, probabilities, meta = read_policy_file(path, run_dir)
+        space, probabilities, meta = read_policy_file(path)
         kept = "best policy" if meta["which"] == "best_logits" else "final policy"
         frame = policy_frame(space, probabilities)
         title = f"REINFORCE probabilities: {task} ({kept}, {space.granularity} units)"
@@ -445,7 +299,7 @@ def write_run_figures(
 
 
 __all__ = [
-    "write_run_figures", "BUILDERS", "FigureError", "space_metadata", "policy_space", "read_policy_file",
+    "write_run_figures", "BUILDERS", "FigureError", "policy_space", "read_policy_file",
     "prompt_panels", "results_figures", "taskness_figures", "reinforce_figures", "curve_figures",
     "sweep_figures", "prompt_figures",
 ]

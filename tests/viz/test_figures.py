@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from interp.taskvectors.units import UnitSpace
 from interp.viz import figures
 from interp.viz.export import chrome_available
-from interp.viz.figures import FigureError, policy_space, read_policy_file, space_metadata, write_run_figures
+from interp.viz.figures import FigureError, policy_space, read_policy_file, write_run_figures
 from interp.viz.heatmaps import policy_frame
 from tests.conftest import random_model
 
@@ -65,7 +65,7 @@ def make_run(root: Path, model) -> Path:
         folder = run / "reinforce" / task
         folder.mkdir()
         logits = torch.randn(len(space))
-        meta = {"granularity": "group", "layout": "zero_shot"} if task == "segmentation" else space_metadata(space)
+        meta = space.to_dict()
         save_file({"logits": logits, "best_logits": logits + 1}, str(folder / "policy.safetensors"),
                   metadata={"task": task, "space": json.dumps(meta)})
         _log().to_csv(folder / "log.csv", index=False)
@@ -138,14 +138,16 @@ def test_static_files_only_with_chrome(tmp_path: Path, model, capsys, monkeypatc
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_policy_space_from_metadata_or_model(tmp_path: Path, model) -> None:
+def test_policy_space_from_metadata(tmp_path: Path, model) -> None:
     run = make_run(tmp_path, model)
     space = UnitSpace.for_model(model, "group")
-    rebuilt = policy_space(json.loads(json.dumps(space_metadata(space))), len(space))
-    assert len(rebuilt) == len(space) and rebuilt.layout.encoder_slots == space.layout.encoder_slots
-    # the pipeline's short metadata: sizes come from the run's model (manifest)
-    found, probabilities, meta = read_policy_file(run / "reinforce" / "segmentation" / "policy.safetensors", run)
-    assert len(found) == len(space) and meta["which"] == "best_logits"
+    rebuilt = policy_space(json.loads(json.dumps(space.to_dict())), len(space))
+    assert rebuilt == space
+    found, probabilities, meta = read_policy_file(run / "reinforce" / "segmentation" / "policy.safetensors")
+    assert found == space and meta["which"] == "best_logits"
     assert torch.all((probabilities > 0) & (probabilities < 1))
-    with pytest.raises(ValueError, match="space_metadata"):
+    with pytest.raises(ValueError, match="lacks"):
         policy_space({"granularity": "group"}, 7)
+    with pytest.raises(ValueError, match="logits"):
+        policy_space(space.to_dict(), len(space) + 1)
+
