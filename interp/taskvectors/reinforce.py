@@ -173,20 +173,29 @@ class PatchedScorer:
         self.reward = reward
         self.chunk = chunk
         self.device = next(model.parameters()).device
+        self._code_cache: dict[int, Tensor] = {}
 
     @torch.no_grad()
     def rewards(self, prompts: PromptBatch, which: Tensor, masks: Tensor) -> Tensor:
         """Reward (higher is better) of patching ``masks[i]`` into prompt ``which[i]``: ``[S]``."""
+        codes = self._codes(prompts)
         out = []
         for start in range(0, len(which), self.chunk):
             rows = which[start : start + self.chunk]
             canvases = prompts.canvases[rows].to(self.device)
             logits = self.patcher.forward(canvases, masks[start : start + self.chunk])
-            out.append(self._reward(prompts.task, canvases, logits).cpu())
+            target = codes[rows.to(self.device)] if codes is not None else None
+            out.append(reward_from_logits(self.model, prompts.task, canvases, logits, self.layout, self.reward, target).cpu())
         return torch.cat(out)
 
-    def _reward(self, task: str, canvases: Tensor, logits: Tensor) -> Tensor:
-        return reward_from_logits(self.model, task, canvases, logits, self.layout, self.reward)
+    def _codes(self, prompts: PromptBatch) -> Tensor | None:
+        """The prompts' VQGAN codes, encoded once per prompt batch (token reward only)."""
+        if self.reward != "token":
+            return None
+        key = id(prompts)
+        if key not in self._code_cache:
+            self._code_cache[key] = self.model.vqgan.encode_to_codes(prompts.canvases.to(self.device))
+        return self._code_cache[key]
 
 
 def reward_name(task: str, kind: str) -> str:
@@ -197,15 +206,18 @@ def reward_name(task: str, kind: str) -> str:
 
 
 @torch.no_grad()
-def reward_from_logits(model: MAEVQGAN, task: str, canvases: Tensor, logits: Tensor, layout: PromptLayout, kind: str) -> Tensor:
+def reward_from_logits(
+    model: MAEVQGAN, task: str, canvases: Tensor, logits: Tensor, layout: PromptLayout, kind: str,
+    target_codes: Tensor | None = None,
+) -> Tensor:
     """Higher-is-better score of each row's prediction, ``[B]``.
 
     ``pixel``: decode the predicted codes, IoU (empty masks score 1) or -MSE on the target
     cell, as the official reward. ``token``: minus the cross-entropy of the target cell's
-    VQGAN codes (no decoding).
+    VQGAN codes (no decoding; pass ``target_codes`` to skip encoding the canvases again).
     """
     if kind == "token":
-        codes = model.vqgan.encode_to_codes(canvases)
+        codes = model.vqgan.encode_to_codes(canvases) if target_codes is None else target_codes
         return -code_cross_entropy(logits, codes, layout)
     predicted = normalize(model.predict_canvas(canvases, layout, logits=logits))
     extra = {"empty": 1.0} if task_metric(task).name == "iou" else {}

@@ -52,7 +52,8 @@ def sweep(
 
     resid_names = lambda name: name.endswith("hook_resid_pre")  # noqa: E731
     clean_logits, cache = model.run_with_cache(canvases, layout, names_filter=resid_names if reuse_prefix else "decoder.hook_logits")
-    baseline = reward_from_logits(model, prompts.task, canvases, clean_logits, layout, reward).double()
+    codes = model.vqgan.encode_to_codes(canvases) if reward == "token" else None  # encoded once
+    baseline = reward_from_logits(model, prompts.task, canvases, clean_logits, layout, reward, codes).double()
 
     by_layer: dict[tuple[str, int], list[int]] = defaultdict(list)
     for unit in space.units:
@@ -74,7 +75,8 @@ def sweep(
                     logits = model.forward_from(resid, layout, stack, layer)
                 else:
                     logits = model(canvases[prompt_idx.to(device)], layout)
-            score = reward_from_logits(model, prompts.task, canvases[prompt_idx.to(device)], logits, layout, reward)
+            rows = prompt_idx.to(device)
+            score = reward_from_logits(model, prompts.task, canvases[rows], logits, layout, reward, None if codes is None else codes[rows])
             rewards[unit_idx, prompt_idx] = score.double().cpu()
             bar.update(len(unit_idx))
     bar.close()

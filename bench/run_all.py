@@ -1,0 +1,126 @@
+"""Run every benchmark on several models, write one JSON file and print a Markdown table.
+
+    python -m bench.run_all                       # tiny and large on CPU -> bench/results.json
+    python -m bench.run_all --device cuda         # the same on a GPU
+    python -m bench.run_all --quick               # smoke run: tiny and small, smallest sizes
+    python -m bench.run_all --models tiny --only sweep hooks_overhead
+
+``--quick`` numbers are a smoke test, not measurements (sizes of 1-4, one repeat). Each
+benchmark runs in this process, one after another; a model is built once per device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ""):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import collect, common, hooks_overhead, reinforce_step, sweep
+
+#: (label, module, extra arguments)
+JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
+    ("reinforce_step", reinforce_step, ("--reward", "pixel")),
+    ("reinforce_step", reinforce_step, ("--reward", "token")),
+    ("collect", collect, ()),
+    ("sweep", sweep, ("--reward", "token")),
+    ("hooks_overhead", hooks_overhead, ()),
+)
+HERE = Path(__file__).resolve().parent
+
+
+def _also(r: dict[str, Any]) -> str:
+    """The secondary figures of a result, for the table."""
+    parts = []
+    sizes = r.get("sizes", {})
+    if r["bench"] == "reinforce_step":
+        parts.append(f"{sizes.get('reward')} reward, S={sizes.get('samples')}, {sizes.get('granularity')}")
+        if "batched_reward_share" in r:
+            parts.append(f"reward = {r['batched_reward_share']:.0%} of batched")
+    elif r["bench"] == "collect":
+        parts.append(f"N={sizes.get('prompts')}, batch {sizes.get('batch')}")
+    elif r["bench"] == "sweep":
+        parts.append(f"{sizes.get('granularity')}, {sizes.get('rows')} rows, {sizes.get('reward')} reward")
+        if r.get("ratio_forward_only") is not None:
+            parts.append(f"forward only x{r['ratio_forward_only']:.2f}")
+    elif r["bench"] == "hooks_overhead":
+        parts.append(f"batch {sizes.get('batch')}, {sizes.get('layout')}")
+        parts.append(f"cache hook_z x{r['ratio_cache_z']:.2f}")
+    return "; ".join(parts)
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        "| bench | model | device | fast | fast s | slow | slow s | ratio | notes |",
+        "|---|---|---|---|---:|---|---:|---:|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['bench']} | {r['model']} | {r['device']} | | | | | | error: {r['error']} |")
+            continue
+        fast, slow = r["fast"], r["slow"]
+        rows.append(
+            f"| {r['bench']} | {r['model']} | {r['device']} | {fast} | {r['seconds'][fast]:.4g} | "
+            f"{slow} | {r['seconds'][slow]:.4g} | {r['ratio']:.2f} | {_also(r)} |"
+        )
+    return "\n".join(rows)
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=None, choices=common.MODELS,
+                   help="default: tiny large (with --quick: tiny small)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", nargs="+", default=None, choices=sorted({j[0] for j in JOBS}))
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="default: bench/results.json (quick: bench/results.quick.json)")
+    p.add_argument("--keep-going", action="store_true", help="record a failing benchmark and go on")
+    args = p.parse_args(argv)
+
+    models = args.models or (["tiny", "small"] if args.quick else ["tiny", "large"])
+    out = Path(args.out) if args.out else HERE / ("results.quick.json" if args.quick else "results.json")
+    results: list[dict[str, Any]] = []
+    started = time.time()
+    for model in models:
+        for label, module, extra in JOBS:
+            if args.only and label not in args.only:
+                continue
+            argv_job = ["--model", model, "--device", args.device, *extra]
+            if args.quick:
+                argv_job.append("--quick")
+            if args.threads is not None:
+                argv_job += ["--threads", str(args.threads)]
+            try:
+                results.append(module.run(argv_job))
+            except Exception as error:  # noqa: BLE001 (reported, run goes on with --keep-going)
+                if not args.keep_going:
+                    raise
+                traceback.print_exc()
+                results.append({"bench": label, "model": model, "device": args.device, "argv": argv_job,
+                                "error": f"{type(error).__name__}: {error}"})
+    summary = {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "quick": args.quick,
+        "models": models,
+        "device": args.device,
+        "wall_seconds": time.time() - started,
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print()
+    print(table(results))
+    print(f"\nwrote {out} ({summary['wall_seconds']:.0f} s)")
+    return summary
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,73 @@
+"""Smoke test of bench/: every script runs at its smallest sizes and reports its JSON keys.
+
+Not a timed test: no assertion looks at a timing (DESIGN §5). Uses the bundled tiny model,
+or the same architecture with random weights where its weights are missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+
+MODULES = ("common", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "run_all")
+KEYS = {"bench", "model", "model_source", "device", "torch", "threads", "sizes", "seconds", "fast", "slow", "ratio"}
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """``--quick`` sets one torch thread; give the rest of the session its own setting back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_imports(name: str) -> None:
+    importlib.import_module(f"bench.{name}")
+
+
+def test_plain_forward_matches_hooked() -> None:
+    import torch
+
+    from bench.common import get_model
+    from bench.plain_forward import check_matches
+
+    model, _ = get_model("tiny")
+    canvas = torch.randn(2, 3, model.grid.canvas_size, model.grid.canvas_size, generator=torch.Generator().manual_seed(0))
+    for layout in ("one_shot", "zero_shot"):
+        assert check_matches(model, canvas, layout) <= 1e-5
+
+
+def test_run_all_quick_tiny(tmp_path, capsys) -> None:
+    from bench import run_all
+
+    out = tmp_path / "results.json"
+    summary = run_all.run(["--quick", "--models", "tiny", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["quick"] is True and saved["models"] == ["tiny"]
+    results = saved["results"]
+    assert {r["bench"] for r in results} == {"reinforce_step", "collect", "sweep", "hooks_overhead"}
+    for r in results:
+        assert KEYS <= set(r), (r["bench"], KEYS - set(r))
+        assert r["fast"] in r["seconds"] and r["slow"] in r["seconds"]
+        assert r["ratio"] > 0
+    by = {r["bench"]: r for r in results}
+    assert by["reinforce_step"]["max_abs_reward_diff"] < 1e-4  # same work in both variants
+    assert by["collect"]["max_abs_mean_diff"] < 1e-4
+    assert by["sweep"]["max_abs_reward_diff"] < 1e-4
+    assert by["hooks_overhead"]["max_abs_logit_diff"] <= 1e-5
+    printed = capsys.readouterr().out
+    assert "| bench | model |" in printed  # the Markdown table
+    assert len(summary["results"]) == len(results)
+
+
+def test_script_prints_one_json_line(capsys) -> None:
+    from bench import hooks_overhead
+
+    hooks_overhead.run(["--quick", "--model", "tiny"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and json.loads(lines[0])["bench"] == "hooks_overhead"
