@@ -119,21 +119,16 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    from dataclasses import fields
-
     from interp.train import TrainConfig
 
     parser.add_argument("--out", default="runs/train-tiny", help="run directory (resumes if it holds checkpoints)")
-    for field in fields(TrainConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    _dataclass_arguments(parser, TrainConfig)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from interp.train import TrainConfig, train_tiny
 
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    cfg = _from_args(TrainConfig, args)
     train_tiny(args.out, cfg, command=" ".join(sys.argv))
     print(f"weights written to {args.out}/tiny.safetensors")
     return 0

@@ -66,6 +66,11 @@ class TrainConfig:
     warmup: int = 100
     checkpoint_every: int = 100
     threads: int = 2
+    # phase 3: continued MAE training with extra prompts of the focus tasks (0 steps: skipped)
+    focus_steps: int = 0
+    focus_tasks: tuple[str, ...] = ("segmentation", "segmentation_inpainting")
+    focus_pairs: int = 12
+    focus_lr: float = 3e-4
 
 
 class CanvasStream:
@@ -76,13 +81,13 @@ class CanvasStream:
         self.seed = seed
         self.source = SyntheticPascal(seed=derive_seed("train", seed), size_per_split={"trn": 20000, "val": 40})
 
-    def prompts(self, step: int, pairs: int, stage: str) -> Tensor:
-        """``[7 * pairs, 3, H, W]``: the same pairs under every task (normalised canvases)."""
+    def prompts(self, step: int, pairs: int, stage: str, tasks: tuple[str, ...] = TASKS) -> Tensor:
+        """``[len(tasks) * pairs, 3, H, W]``: the same pairs under each task (normalised canvases)."""
         batches = build_task_prompts(
             self.source, fold=step % 4, n=pairs, grid=self.grid,
-            seed=derive_seed(stage, self.seed, step), split="trn",
+            seed=derive_seed(stage, self.seed, step), split="trn", tasks=tasks,
         )
-        return torch.cat([batches[t].canvases for t in TASKS])
+        return torch.cat([batches[t].canvases for t in tasks])
 
     def plain(self, step: int, n: int, stage: str) -> Tensor:
         """``[n, 3, H, W]`` whole synthetic images (no grid), normalised."""
@@ -116,7 +121,7 @@ class LossLog:
         self.rows = rows
 
     def append(self, **row) -> None:
-        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.rows.append({k: (f"{v:.3f}" if k == "time" else f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
         if len(self.rows) % 10 == 0:
             self.flush()
 
@@ -205,14 +210,18 @@ def _masked_loss(logits: Tensor, codes: Tensor, layout) -> Tensor:
     return F.cross_entropy(logits[:, rows].flatten(0, 1), targets.flatten())
 
 
-def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir) -> MAEVQGAN:
-    ckpt_path = run.file("checkpoints/mae.pt")
+def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir, phase: str = "mae") -> MAEVQGAN:
+    """Phase ``mae`` (the main schedule) or ``focus`` (continued training, a fresh cosine
+    schedule at ``focus_lr``, each step adding ``focus_pairs`` prompts of every focus task)."""
+    focus = phase == "focus"
+    steps, peak_lr = (cfg.focus_steps, cfg.focus_lr) if focus else (cfg.mae_steps, cfg.mae_lr)
+    ckpt_path = run.file(f"checkpoints/{phase}.pt")
     params = [p for n, p in model.named_parameters() if not n.startswith("vqgan.") and p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.mae_lr, betas=(0.9, 0.95),
+        lr=peak_lr, betas=(0.9, 0.95),
     )
     start = 0
     mae_keys = {k for k in model.state_dict() if not k.startswith("vqgan.")}
@@ -220,19 +229,21 @@ def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunD
         model.load_state_dict({**model.state_dict(), **ckpt["model"]})
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
-    log = LossLog(run.file("loss_log.csv"), start, "mae")
+    log = LossLog(run.file("loss_log.csv"), start, phase)
     grid, prompt_layout = model.grid, one_shot(model.grid)
     model.train()
     model.vqgan.eval().requires_grad_(False)
-    bar = tqdm(range(start, cfg.mae_steps), desc="MAE", initial=start, total=cfg.mae_steps)
+    bar = tqdm(range(start, steps), desc=phase.upper(), initial=start, total=steps)
     for step in bar:
-        lr = cfg.mae_lr * min((step + 1) / cfg.warmup, 0.5 * (1 + math.cos(math.pi * step / cfg.mae_steps)))
+        lr = peak_lr * min((step + 1) / cfg.warmup, 0.5 * (1 + math.cos(math.pi * step / steps)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        prompts = stream.prompts(step, cfg.prompt_pairs, "mae")
+        prompts = stream.prompts(step, cfg.prompt_pairs, phase)
+        if focus:
+            prompts = torch.cat([prompts, stream.prompts(step, cfg.focus_pairs, "focus-extra", cfg.focus_tasks)])
         half = cfg.random_batch // 2
         g = torch.Generator().manual_seed(derive_seed("mae-mix", cfg.seed, step))
-        mixed = torch.cat([prompts[torch.randperm(len(prompts), generator=g)[:half]], stream.plain(step, cfg.random_batch - half, "mae")])
+        mixed = torch.cat([prompts[torch.randperm(len(prompts), generator=g)[:half]], stream.plain(step, cfg.random_batch - half, phase)])
         layout = _random_layout(grid, cfg.mask_ratio, derive_seed("mae-mask", cfg.seed, step))
         with torch.no_grad():
             codes = model.vqgan.encode_to_codes(torch.cat([prompts, mixed]))
@@ -244,9 +255,9 @@ def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunD
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        log.append(stage="mae", step=step, loss=loss.item(), prompt_ce=prompt_loss.item(), random_ce=random_loss.item(), lr=lr, time=time.time())
+        log.append(stage=phase, step=step, loss=loss.item(), prompt_ce=prompt_loss.item(), random_ce=random_loss.item(), lr=lr, time=time.time())
         bar.set_postfix(prompt_ce=f"{prompt_loss.item():.3f}", random_ce=f"{random_loss.item():.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.mae_steps:
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
             log.flush()
             state = {k: v for k, v in model.state_dict().items() if k in mae_keys}
             with atomic_path(ckpt_path) as tmp:
@@ -265,6 +276,8 @@ def train_tiny(out: str | Path, cfg: TrainConfig = TrainConfig(), command: str =
     started = time.time()
     train_vqgan(model.vqgan, cfg, stream, run)
     train_mae(model, cfg, stream, run)
+    if cfg.focus_steps:
+        train_mae(model, cfg, stream, run, phase="focus")
     from interp.models.checkpoint import save_model
 
     save_model(model, run.file("tiny.safetensors"), metadata={"train_config": str(asdict(cfg))})
@@ -335,7 +348,7 @@ learning. Load it with `interp.load_model("tiny")`.
   target cell hidden (one-shot layout) + {cfg.random_batch} canvases with {cfg.mask_ratio:.0%} random masking
   (half prompts, half plain images); cross-entropy on the hidden patches' codes; AdamW lr {cfg.mae_lr},
   cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.
-- Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
+{_focus_line(cfg)}- Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
   ({platform.processor() or platform.machine()}, torch {torch.__version__}).
 - Reproduce: `interp train-tiny --out runs/train-tiny` (resumable), then copy
   `runs/train-tiny/tiny.safetensors` to `interp/assets/`.
@@ -349,6 +362,13 @@ IoU / MSE on the target cell after VQGAN decoding; gain is relative to zero-shot
 """
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def _focus_line(cfg: TrainConfig) -> str:
+    if not cfg.focus_steps:
+        return ""
+    return (f"- Stage 3, focus: {cfg.focus_steps} more MAE steps on a fresh cosine schedule (lr {cfg.focus_lr}), each "
+            f"step adding {cfg.focus_pairs} pairs of {', '.join(cfg.focus_tasks)}.\n")
 
 
 def cfg_line(model: MAEVQGAN, stack: str) -> str:

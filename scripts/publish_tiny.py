@@ -33,13 +33,16 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--n-per-fold", type=int, default=32)
     parser.add_argument("--notes", default="")
+    parser.add_argument("--wall-clock-min", type=float, default=None,
+                        help="training wall-clock when the loss log cannot tell it (e.g. runs resumed by hand)")
     args = parser.parse_args()
     model = load_model(args.run / "tiny.safetensors")
     manifest = json.loads((args.run / "manifest.json").read_text())
-    cfg = TrainConfig(**manifest["config"]["train"])
+    train = manifest["config"]["train"]
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in train.items()})
     table = evaluate_in_context(model, n_per_fold=args.n_per_fold)
     print(table.to_markdown(index=False, floatfmt=".4f"))
-    seconds = training_seconds(pd.read_csv(args.run / "loss_log.csv"))
+    seconds = args.wall_clock_min * 60 if args.wall_clock_min else training_seconds(pd.read_csv(args.run / "loss_log.csv"))
     ASSETS.mkdir(exist_ok=True)
     table.to_csv(ASSETS / "in_context_learning.csv", index=False)
     write_model_card(ASSETS / "MODEL_CARD.md", model, cfg, table, seconds, notes=args.notes)
