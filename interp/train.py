@@ -350,7 +350,7 @@ learning. Load it with `interp.load_model("tiny")`.
   cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.
 {_focus_line(cfg)}- Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
   ({platform.processor() or platform.machine()}, torch {torch.__version__}).
-- Reproduce: `interp train-tiny --out runs/train-tiny` (resumable), then copy
+- Reproduce: `interp train-tiny --out runs/train-tiny{f" --focus-steps {cfg.focus_steps}" if cfg.focus_steps else ""}` (resumable), then copy
   `runs/train-tiny/tiny.safetensors` to `interp/assets/`.
 
 ## In-context learning (held-out prompts)
