@@ -7,7 +7,7 @@ PIP_TORCH_ARGS ?=
 RUN_DIR ?= runs/demo
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test notebooks install clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# rewrite notebooks/0*.ipynb from notebooks/build_notebooks.py (tests check that they match)
+notebooks: install
+	$(BIN)/python notebooks/build_notebooks.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -66,6 +66,9 @@ def _ipywidgets():
 
 
 @dataclass(frozen=True)
+#: the policy dropdown's "no policy" value (a string: ipywidgets shows None as no selection)
+NO_POLICY = "(none)"
+
 class Policy:
     """A policy as the explorer uses it: its own unit space and per-unit probabilities."""
 
@@ -205,7 +208,7 @@ class PatchExplorer:
         in_decoder = f["decoder"] & w["decoder"].value & (f["layer"] >= dec_lo) & (f["layer"] <= dec_hi)
         groups = [g for g, box in self.group_boxes.items() if box.value]
         mask = (in_encoder | in_decoder) & np.isin(f["head"], list(w["heads"].value)) & np.isin(f["group"], groups)
-        if w["policy"].value is not None:
+        if w["policy"].value != NO_POLICY:
             mask &= self._policy_values(w["policy"].value, self.layout) > w["threshold"].value
         assert mask.shape == (len(space),)
         return torch.from_numpy(mask)
@@ -343,7 +346,7 @@ class PatchExplorer:
         tasks = list(self.prompts)
         heads = max(cfg.num_heads, cfg.decoder_num_heads)
         layout_options = [(name.replace("_", "-"), name) for name in LAYOUT_NAMES]
-        policies = [("none (manual)", None)] + [(name, name) for name in self.policies]
+        policies = [("none (manual)", NO_POLICY)] + [(name, name) for name in self.policies]
         first = tasks[0]
         self.controls = {
             "task": w.Dropdown(options=tasks, value=first, description="task"),
@@ -359,7 +362,7 @@ class PatchExplorer:
                                                description="layers", continuous_update=False),
             "heads": w.SelectMultiple(options=list(range(heads)), value=tuple(range(heads)), rows=min(heads, 6),
                                       description="heads"),
-            "policy": w.Dropdown(options=policies, value=first if first in self.policies else None,
+            "policy": w.Dropdown(options=policies, value=first if first in self.policies else NO_POLICY,
                                  description="policy"),
             "threshold": w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="threshold",
                                        continuous_update=False),
@@ -404,8 +407,8 @@ class PatchExplorer:
             slider.value = min(slider.value, n - 1)
             slider.max = n - 1
             policy = self.controls["policy"]
-            if policy.value is not None and policy.value == change["old"]:  # it followed the task: keep following
-                policy.value = change["new"] if change["new"] in self.policies else None
+            if policy.value != NO_POLICY and policy.value == change["old"]:  # it followed the task: keep following
+                policy.value = change["new"] if change["new"] in self.policies else NO_POLICY
 
     def _on_change(self, change: dict) -> None:
         self.update()

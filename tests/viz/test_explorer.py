@@ -12,7 +12,7 @@ from interp.data.synthetic import SyntheticPascal  # noqa: E402
 from interp.data.tasks import build_task_prompts  # noqa: E402
 from interp.taskvectors.stats import collect  # noqa: E402
 from interp.taskvectors.units import UnitSpace  # noqa: E402
-from interp.viz.explorer import PatchExplorer  # noqa: E402
+from interp.viz.explorer import NO_POLICY, PatchExplorer  # noqa: E402
 from tests.conftest import random_model  # noqa: E402
 
 TASKS = ("segmentation", "lowlight")
@@ -53,7 +53,7 @@ def test_widget_and_policy_start(explorer, setup) -> None:
 
 def test_controls_select_units_and_change_the_prediction(explorer) -> None:
     with explorer.hold():
-        explorer.controls["policy"].value = None
+        explorer.controls["policy"].value = NO_POLICY
         explorer.controls["threshold"].value = 0.5
         explorer.controls["encoder"].value = False
         explorer.controls["decoder"].value = False

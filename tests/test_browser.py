@@ -1,0 +1,287 @@
+"""The patch explorer works in a real browser: JupyterLab + headless Chromium, end to end.
+
+Starts ``jupyter lab`` (headless, random token, free port) on a copy of
+``notebooks/04_patch_explorer.ipynb``, opens it in Debian's Chromium through playwright, runs
+all cells, waits for the explorer's image row, moves the *prompt* slider with the keyboard and
+checks that the patched prediction image changes. Screenshots (before, after, or at the
+failure) are saved under the test's temporary directory, whose path the failure message gives
+together with the page's error outputs and the end of the JupyterLab log.
+
+Needs ``/usr/bin/chromium`` (or ``$INTERP_CHROMIUM``), ``jupyterlab`` and ``playwright`` (the
+Python package; its bundled browsers are NOT used or downloaded). Skips with the reason when
+one is missing (fails instead where ``INTERP_REQUIRE_BROWSER=1``, as ``.ci/run`` sets: CI installs all
+three, the browser in ``.ci/run``, the packages with the ``dev`` extra). Marked ``browser``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "04_patch_explorer.ipynb"
+CHROMIUM = Path(os.environ.get("INTERP_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+SERVER_TIMEOUT_S = 90  # JupyterLab answering
+RUN_TIMEOUT_S = float(os.environ.get("INTERP_BROWSER_TIMEOUT", 240))  # all cells run, widget images shown
+CHANGE_TIMEOUT_S = 90  # the patched image redrawn after the slider moved
+PATCHED = 2  # image order of the explorer row: one-shot, zero-shot, patched, target
+
+pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
+
+
+def _requirements() -> None:
+    """Skip (fail where ``INTERP_REQUIRE_BROWSER=1``, as in CI) when something the test needs is missing."""
+    missing = pytest.fail if os.environ.get("INTERP_REQUIRE_BROWSER") == "1" else pytest.skip
+    if not CHROMIUM.exists():
+        missing(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) or set INTERP_CHROMIUM")
+    for module, why in (("jupyterlab", "pip install jupyterlab"), ("playwright", "pip install playwright (the Python package only)"),
+                        ("ipywidgets", "pip install ipywidgets")):
+        try:
+            __import__(module)
+        except ImportError:
+            missing(f"the browser test needs {module}: {why}, or pip install -e '.[dev]'")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def _start_lab(lab_root: Path, work: Path, port: int, token: str) -> tuple[subprocess.Popen, Path]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["JUPYTER_CONFIG_DIR"] = str(work / "config")  # no user config, no state left behind
+    env["JUPYTER_RUNTIME_DIR"] = str(work / "runtime")
+    env["JUPYTER_DATA_DIR"] = str(work / "data")  # a user's own kernelspecs and extensions cannot interfere
+    env["TQDM_DISABLE"] = "1"
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser",
+        f"--ServerApp.token={token}", f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={lab_root}", "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={work / 'settings'}", f"--LabApp.workspaces_dir={work / 'workspaces'}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    settings = work / "settings" / "@jupyterlab"
+    for plugin, values in (("apputils-extension/notification", '{"fetchNews": "false", "checkForUpdates": false, "doNotDisturbMode": true}'),
+                           ("docmanager-extension/plugin", '{"autosave": false}')):
+        (settings / f"{plugin}.jupyterlab-settings").parent.mkdir(parents=True, exist_ok=True)
+        (settings / f"{plugin}.jupyterlab-settings").write_text(values)
+    log = work / "jupyterlab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, cwd=lab_root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc, log
+
+
+def _wait_for_server(proc: subprocess.Popen, log: Path, port: int, token: str) -> None:
+    deadline = time.monotonic() + SERVER_TIMEOUT_S
+    url = f"http://127.0.0.1:{port}/api/status?token={token}"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {proc.returncode}; its log:\n{_tail(log)}", pytrace=False)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"jupyter lab did not answer on port {port} within {SERVER_TIMEOUT_S} s; its log:\n{_tail(log)}", pytrace=False)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop JupyterLab and its kernels (its own process group, started by this test)."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# JavaScript run in the page -------------------------------------------------------------------
+
+RUN_ALL = """
+async () => {
+  const app = window.jupyterapp;
+  if (!app) return 'no window.jupyterapp';
+  await app.restored;
+  const panel = app.shell.currentWidget;
+  if (!panel || !panel.sessionContext) return 'no notebook panel';
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  app.commands.execute('notebook:run-all-cells');  // not awaited: the test polls for the result
+  return 'ok';
+}
+"""
+
+KERNEL_STATUS = """
+() => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const kernel = panel && panel.sessionContext && panel.sessionContext.session && panel.sessionContext.session.kernel;
+  if (kernel) return kernel.status;
+  const indicator = document.querySelector('.jp-Notebook-ExecutionIndicator[data-status]');  // toolbar, without the app
+  return indicator ? indicator.getAttribute('data-status') : 'none';
+}
+"""
+
+IMAGE_BYTES = """
+async (img) => {
+  if (!img.src) return '';
+  const buffer = await (await fetch(img.src)).arrayBuffer();
+  let binary = '';
+  for (const byte of new Uint8Array(buffer)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+"""
+
+
+def _page_report(page, shots: Path) -> str:
+    """What went wrong, as far as the page tells: error outputs and the end of the notebook's text."""
+    lines = []
+    try:
+        page.screenshot(path=str(shots / "failure.png"), full_page=True)
+        lines.append(f"screenshot: {shots / 'failure.png'}")
+    except Exception as error:  # noqa: BLE001 - a report, not a check
+        lines.append(f"(no screenshot: {error})")
+    try:
+        errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr'], .jp-OutputArea-output pre")
+        texts = [t for t in errors.all_inner_texts() if "Error" in t or "Traceback" in t]
+        if texts:
+            lines.append("error outputs:\n" + "\n---\n".join(t[-2000:] for t in texts[-3:]))
+        lines.append(f"kernel status: {page.evaluate(KERNEL_STATUS)}")
+        lines.append("end of the page text:\n" + page.inner_text("body")[-2500:])
+    except Exception as error:  # noqa: BLE001
+        lines.append(f"(page text unavailable: {error})")
+    return "\n".join(lines)
+
+
+def _screenshot(page, widget, path: Path) -> None:
+    """The window (``path``) and the explorer alone (``<stem>_widget.png``)."""
+    page.screenshot(path=str(path))
+    widget.screenshot(path=str(path.with_name(f"{path.stem}_widget.png")))
+
+
+def _wait(predicate, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def test_explorer_slider_changes_prediction(tmp_path: Path) -> None:
+    _requirements()
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    lab_root = tmp_path / "lab"
+    (lab_root / "notebooks").mkdir(parents=True)
+    shutil.copy(NOTEBOOK, lab_root / "notebooks" / NOTEBOOK.name)  # a copy: autosave never touches the repository
+    work = tmp_path / "work"
+    work.mkdir()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    token = secrets.token_hex(16)
+    port = _free_port()
+    proc, log = _start_lab(lab_root, work, port, token)
+    try:
+        _wait_for_server(proc, log, port, token)
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(work / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+                args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1400},
+            )
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(30_000)
+            try:
+                _drive_explorer(page, port, token, shots)
+            except (PlaywrightError, AssertionError) as error:
+                raise AssertionError(f"{error}\n{_page_report(page, shots)}\njupyter lab log (end):\n{_tail(log, 1500)}") from None
+            finally:
+                context.close()
+    finally:
+        _stop(proc)
+
+
+def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
+    page.goto(f"http://127.0.0.1:{port}/lab/tree/notebooks/{NOTEBOOK.name}?token={token}", wait_until="domcontentloaded")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=SERVER_TIMEOUT_S * 1000)
+    exposed = _wait(lambda: page.evaluate("() => !!window.jupyterapp"), 30)
+    assert _wait(lambda: page.evaluate(KERNEL_STATUS) == "idle", 120), f"kernel not idle: {page.evaluate(KERNEL_STATUS)}"
+
+    started = page.evaluate(RUN_ALL) if exposed else "window.jupyterapp not exposed"
+    if started != "ok":  # fall back on the menu: Run > Run All Cells
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+    images = page.locator(".jp-OutputArea-output .widget-image")
+    start = time.monotonic()
+    ready = _wait(lambda: images.count() >= 4 and all(images.nth(i).get_attribute("src") for i in range(4)), RUN_TIMEOUT_S, 1.0)
+    assert ready, f"the explorer's images did not appear within {RUN_TIMEOUT_S:.0f} s of Run All (started: {started})"
+    assert _wait(lambda: page.evaluate(KERNEL_STATUS) == "idle", 60), "the kernel stayed busy after the last cell"
+    print(f"notebook ran in the browser in {time.monotonic() - start:.1f} s")
+
+    patched = images.nth(PATCHED)
+    widget = page.locator(".jp-OutputArea-output", has=page.locator(".widget-image")).last
+    widget.scroll_into_view_if_needed()
+    before = patched.evaluate(IMAGE_BYTES)
+    assert base64.b64decode(before)[:8] == b"\x89PNG\r\n\x1a\n", "the patched prediction is not a PNG image"
+    _screenshot(page, widget, shots / "before.png")
+
+    slider = page.locator(".widget-slider", has=page.locator("label", has_text=re.compile(r"^prompt$"))).first
+    readout = slider.locator(".widget-readout")
+    value_before = readout.inner_text().strip()
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    handle.press("ArrowRight")
+    if _wait(lambda: readout.inner_text().strip() != value_before, 10) is None:  # keyboard ignored: drag instead
+        box = handle.bounding_box()
+        track = slider.locator(".noUi-target").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(track["x"] + track["width"] * 0.3, box["y"] + box["height"] / 2, steps=8)
+        page.mouse.up()
+    value_after = _wait(lambda: (v := readout.inner_text().strip()) != value_before and v, 10)
+    assert value_after, f"the prompt slider did not move (readout stays {value_before!r})"
+
+    after = _wait(lambda: (b := patched.evaluate(IMAGE_BYTES)) != before and b, CHANGE_TIMEOUT_S)
+    _screenshot(page, widget, shots / "after.png")
+    assert after, (f"the patched prediction did not change within {CHANGE_TIMEOUT_S} s after the prompt slider "
+                   f"moved from {value_before} to {value_after}")
+    print(f"prompt {value_before} -> {value_after}: patched prediction changed; screenshots in {shots}")
