@@ -65,10 +65,11 @@ def _ipywidgets():
     return ipywidgets
 
 
-@dataclass(frozen=True)
 #: the policy dropdown's "no policy" value (a string: ipywidgets shows None as no selection)
 NO_POLICY = "(none)"
 
+
+@dataclass(frozen=True)
 class Policy:
     """A policy as the explorer uses it: its own unit space and per-unit probabilities."""
 
