@@ -62,9 +62,9 @@ def read_torch_checkpoint(path: str | Path) -> Any:
     if unsafe:
         raise CheckpointError(
             f"{path} needs pickle code execution to load (it pickles {unsafe}); refusing. If you trust "
-            "the file, convert its weights once on a trusted machine, e.g. "
-            "safetensors.torch.save_file(torch.load(path, weights_only=False)['model'], 'weights.safetensors'), "
-            "and load the .safetensors file instead."
+            "the file, convert its weights once on a trusted machine (unpickle it with weights_only=False, "
+            "then safetensors.torch.save_file(checkpoint['model'], 'weights.safetensors')) and load the "
+            ".safetensors file instead."
         )
     stand_ins = [(_Inert, name) for name in found]
     try:
