@@ -100,9 +100,10 @@ class CanvasStream:
 # checkpoints and logs
 
 
-def _save_checkpoint(path: Path, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict) -> None:
+def _save_checkpoint(path: Path, step: int, state: dict, optimizer: torch.optim.Optimizer, extra: dict | None = None) -> None:
+    """Atomically write a resumable checkpoint (read back with ``weights_only=True``)."""
     with atomic_path(path) as tmp:
-        torch.save({"step": step, "model": module.state_dict(), "optimizer": optimizer.state_dict(), **extra}, tmp)
+        torch.save({"step": step, "model": state, "optimizer": optimizer.state_dict(), **(extra or {})}, tmp)
 
 
 def _load_checkpoint(path: Path) -> dict | None:
@@ -173,7 +174,7 @@ def train_vqgan(vqgan: VQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDi
         bar.set_postfix(loss=f"{loss.item():.3f}", codes=used)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.vqgan_steps:
             log.flush()
-            _save_checkpoint(ckpt_path, step + 1, vqgan, optimizer, {"usage": usage})
+            _save_checkpoint(ckpt_path, step + 1, vqgan.state_dict(), optimizer, {"usage": usage})
     log.flush()
     return vqgan.eval()
 
@@ -260,8 +261,7 @@ def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunD
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
             log.flush()
             state = {k: v for k, v in model.state_dict().items() if k in mae_keys}
-            with atomic_path(ckpt_path) as tmp:
-                torch.save({"step": step + 1, "model": state, "optimizer": optimizer.state_dict()}, tmp)
+            _save_checkpoint(ckpt_path, step + 1, state, optimizer)
     log.flush()
     return model.eval()
 

@@ -24,7 +24,7 @@ the same result.
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -274,6 +274,3 @@ def write_log(path: str | Path, rows: Sequence[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
 
-
-def policy_config(cfg: ReinforceConfig) -> dict:
-    return asdict(cfg)

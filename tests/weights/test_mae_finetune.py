@@ -27,6 +27,7 @@ from interp.weights.mae import (
     summary_table,
 )
 from tests.conftest import random_model
+from tests.weights import one_thread  # noqa: F401  (fixture)
 
 SMALL = CompareConfig(
     tasks=("segmentation", "lowlight"),
@@ -36,12 +37,7 @@ SMALL = CompareConfig(
 PIPELINE = PipelineConfig(tasks=("segmentation",), n_collect=4, n_candidates=6, n_eval=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
