@@ -37,11 +37,13 @@ from interp.models.vqgan import VQGAN, VQGANConfig
 from interp.run import RunDir, atomic_path
 
 
-def tiny_config() -> ModelConfig:
-    """64x64 canvas, 8x8 patches (8x8 codes from an f8 VQGAN with 256 codes)."""
+def tiny_config(decoder_depth: int = 3, decoder_embed_dim: int = 96) -> ModelConfig:
+    """64x64 canvas, 8x8 patches (8x8 codes from an f8 VQGAN with 256 codes); the decoder
+    (where hidden target patches read the query) can be made deeper or wider."""
     mae = MAEConfig(
         img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=8,
-        decoder_embed_dim=96, decoder_depth=3, decoder_num_heads=8, mlp_ratio=4.0, vocab_size=256,
+        decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth, decoder_num_heads=8,
+        mlp_ratio=4.0, vocab_size=256,
     )
     vqgan = VQGANConfig(
         ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), z_channels=32,
@@ -57,20 +59,21 @@ class TrainConfig:
     vqgan_batch: int = 32
     vqgan_lr: float = 5e-4
     restart_every: int = 25  # VQGAN steps between dead-code restarts (and at step 0: codebook init)
-    mae_steps: int = 1200
-    prompt_pairs: int = 12  # pairs per step; each gives one canvas of every task (7x)
+    mae_steps: int = 4000
+    prompt_pairs: int = 8  # pairs per step; each gives one canvas of every task (7x)
+    focus_tasks: tuple[str, ...] = ("segmentation", "segmentation_inpainting")  # the hardest to learn
+    focus_pairs: int = 8  # extra pairs per step for each focus task
     random_batch: int = 24  # random-masking canvases per step (half prompts, half plain images)
     mask_ratio: float = 0.75
     mae_lr: float = 1e-3
     weight_decay: float = 0.05
-    warmup: int = 100
+    warmup: int = 200
     checkpoint_every: int = 100
     threads: int = 2
-    # phase 3: continued MAE training with extra prompts of the focus tasks (0 steps: skipped)
-    focus_steps: int = 0
-    focus_tasks: tuple[str, ...] = ("segmentation", "segmentation_inpainting")
-    focus_pairs: int = 12
-    focus_lr: float = 3e-4
+    device: str = "cpu"  # "cuda" trains on a GPU (data is still drawn on the CPU)
+    workers: int = 0  # data-loader processes drawing the next steps' canvases (0: in the main process)
+    decoder_depth: int = 3
+    decoder_embed_dim: int = 96
 
 
 class CanvasStream:
@@ -94,6 +97,38 @@ class CanvasStream:
         g = torch.Generator().manual_seed(derive_seed(stage, "plain", self.seed, step))
         indices = torch.randint(0, self.source.num_images("trn"), (n,), generator=g).tolist()
         return normalize(self.source.plain_images("trn", indices, size=self.grid.canvas_size))
+
+
+class StepCanvases(torch.utils.data.Dataset):
+    """Item ``step`` is that step's training canvases (a pure function of the step), so a
+    :class:`~torch.utils.data.DataLoader` can draw the next steps in worker processes."""
+
+    def __init__(self, stream: CanvasStream, cfg: "TrainConfig", phase: str) -> None:
+        self.stream, self.cfg, self.phase = stream, cfg, phase
+
+    def __len__(self) -> int:
+        return self.cfg.vqgan_steps if self.phase == "vqgan" else self.cfg.mae_steps
+
+    def __getitem__(self, step: int) -> dict[str, Tensor]:
+        cfg, stream, phase = self.cfg, self.stream, self.phase
+        if phase == "vqgan":  # 3/4 prompts of every task, 1/4 plain images
+            pairs = max(1, (cfg.vqgan_batch * 3 // 4) // len(TASKS))
+            return {"canvases": torch.cat([stream.prompts(step, pairs, "vqgan"), stream.plain(step, cfg.vqgan_batch - pairs * len(TASKS), "vqgan")])}
+        prompts = stream.prompts(step, cfg.prompt_pairs, phase)
+        if cfg.focus_pairs:
+            prompts = torch.cat([prompts, stream.prompts(step, cfg.focus_pairs, "focus-extra", cfg.focus_tasks)])
+        half = cfg.random_batch // 2
+        g = torch.Generator().manual_seed(derive_seed("mae-mix", cfg.seed, step))
+        mixed = torch.cat([prompts[torch.randperm(len(prompts), generator=g)[:half]], stream.plain(step, cfg.random_batch - half, phase)])
+        return {"prompts": prompts, "mixed": mixed}
+
+    def loader(self, start: int) -> torch.utils.data.DataLoader:
+        """Steps ``start .. len - 1`` in order, drawn by ``cfg.workers`` processes ahead of use."""
+        workers = self.cfg.workers
+        return torch.utils.data.DataLoader(
+            self, batch_size=None, sampler=range(start, len(self)), num_workers=workers,
+            prefetch_factor=4 if workers else None, pin_memory=self.cfg.device.startswith("cuda"),
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,15 +183,14 @@ def train_vqgan(vqgan: VQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDi
         optimizer.load_state_dict(ckpt["optimizer"])
         usage, start = ckpt["usage"], ckpt["step"]
     log = LossLog(run.file("loss_log.csv"), start, "vqgan")
-    vqgan.train()
-    bar = tqdm(range(start, cfg.vqgan_steps), desc="VQGAN", initial=start, total=cfg.vqgan_steps)
-    for step in bar:
+    vqgan.train().to(memory_format=torch.channels_last)  # ~1.4x faster convs on CPU
+    batches = StepCanvases(stream, cfg, "vqgan").loader(start)
+    bar = tqdm(zip(range(start, cfg.vqgan_steps), batches), desc="VQGAN", initial=start, total=cfg.vqgan_steps)
+    for step, batch in bar:
         lr = cfg.vqgan_lr * min(1.0, (step + 1) / cfg.warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pairs = max(1, (cfg.vqgan_batch * 3 // 4) // len(TASKS))
-        canvases = torch.cat([stream.prompts(step, pairs, "vqgan"), stream.plain(step, cfg.vqgan_batch - pairs * len(TASKS), "vqgan")])
-        x = denormalize(canvases) * 2 - 1
+        x = (denormalize(batch["canvases"].to(cfg.device, non_blocking=True)) * 2 - 1).contiguous(memory_format=torch.channels_last)
         if step == 0:  # start the codebook on encoder outputs instead of random vectors
             _restart_dead_codes(vqgan, x, usage, step)
         z_q, codes, (codebook, commitment) = vqgan.encode(x)
@@ -166,7 +200,7 @@ def train_vqgan(vqgan: VQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDi
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        usage = 0.9 * usage + torch.bincount(codes.flatten(), minlength=usage.numel()).float()
+        usage = 0.9 * usage + torch.bincount(codes.flatten().cpu(), minlength=usage.numel()).float()
         if (step + 1) % cfg.restart_every == 0:
             _restart_dead_codes(vqgan, x, usage, step)
         used = int((usage > 0.5).sum())
@@ -176,7 +210,7 @@ def train_vqgan(vqgan: VQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDi
             log.flush()
             _save_checkpoint(ckpt_path, step + 1, vqgan.state_dict(), optimizer, {"usage": usage})
     log.flush()
-    return vqgan.eval()
+    return vqgan.eval().to(memory_format=torch.contiguous_format)
 
 
 @torch.no_grad()
@@ -188,7 +222,8 @@ def _restart_dead_codes(vqgan: VQGAN, x: Tensor, usage: Tensor, step: int) -> No
     z = vqgan.quant_conv(vqgan.encoder(x)).permute(0, 2, 3, 1).reshape(-1, vqgan.config.embed_dim)
     g = torch.Generator().manual_seed(step)
     pick = torch.randint(0, z.shape[0], (dead.numel(),), generator=g)
-    vqgan.quantize.embedding.weight[dead] = z[pick] + 0.01 * torch.randn(dead.numel(), z.shape[1], generator=g)
+    noise = 0.01 * torch.randn(dead.numel(), z.shape[1], generator=g)
+    vqgan.quantize.embedding.weight[dead.to(z.device)] = z[pick.to(z.device)] + noise.to(z.device)
     usage[dead] = 1.0
 
 
@@ -211,12 +246,10 @@ def _masked_loss(logits: Tensor, codes: Tensor, layout) -> Tensor:
     return F.cross_entropy(logits[:, rows].flatten(0, 1), targets.flatten())
 
 
-def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir, phase: str = "mae") -> MAEVQGAN:
-    """Phase ``mae`` (the main schedule) or ``focus`` (continued training, a fresh cosine
-    schedule at ``focus_lr``, each step adding ``focus_pairs`` prompts of every focus task)."""
-    focus = phase == "focus"
-    steps, peak_lr = (cfg.focus_steps, cfg.focus_lr) if focus else (cfg.mae_steps, cfg.mae_lr)
-    ckpt_path = run.file(f"checkpoints/{phase}.pt")
+def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir) -> MAEVQGAN:
+    """The MAE on the frozen tokenizer's codes: AdamW, linear warm-up then a cosine schedule."""
+    steps, peak_lr = cfg.mae_steps, cfg.mae_lr
+    ckpt_path = run.file("checkpoints/mae.pt")
     params = [p for n, p in model.named_parameters() if not n.startswith("vqgan.") and p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -230,24 +263,20 @@ def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunD
         model.load_state_dict({**model.state_dict(), **ckpt["model"]})
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
-    log = LossLog(run.file("loss_log.csv"), start, phase)
+    log = LossLog(run.file("loss_log.csv"), start, "mae")
     grid, prompt_layout = model.grid, one_shot(model.grid)
     model.train()
-    model.vqgan.eval().requires_grad_(False)
-    bar = tqdm(range(start, steps), desc=phase.upper(), initial=start, total=steps)
-    for step in bar:
+    tokenizer = model.vqgan.eval().requires_grad_(False).to(memory_format=torch.channels_last)  # ~1.4x faster convs
+    batches = StepCanvases(stream, cfg, "mae").loader(start)
+    bar = tqdm(zip(range(start, steps), batches), desc="MAE", initial=start, total=steps)
+    for step, batch in bar:
         lr = peak_lr * min((step + 1) / cfg.warmup, 0.5 * (1 + math.cos(math.pi * step / steps)))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        prompts = stream.prompts(step, cfg.prompt_pairs, phase)
-        if focus:
-            prompts = torch.cat([prompts, stream.prompts(step, cfg.focus_pairs, "focus-extra", cfg.focus_tasks)])
-        half = cfg.random_batch // 2
-        g = torch.Generator().manual_seed(derive_seed("mae-mix", cfg.seed, step))
-        mixed = torch.cat([prompts[torch.randperm(len(prompts), generator=g)[:half]], stream.plain(step, cfg.random_batch - half, phase)])
+        prompts, mixed = (batch[k].to(cfg.device, non_blocking=True) for k in ("prompts", "mixed"))
         layout = _random_layout(grid, cfg.mask_ratio, derive_seed("mae-mask", cfg.seed, step))
         with torch.no_grad():
-            codes = model.vqgan.encode_to_codes(torch.cat([prompts, mixed]))
+            codes = tokenizer.encode_to_codes(torch.cat([prompts, mixed]).contiguous(memory_format=torch.channels_last))
         prompt_codes, mixed_codes = codes.split([len(prompts), len(mixed)])
         prompt_loss = _masked_loss(model(prompts, prompt_layout), prompt_codes, prompt_layout)
         random_loss = _masked_loss(model(mixed, layout), mixed_codes, layout)
@@ -256,30 +285,33 @@ def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunD
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        log.append(stage=phase, step=step, loss=loss.item(), prompt_ce=prompt_loss.item(), random_ce=random_loss.item(), lr=lr, time=time.time())
+        log.append(stage="mae", step=step, loss=loss.item(), prompt_ce=prompt_loss.item(), random_ce=random_loss.item(), lr=lr, time=time.time())
         bar.set_postfix(prompt_ce=f"{prompt_loss.item():.3f}", random_ce=f"{random_loss.item():.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps:
             log.flush()
             state = {k: v for k, v in model.state_dict().items() if k in mae_keys}
             _save_checkpoint(ckpt_path, step + 1, state, optimizer)
     log.flush()
+    tokenizer.to(memory_format=torch.contiguous_format)
     return model.eval()
 
 
 def train_tiny(out: str | Path, cfg: TrainConfig = TrainConfig(), command: str = "interp train-tiny") -> MAEVQGAN:
     """Train both stages into run directory ``out`` (resuming if it holds checkpoints)."""
     torch.set_num_threads(cfg.threads)
-    run = RunDir.create(out, command=command, config={"train": asdict(cfg), "model": tiny_config().to_dict()})
+    if cfg.device.startswith("cuda"):
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+    model_config = tiny_config(cfg.decoder_depth, cfg.decoder_embed_dim)
+    run = RunDir.create(out, command=command, config={"train": asdict(cfg), "model": model_config.to_dict()})
     torch.manual_seed(cfg.seed)
-    model = MAEVQGAN(tiny_config()).initialize_weights()
+    model = MAEVQGAN(model_config).initialize_weights().to(cfg.device)
     stream = CanvasStream(model.grid, cfg.seed)
     started = time.time()
     train_vqgan(model.vqgan, cfg, stream, run)
     train_mae(model, cfg, stream, run)
-    if cfg.focus_steps:
-        train_mae(model, cfg, stream, run, phase="focus")
     from interp.models.checkpoint import save_model
 
+    model.cpu()
     save_model(model, run.file("tiny.safetensors"), metadata={"train_config": str(asdict(cfg))})
     run.update_manifest(train_seconds_this_session=round(time.time() - started, 1))
     return model
@@ -344,14 +376,15 @@ learning. Load it with `interp.load_model("tiny")`.
   tasks plus plain images; never the held-out seed {_held_out_seed()}.
 - Stage 1, VQGAN: {cfg.vqgan_steps} steps x {cfg.vqgan_batch} canvases, Adam lr {cfg.vqgan_lr}, L1 + MSE
   reconstruction + codebook + 0.25 commitment; dead codes restarted every {cfg.restart_every} steps.
-- Stage 2, MAE (VQGAN frozen): {cfg.mae_steps} steps; each step {cfg.prompt_pairs} pairs x 7 tasks with the
+- Stage 2, MAE (VQGAN frozen): {cfg.mae_steps} steps; each step {cfg.prompt_pairs} pairs x 7 tasks
+  {f"+ {cfg.focus_pairs} more pairs x {', '.join(cfg.focus_tasks)} " if cfg.focus_pairs else ""}with the
   target cell hidden (one-shot layout) + {cfg.random_batch} canvases with {cfg.mask_ratio:.0%} random masking
   (half prompts, half plain images); cross-entropy on the hidden patches' codes; AdamW lr {cfg.mae_lr},
   cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.
-{_focus_line(cfg)}- Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
+- Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
   ({platform.processor() or platform.machine()}, torch {torch.__version__}).
-- Reproduce: `interp train-tiny --out runs/train-tiny{f" --focus-steps {cfg.focus_steps}" if cfg.focus_steps else ""}` (resumable), then copy
-  `runs/train-tiny/tiny.safetensors` to `interp/assets/`.
+- Reproduce: `interp train-tiny --out runs/train-tiny` (resumable; `--device cuda --workers 8` on a GPU),
+  then `python scripts/publish_tiny.py runs/train-tiny` (measures, writes this card, copies the weights).
 
 ## In-context learning (held-out prompts)
 Synthetic val split, held-out seed {_held_out_seed()}, {int(table['n'].max())} prompts per task (4 folds pooled).
@@ -362,13 +395,6 @@ IoU / MSE on the target cell after VQGAN decoding; gain is relative to zero-shot
 """
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-
-
-def _focus_line(cfg: TrainConfig) -> str:
-    if not cfg.focus_steps:
-        return ""
-    return (f"- Stage 3, focus: {cfg.focus_steps} more MAE steps on a fresh cosine schedule (lr {cfg.focus_lr}), each "
-            f"step adding {cfg.focus_pairs} pairs of {', '.join(cfg.focus_tasks)}.\n")
 
 
 def cfg_line(model: MAEVQGAN, stack: str) -> str:

@@ -187,8 +187,8 @@ def _scene_params(u: Sequence[float], primary: int) -> dict:
         other = 1 + (primary + min(int(take() * (NUM_CLASSES - 1)), NUM_CLASSES - 2)) % NUM_CLASSES
         cls = primary if is_primary else other  # other != primary by construction
         present = slot - MAX_DISTRACTORS < n_primary if is_primary else slot < n_distractors
-        low, high = (0.3, 0.5) if is_primary and n_primary == 1 else (0.22, 0.36) if is_primary else (0.18, 0.34)
-        cx, cy = -0.6 + 1.2 * take(), -0.6 + 1.2 * take()
+        low, high = (0.5, 0.75) if is_primary and n_primary == 1 else (0.34, 0.5) if is_primary else (0.2, 0.36)
+        cx, cy = -0.5 + 1.0 * take(), -0.5 + 1.0 * take()
         radius = low + (high - low) * take()
         angle = 2 * math.pi * take()
         h, s, v = CLASS_HSV[cls - 1]

@@ -119,26 +119,28 @@ def evaluate_task_vectors(
     sampled: int = 3,
     seed: int = 0,
     batch_size: int = 64,
+    controls: int = 3,
 ) -> pd.DataFrame:
     """Per task: one-shot, zero-shot, zero-shot + task vector (thresholded policy, and the
-    mean over ``sampled`` draws from it), zero-shot + as many random units (control)."""
+    mean over ``sampled`` draws from it), zero-shot + as many random units (the control: the
+    mean over ``controls`` random unit sets, so one lucky draw does not decide it)."""
     rows = []
     for task, batch in prompts.items():
         kept = policy_mask(probabilities[task], threshold)
-        control = random_like(kept, seed)
+
+        def patched(mask: Tensor) -> Tensor:
+            return score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], mask)], "zero_shot"), batch_size)
+
         conditions: dict[str, Tensor] = {
             "one_shot": score_prompts(model, batch, "one_shot", batch_size=batch_size),
             "zero_shot": score_prompts(model, batch, "zero_shot", batch_size=batch_size),
-            "zero_shot+tv": score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], kept)], "zero_shot"), batch_size),
-            "zero_shot+random": score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], control)], "zero_shot"), batch_size),
+            "zero_shot+tv": patched(kept),
+            "zero_shot+random": torch.stack([patched(random_like(kept, seed + i)) for i in range(controls)]).nanmean(0),
         }
         if sampled:
             g = torch.Generator().manual_seed(seed)
             draws = [torch.bernoulli(probabilities[task].double(), generator=g).bool() for _ in range(sampled)]
-            conditions["zero_shot+tv_sampled"] = torch.stack([
-                score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], d)], "zero_shot"), batch_size)
-                for d in draws
-            ]).mean(0)
+            conditions["zero_shot+tv_sampled"] = torch.stack([patched(d) for d in draws]).nanmean(0)
         for condition, scores in conditions.items():
             row = summarize(task, condition, scores)
             row["units"] = int(kept.sum()) if "+" in condition else 0

@@ -57,10 +57,15 @@ class ReinforceConfig:
     reward: str = "pixel"  # "pixel" (official) or "token"
     chunk: int = 320  # rows per forward (memory)
     seed: int = 0
+    # which unit set the held-out evaluation scores: "sample" (official: one draw of the policy)
+    # or "threshold" (the units with p > 0.5, i.e. the task vector that is finally used)
+    select: str = "sample"
 
     def __post_init__(self) -> None:
         if self.reward not in ("pixel", "token"):
             raise ValueError(f"reward must be 'pixel' or 'token', got {self.reward!r}")
+        if self.select not in ("sample", "threshold"):
+            raise ValueError(f"select must be 'sample' or 'threshold', got {self.select!r}")
 
 
 @dataclass
@@ -97,7 +102,8 @@ def reinforce_loop(
 
     ``losses(samples [S, U] bool) -> [S]`` (lower is better; sample ``i`` belongs to group
     ``i mod groups``, z-scored within its group first); ``evaluate(mask [U]) -> score`` (higher
-    is better) runs every ``eval_every`` steps on one sampled unit set.
+    is better) runs every ``eval_every`` steps on one sampled unit set (``cfg.select="sample"``)
+    or on the thresholded policy (``"threshold"``).
     """
     logits = torch.full((n_units,), cfg.init, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=cfg.lr)
@@ -125,7 +131,8 @@ def reinforce_loop(
         optimizer.step()
         if evaluate is not None and step % cfg.eval_every == 0:  # as the official: after the update
             with torch.no_grad():
-                eval_mask = torch.bernoulli(torch.sigmoid(logits).clamp(EPS, 1 - EPS), generator=generator).bool()
+                probs = torch.sigmoid(logits).clamp(EPS, 1 - EPS)
+                eval_mask = probs > 0.5 if cfg.select == "threshold" else torch.bernoulli(probs, generator=generator).bool()
             score = evaluate(eval_mask)
             row.update(eval_score=score, eval_units=int(eval_mask.sum()))
             if score > state.best_score:

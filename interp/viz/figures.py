@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from interp.canvas import QUADRANTS, CanvasGrid, denormalize
 from interp.taskvectors.units import UnitSpace
@@ -191,23 +190,17 @@ def prompt_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
 
 def prompt_panels(rows: Sequence[tuple[str, torch.Tensor, Mapping[str, torch.Tensor]]], padding: int = 1) -> go.Figure:
     """Rows of (name, normalised canvas ``[3, H, W]``, {condition: predicted canvas in [0, 1]})."""
+    from interp.viz.prompts import COLUMN_TITLES, image_rows
+
     conditions = list(dict.fromkeys(k for _, _, preds in rows for k in preds))
-    titles = ["example input", "example output", "query", "target", *[c.replace("_", "-") for c in conditions]]
-    fig = make_subplots(rows=len(rows), cols=len(titles), column_titles=titles, row_titles=[r[0] for r in rows],
-                        horizontal_spacing=0.01, vertical_spacing=0.02)
-    for r, (_, canvas, preds) in enumerate(rows, start=1):
+    titles = [*COLUMN_TITLES[:4], *[c.replace("_", "-") for c in conditions]]
+    cell_rows = []
+    for _, canvas, preds in rows:
         size = canvas.shape[-1]
         grid = CanvasGrid(size, _patch_for(size), padding)
         cells = [denormalize(grid.cell(canvas, q)) for q in QUADRANTS]
-        cells += [grid.cell(preds[c], "target") if c in preds else None for c in conditions]
-        for c, cell in enumerate(cells, start=1):
-            if cell is not None:
-                pixels = (cell.float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-                fig.add_trace(go.Image(z=pixels), row=r, col=c)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_layout(width=130 * len(titles) + 160, height=130 * len(rows) + 70, margin=dict(l=10, r=150, t=50, b=10))
-    return apply_style(fig)
+        cell_rows.append(cells + [grid.cell(preds[c], "target") if c in preds else None for c in conditions])
+    return image_rows(cell_rows, [r[0] for r in rows], titles, cell_px=130)
 
 
 def _patch_for(size: int) -> int:

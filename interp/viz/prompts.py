@@ -80,31 +80,41 @@ def prompt_grid(
     with_prediction = any(p is not None for p in row_predictions)
     columns = 5 if with_prediction else 4
 
-    row_titles = []
-    for batch, i in zip(rows, indices):
-        pair = batch.pairs[i]
-        row_titles.append(f"{batch.task}<br><sub>{pair.query.name} / {pair.support.name}</sub>")
-    figure = make_subplots(
-        rows=len(rows),
-        cols=columns,
-        column_titles=list(COLUMN_TITLES[:columns]),
-        row_titles=row_titles,
-        horizontal_spacing=0.01,
-        vertical_spacing=0.02,
-    )
-    for r, (batch, i, prediction) in enumerate(zip(rows, indices, row_predictions), start=1):
+    row_titles, cell_rows = [], []
+    for batch, i, prediction in zip(rows, indices, row_predictions):
         if not 0 <= i < len(batch):
             raise IndexError(f"prompt {i} out of range for the {batch.task} batch of {len(batch)}")
+        pair = batch.pairs[i]
+        row_titles.append(f"{batch.task}<br><sub>{pair.query.name} / {pair.support.name}</sub>")
         cells = [getattr(batch.cells, quadrant)[i] for quadrant in QUADRANTS]
         if prediction is not None:
             cells.append(_prediction_cell(prediction, batch, i, predictions_normalized))
+        cell_rows.append(cells)
+    return image_rows(cell_rows, row_titles, COLUMN_TITLES[:columns], cell_px=cell_px, title=title)
+
+
+def image_rows(
+    rows: Sequence[Sequence[Tensor | None]],
+    row_titles: Sequence[str],
+    column_titles: Sequence[str],
+    cell_px: int = 140,
+    title: str | None = None,
+) -> go.Figure:
+    """A table of images: ``rows[r][c]`` is ``[3, h, w]`` in [0, 1], or None for an empty panel."""
+    figure = make_subplots(
+        rows=len(rows), cols=len(column_titles), column_titles=list(column_titles), row_titles=list(row_titles),
+        horizontal_spacing=0.01, vertical_spacing=0.02,
+    )
+    for r, (row_title, cells) in enumerate(zip(row_titles, rows), start=1):
         for c, cell in enumerate(cells, start=1):
-            figure.add_trace(go.Image(z=_to_uint8(cell), name=f"{batch.task} {COLUMN_TITLES[c - 1]}"), row=r, col=c)
+            if cell is not None:
+                name = f"{row_title.split('<br>')[0]} {column_titles[c - 1]}"
+                figure.add_trace(go.Image(z=_to_uint8(cell), name=name), row=r, col=c)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     figure.update_annotations(font_size=11)
     figure.update_layout(
-        width=cell_px * columns + 200,
+        width=cell_px * len(column_titles) + 200,
         height=cell_px * len(rows) + 80,
         margin=dict(l=10, r=190, t=60 if title else 40, b=10),
         title=title,

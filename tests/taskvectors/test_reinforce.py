@@ -33,6 +33,22 @@ def test_finds_planted_units() -> None:
     assert torch.equal(torch.sigmoid(state.best_logits) > 0.5, PLANTED)
 
 
+def test_threshold_selection_scores_the_thresholded_policy() -> None:
+    seen = []
+
+    def record(mask: torch.Tensor) -> float:
+        seen.append(mask.clone())
+        return accuracy(mask)
+
+    cfg = ReinforceConfig(steps=60, samples=64, eval_every=20, select="threshold")
+    state = reinforce_loop(60, planted_losses, record, cfg, progress=False)
+    assert not seen[0].any()  # logits start at -1: p = 0.27 < 0.5, the thresholded set is empty
+    assert [row["eval_units"] for row in state.log if "eval_units" in row] == [int(m.sum()) for m in seen]
+    assert torch.equal(seen[-1], PLANTED) and state.best_score == 1.0
+    with pytest.raises(ValueError, match="select must be"):
+        ReinforceConfig(select="best")
+
+
 def test_multitask_groups_are_normalised_separately() -> None:
     """Group 1's losses are 1000x larger; per-group z-scoring still lets group 0 steer."""
     def losses(samples):

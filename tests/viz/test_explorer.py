@@ -46,8 +46,8 @@ def test_widget_and_policy_start(explorer, setup) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mIoU" in explorer.image_titles["patched"].value and explorer.status.value == ""
     with explorer.hold():
-        explorer.controls["threshold"].value = 0.9
-    assert torch.equal(explorer.current_mask(), policy > 0.9)
+        explorer.controls["threshold"].value = 0.0
+    assert torch.equal(explorer.current_mask(), policy > 0.0)
     assert explorer.images["patched"].value != png  # redrawn in place
 
 

@@ -1,0 +1,51 @@
+"""Evaluation of task vectors: the conditions score what they say, the control averages draws."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.data.synthetic import SyntheticPascal
+from interp.data.tasks import build_task_prompts
+from interp.taskvectors.evaluate import evaluate_task_vectors, patch_hooks_for, random_like, score_prompts
+from interp.taskvectors.stats import collect
+from interp.taskvectors.units import UnitSpace
+from tests.conftest import random_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = random_model(3, with_vqgan=True)
+    prompts = build_task_prompts(SyntheticPascal(seed=0, size_per_split=40), fold=0, n=4, grid=model.grid, seed=0, tasks=("lowlight",))
+    means = {"lowlight": collect(model, [prompts["lowlight"].canvases], "one_shot", task="lowlight", progress=False)}
+    return model, prompts, means, UnitSpace.for_model(model, "group")
+
+
+def test_random_like_draws_as_many_units() -> None:
+    mask = torch.zeros(50, dtype=torch.bool)
+    mask[[1, 7, 9]] = True
+    drawn = [random_like(mask, seed) for seed in range(3)]
+    assert all(int(d.sum()) == 3 for d in drawn)
+    assert not torch.equal(drawn[0], drawn[1])
+    assert torch.equal(random_like(mask, 0), drawn[0])
+
+
+def test_conditions_and_the_averaged_control(setup) -> None:
+    model, prompts, means, space = setup
+    policy = torch.full((len(space),), 0.1)
+    policy[:20] = 0.9  # 20 units kept by the 0.5 threshold
+    table = evaluate_task_vectors(model, space, means, {"lowlight": policy}, prompts, sampled=0, seed=5, controls=2)
+    row = table.set_index("condition")["mean"]
+    assert set(row.index) == {"one_shot", "zero_shot", "zero_shot+tv", "zero_shot+random"}
+    batch = prompts["lowlight"]
+
+    def patched(mask):
+        return score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means["lowlight"], mask)], "zero_shot"))
+
+    assert row["zero_shot"] == pytest.approx(float(score_prompts(model, batch, "zero_shot").double().mean()))
+    assert row["zero_shot+tv"] == pytest.approx(float(patched(policy > 0.5).double().mean()))
+    kept = policy > 0.5
+    control = torch.stack([patched(random_like(kept, 5)), patched(random_like(kept, 6))]).mean(0)
+    assert row["zero_shot+random"] == pytest.approx(float(control.double().mean()))
+    assert row["zero_shot+tv"] != row["zero_shot"]
+    assert (table.loc[table["condition"].str.contains("\\+"), "units"] == 20).all()

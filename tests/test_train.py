@@ -1,0 +1,64 @@
+"""``interp train-tiny``: data as a pure function of the step, resumable runs, loadable weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import interp
+from interp.canvas import CanvasGrid
+from interp.train import CanvasStream, StepCanvases, TrainConfig, train_tiny
+
+#: a few small steps: enough to exercise every code path in seconds
+SMALL = TrainConfig(
+    vqgan_steps=3, vqgan_batch=8, mae_steps=4, prompt_pairs=1, focus_pairs=1, random_batch=4,
+    warmup=2, restart_every=2, checkpoint_every=2, threads=1,
+)
+
+
+def test_worker_processes_draw_the_same_canvases() -> None:
+    stream = CanvasStream(CanvasGrid(64, 8), seed=0)
+    data = StepCanvases(stream, replace(SMALL, workers=2), "mae")
+    drawn = list(data.loader(start=1))
+    assert len(drawn) == SMALL.mae_steps - 1
+    for step, batch in zip(range(1, SMALL.mae_steps), drawn):
+        direct = data[step]
+        assert batch.keys() == direct.keys()
+        assert all(torch.equal(batch[k], direct[k]) for k in batch)
+    # 1 pair x 7 tasks + 1 focus pair x 2 focus tasks, and half prompts / half plain images
+    assert drawn[0]["prompts"].shape == (7 + 2, 3, 64, 64)
+    assert drawn[0]["mixed"].shape == (4, 3, 64, 64)
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch) -> None:
+    train_tiny(tmp_path / "straight", SMALL)
+    straight = load_file(tmp_path / "straight" / "tiny.safetensors")
+
+    original = StepCanvases.__getitem__
+
+    def crash_at_step_3(self, step):
+        if self.phase == "mae" and step == 3:
+            raise _Crash("killed")
+        return original(self, step)
+
+    monkeypatch.setattr(StepCanvases, "__getitem__", crash_at_step_3)
+    with pytest.raises(_Crash):
+        train_tiny(tmp_path / "resumed", SMALL)
+    assert not (tmp_path / "resumed" / "tiny.safetensors").exists()
+    monkeypatch.setattr(StepCanvases, "__getitem__", original)
+    train_tiny(tmp_path / "resumed", SMALL)  # picks up the VQGAN and the step-2 MAE checkpoints
+    resumed = load_file(tmp_path / "resumed" / "tiny.safetensors")
+
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    model = interp.load_model(str(tmp_path / "resumed" / "tiny.safetensors"))
+    assert model.config.mae.decoder_depth == SMALL.decoder_depth
+    log = (tmp_path / "resumed" / "loss_log.csv").read_text().splitlines()
+    assert len(log) == 1 + SMALL.vqgan_steps + SMALL.mae_steps  # header + one row a step, no duplicates
