@@ -24,8 +24,9 @@ HELD_OUT_SEED = 1234
 
 DEMO_PIPELINE = PipelineConfig(n_collect=64, n_candidates=160, n_train=10, n_search_eval=24, n_eval=100)
 # the token reward (no VQGAN decoding) is ~10x cheaper than the paper's pixel reward on CPU;
-# selection (every eval_every steps) and the final evaluation are in pixel space
-DEMO_REINFORCE = ReinforceConfig(steps=400, samples=128, eval_every=25, reward="token")
+# selection and the final evaluation are in pixel space: every eval_every steps the thresholded
+# policy (the task vector that is finally used) is scored on held-out prompts and the best kept
+DEMO_REINFORCE = ReinforceConfig(steps=400, samples=128, eval_every=10, reward="token", select="threshold")
 
 
 def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rcfg: ReinforceConfig = DEMO_REINFORCE) -> int:

