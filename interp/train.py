@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one_shot
-from interp.data.source import derive_seed
+from interp.data.source import Entry, Pair, derive_seed
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import TASKS, build_task_prompts
 from interp.models.mae_vqgan import MAEVQGAN, MAEConfig, ModelConfig
@@ -83,12 +84,35 @@ class CanvasStream:
         self.grid = grid
         self.seed = seed
         self.source = SyntheticPascal(seed=derive_seed("train", seed), size_per_split={"trn": 20000, "val": 40})
+        self._by_class: dict[int, dict[int, list[str]]] = {}  # fold -> class -> image names
+
+    def pairs(self, fold: int, n: int, seed: int) -> list[Pair]:
+        """``n`` random (query, support) pairs of one class each, from the fold's training images.
+
+        Unlike :meth:`PromptSource.sample_pairs` (query ``i`` = split entry ``i``, as the official
+        evaluation), queries are drawn at random too, so training sees every image as a query.
+        """
+        if fold not in self._by_class:
+            by_class: dict[int, list[str]] = {}
+            for entry in self.source.entries(fold, "trn"):
+                by_class.setdefault(entry.class_id, []).append(entry.name)
+            self._by_class[fold] = by_class
+        by_class = self._by_class[fold]
+        classes = sorted(by_class)
+        rng = random.Random(seed)
+        out = []
+        for _ in range(n):
+            cls = classes[rng.randrange(len(classes))]
+            query, support = rng.sample(by_class[cls], 2)
+            out.append(Pair(Entry(query, cls), Entry(support, cls)))
+        return out
 
     def prompts(self, step: int, pairs: int, stage: str, tasks: tuple[str, ...] = TASKS) -> Tensor:
-        """``[len(tasks) * pairs, 3, H, W]``: the same pairs under each task (normalised canvases)."""
+        """``[len(tasks) * pairs, 3, H, W]``: the same random pairs under each task (normalised canvases)."""
+        seed = derive_seed(stage, self.seed, step)
         batches = build_task_prompts(
-            self.source, fold=step % 4, n=pairs, grid=self.grid,
-            seed=derive_seed(stage, self.seed, step), split="trn", tasks=tasks,
+            self.source, fold=step % 4, n=pairs, grid=self.grid, seed=seed, split="trn", tasks=tasks,
+            pairs=self.pairs(step % 4, pairs, seed),
         )
         return torch.cat([batches[t].canvases for t in tasks])
 

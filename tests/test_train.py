@@ -62,3 +62,17 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch) -> None
     assert model.config.mae.decoder_depth == SMALL.decoder_depth
     log = (tmp_path / "resumed" / "loss_log.csv").read_text().splitlines()
     assert len(log) == 1 + SMALL.vqgan_steps + SMALL.mae_steps  # header + one row a step, no duplicates
+
+
+def test_training_pairs_are_random_queries_of_one_class() -> None:
+    """Every training image can be a query (the evaluation order, query i = entry i, would
+    show the model the same few queries at every step)."""
+    stream = CanvasStream(CanvasGrid(64, 8), seed=0)
+    drawn = [stream.pairs(fold=1, n=8, seed=step) for step in range(5)]
+    queries = {p.query.name for pairs in drawn for p in pairs}
+    assert len(queries) >= 35  # 40 draws from 5000 images
+    for pair in (p for pairs in drawn for p in pairs):
+        assert pair.query.class_id == pair.support.class_id and pair.query.name != pair.support.name
+        assert stream.source.primary_class(stream.source.parse_name(pair.query.name)[1]) == pair.query.class_id
+        assert pair.query.class_id in range(6, 11)  # fold 1
+    assert stream.pairs(1, 8, seed=3) == drawn[3]  # a pure function of the seed
