@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one_shot
 from interp.data.source import Entry, Pair, derive_seed
 from interp.data.synthetic import SyntheticPascal
-from interp.data.tasks import TASKS, build_task_prompts
+from interp.data.tasks import TASKS, Cells, build_task_prompts
 from interp.models.mae_vqgan import MAEVQGAN, MAEConfig, ModelConfig
 from interp.models.vqgan import VQGAN, VQGANConfig
 from interp.run import RunDir, atomic_path
@@ -60,10 +60,12 @@ class TrainConfig:
     vqgan_batch: int = 32
     vqgan_lr: float = 5e-4
     restart_every: int = 25  # VQGAN steps between dead-code restarts (and at step 0: codebook init)
-    mae_steps: int = 4000
+    mae_steps: int = 3600
     prompt_pairs: int = 8  # pairs per step; each gives one canvas of every task (7x)
     focus_tasks: tuple[str, ...] = ("segmentation", "segmentation_inpainting")  # the hardest to learn
-    focus_pairs: int = 8  # extra pairs per step for each focus task
+    focus_pairs: int = 4  # extra pairs per step for each focus task
+    contrast_tasks: tuple[str, ...] = ("lowlight", "colorization", "inpainting")  # see CanvasStream.contrast_prompts
+    contrast_pairs: int = 3  # pairs per step for each contrast task, as "keep" and as "invert" prompts
     random_batch: int = 24  # random-masking canvases per step (half prompts, half plain images)
     mask_ratio: float = 0.75
     mae_lr: float = 1e-3
@@ -116,6 +118,26 @@ class CanvasStream:
         )
         return torch.cat([batches[t].canvases for t in tasks])
 
+    def contrast_prompts(self, step: int, pairs: int, tasks: tuple[str, ...]) -> Tensor:
+        """``[2 * len(tasks) * pairs, 3, H, W]``: for each task, its pairs as "keep" prompts
+        (output = input: degraded images stay degraded) and as "invert" prompts (output and input
+        swapped: clean images get degraded).
+
+        Their queries look like the task's queries (or its targets), so the query alone no longer
+        tells the task: only the example pair does. Training-only; never evaluated.
+        """
+        seed = derive_seed("contrast", self.seed, step)
+        batches = build_task_prompts(
+            self.source, fold=step % 4, n=pairs, grid=self.grid, seed=seed, split="trn", tasks=tasks,
+            pairs=self.pairs(step % 4, pairs, seed),
+        )
+        canvases = []
+        for task in tasks:
+            example_input, example_output, query, target = batches[task].cells
+            canvases.append(Cells(example_input, example_input, query, query).canvas(self.grid))
+            canvases.append(Cells(example_output, example_input, target, query).canvas(self.grid))
+        return torch.cat(canvases)
+
     def plain(self, step: int, n: int, stage: str) -> Tensor:
         """``[n, 3, H, W]`` whole synthetic images (no grid), normalised."""
         g = torch.Generator().manual_seed(derive_seed(stage, "plain", self.seed, step))
@@ -141,6 +163,8 @@ class StepCanvases(torch.utils.data.Dataset):
         prompts = stream.prompts(step, cfg.prompt_pairs, phase)
         if cfg.focus_pairs:
             prompts = torch.cat([prompts, stream.prompts(step, cfg.focus_pairs, "focus-extra", cfg.focus_tasks)])
+        if cfg.contrast_pairs:
+            prompts = torch.cat([prompts, stream.contrast_prompts(step, cfg.contrast_pairs, cfg.contrast_tasks)])
         half = cfg.random_batch // 2
         g = torch.Generator().manual_seed(derive_seed("mae-mix", cfg.seed, step))
         mixed = torch.cat([prompts[torch.randperm(len(prompts), generator=g)[:half]], stream.plain(step, cfg.random_batch - half, phase)])
@@ -382,6 +406,12 @@ def write_model_card(path: Path, model: MAEVQGAN, cfg: TrainConfig, table, wall_
         *(f"| {t} | {metric[t]} ({'higher' if metric[t] == 'iou' else 'lower'} is better) | "
           f"{wide.loc[t, 'one_shot']:.4f} | {wide.loc[t, 'zero_shot']:.4f} | {gain[t]:+.0%} |" for t in TASKS),
     ]
+    contrast = (
+        f" + {cfg.contrast_pairs} pairs x {', '.join(cfg.contrast_tasks)} as training-only contrast prompts, "
+        "once kept (output = the degraded input) and once inverted (clean input, degraded output), so that "
+        "only the example pair tells a task from its look-alikes"
+        if cfg.contrast_pairs else ""
+    )
     text = f"""# Tiny MAE-VQGAN (bundled with interp)
 
 A small visual-prompting model with the architecture of MAE-VQGAN (Bar et al. 2022), trained
@@ -402,7 +432,7 @@ learning. Load it with `interp.load_model("tiny")`.
   reconstruction + codebook + 0.25 commitment; dead codes restarted every {cfg.restart_every} steps.
 - Stage 2, MAE (VQGAN frozen): {cfg.mae_steps} steps; each step {cfg.prompt_pairs} pairs x 7 tasks
   {f"+ {cfg.focus_pairs} more pairs x {', '.join(cfg.focus_tasks)} " if cfg.focus_pairs else ""}with the
-  target cell hidden (one-shot layout) + {cfg.random_batch} canvases with {cfg.mask_ratio:.0%} random masking
+  target cell hidden (one-shot layout){contrast} + {cfg.random_batch} canvases with {cfg.mask_ratio:.0%} random masking
   (half prompts, half plain images); cross-entropy on the hidden patches' codes; AdamW lr {cfg.mae_lr},
   cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.
 - Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads

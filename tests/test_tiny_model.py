@@ -51,8 +51,6 @@ def test_one_shot_helps_every_mse_task(gains) -> None:
     assert (gains[list(MSE_TASKS)] >= 0.05).all(), gains
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 4 open): the shipped weights memorised repeated training "
-                   "queries; only in-painting and colorization gain >= 20%; see interp/assets/MODEL_CARD.md")
 def test_one_shot_beats_zero_shot_on_mse_tasks(gains) -> None:
     assert (gains[list(MSE_TASKS)] >= 0.2).sum() >= 3, gains
 

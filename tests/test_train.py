@@ -14,7 +14,7 @@ from interp.train import CanvasStream, StepCanvases, TrainConfig, train_tiny
 
 #: a few small steps: enough to exercise every code path in seconds
 SMALL = TrainConfig(
-    vqgan_steps=3, vqgan_batch=8, mae_steps=4, prompt_pairs=1, focus_pairs=1, random_batch=4,
+    vqgan_steps=3, vqgan_batch=8, mae_steps=4, prompt_pairs=1, focus_pairs=1, contrast_pairs=1, random_batch=4,
     warmup=2, restart_every=2, checkpoint_every=2, threads=1,
 )
 
@@ -28,8 +28,9 @@ def test_worker_processes_draw_the_same_canvases() -> None:
         direct = data[step]
         assert batch.keys() == direct.keys()
         assert all(torch.equal(batch[k], direct[k]) for k in batch)
-    # 1 pair x 7 tasks + 1 focus pair x 2 focus tasks, and half prompts / half plain images
-    assert drawn[0]["prompts"].shape == (7 + 2, 3, 64, 64)
+    # 1 pair x 7 tasks + 1 focus pair x 2 focus tasks + 1 contrast pair x 3 tasks x (keep, invert),
+    # and half prompts / half plain images
+    assert drawn[0]["prompts"].shape == (7 + 2 + 6, 3, 64, 64)
     assert drawn[0]["mixed"].shape == (4, 3, 64, 64)
 
 
@@ -76,3 +77,28 @@ def test_training_pairs_are_random_queries_of_one_class() -> None:
         assert stream.source.primary_class(stream.source.parse_name(pair.query.name)[1]) == pair.query.class_id
         assert pair.query.class_id in range(6, 11)  # fold 1
     assert stream.pairs(1, 8, seed=3) == drawn[3]  # a pure function of the seed
+
+
+def test_contrast_prompts_keep_and_invert_each_task() -> None:
+    grid = CanvasGrid(64, 8)
+    stream = CanvasStream(grid, seed=0)
+    tasks = ("lowlight", "inpainting")
+    contrast = stream.contrast_prompts(step=5, pairs=2, tasks=tasks)
+    assert contrast.shape == (2 * 2 * 2, 3, 64, 64)
+    # the same pairs under the tasks themselves
+    from interp.data.source import derive_seed
+    from interp.data.tasks import build_task_prompts
+
+    seed = derive_seed("contrast", 0, 5)
+    batches = build_task_prompts(stream.source, 5 % 4, 2, grid, seed=seed, split="trn", tasks=tasks, pairs=stream.pairs(1, 2, seed))
+    for i, task in enumerate(tasks):
+        keep, invert = contrast[4 * i : 4 * i + 2], contrast[4 * i + 2 : 4 * i + 4]
+        original = batches[task].canvases
+        cell = lambda canvases, quadrant: grid.cell(canvases, quadrant)  # noqa: E731
+        # keep: output = input, so the degraded query is its own target
+        assert torch.equal(cell(keep, "target"), cell(original, "query"))
+        assert torch.equal(cell(keep, "example_output"), cell(original, "example_input"))
+        # invert: the clean target is the query, the degraded query the target
+        assert torch.equal(cell(invert, "query"), cell(original, "target"))
+        assert torch.equal(cell(invert, "target"), cell(original, "query"))
+        assert not torch.equal(cell(invert, "target"), cell(invert, "query"))
