@@ -407,9 +407,13 @@ def write_model_card(path: Path, model: MAEVQGAN, cfg: TrainConfig, table, wall_
           f"{wide.loc[t, 'one_shot']:.4f} | {wide.loc[t, 'zero_shot']:.4f} | {gain[t]:+.0%} |" for t in TASKS),
     ]
     contrast = (
-        f" + {cfg.contrast_pairs} pairs x {', '.join(cfg.contrast_tasks)} as training-only contrast prompts, "
-        "once kept (output = the degraded input) and once inverted (clean input, degraded output), so that "
-        "only the example pair tells a task from its look-alikes"
+        f" + {cfg.contrast_pairs} pairs x {', '.join(cfg.contrast_tasks)}\n  as contrast prompts (below)"
+        if cfg.contrast_pairs else ""
+    )
+    contrast_note = (
+        "\n- Contrast prompts (training only, never evaluated): the pairs of a task once *kept* (output =\n"
+        "  the degraded input) and once *inverted* (clean input, degraded output), so that the query alone\n"
+        "  no longer tells the task: only the example pair does."
         if cfg.contrast_pairs else ""
     )
     text = f"""# Tiny MAE-VQGAN (bundled with interp)
@@ -434,7 +438,7 @@ learning. Load it with `interp.load_model("tiny")`.
   {f"+ {cfg.focus_pairs} more pairs x {', '.join(cfg.focus_tasks)} " if cfg.focus_pairs else ""}with the
   target cell hidden (one-shot layout){contrast} + {cfg.random_batch} canvases with {cfg.mask_ratio:.0%} random masking
   (half prompts, half plain images); cross-entropy on the hidden patches' codes; AdamW lr {cfg.mae_lr},
-  cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.
+  cosine schedule, {cfg.warmup} warm-up steps, weight decay {cfg.weight_decay}.{contrast_note}
 - Seed {cfg.seed}; wall-clock {wall_clock_s / 60:.1f} min on {cfg.threads} CPU threads
   ({platform.processor() or platform.machine()}, torch {torch.__version__}).
 - Reproduce: `interp train-tiny --out runs/train-tiny` (resumable; `--device cuda --workers 8` on a GPU),
