@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one_shot
 from interp.data.source import Entry, Pair, derive_seed
 from interp.data.synthetic import SyntheticPascal
-from interp.data.tasks import TASKS, Cells, build_task_prompts
+from interp.data.tasks import TASKS, Cells, PromptBatch, build_task_prompts
 from interp.models.mae_vqgan import MAEVQGAN, MAEConfig, ModelConfig
 from interp.models.vqgan import VQGAN, VQGANConfig
 from interp.run import RunDir, atomic_path
@@ -109,13 +109,18 @@ class CanvasStream:
             out.append(Pair(Entry(query, cls), Entry(support, cls)))
         return out
 
-    def prompts(self, step: int, pairs: int, stage: str, tasks: tuple[str, ...] = TASKS) -> Tensor:
-        """``[len(tasks) * pairs, 3, H, W]``: the same random pairs under each task (normalised canvases)."""
+    def task_batches(self, step: int, pairs: int, stage: str, tasks: tuple[str, ...] = TASKS) -> dict[str, PromptBatch]:
+        """The step's prompts of each task over the same random pairs (fold ``step % 4``); ``stage``
+        names the draw, so different stages of one step see different pairs."""
         seed = derive_seed(stage, self.seed, step)
-        batches = build_task_prompts(
+        return build_task_prompts(
             self.source, fold=step % 4, n=pairs, grid=self.grid, seed=seed, split="trn", tasks=tasks,
             pairs=self.pairs(step % 4, pairs, seed),
         )
+
+    def prompts(self, step: int, pairs: int, stage: str, tasks: tuple[str, ...] = TASKS) -> Tensor:
+        """``[len(tasks) * pairs, 3, H, W]``: the same random pairs under each task (normalised canvases)."""
+        batches = self.task_batches(step, pairs, stage, tasks)
         return torch.cat([batches[t].canvases for t in tasks])
 
     def contrast_prompts(self, step: int, pairs: int, tasks: tuple[str, ...]) -> Tensor:
@@ -126,11 +131,7 @@ class CanvasStream:
         Their queries look like the task's queries (or its targets), so the query alone no longer
         tells the task: only the example pair does. Training-only; never evaluated.
         """
-        seed = derive_seed("contrast", self.seed, step)
-        batches = build_task_prompts(
-            self.source, fold=step % 4, n=pairs, grid=self.grid, seed=seed, split="trn", tasks=tasks,
-            pairs=self.pairs(step % 4, pairs, seed),
-        )
+        batches = self.task_batches(step, pairs, "contrast", tasks)
         canvases = []
         for task in tasks:
             example_input, example_output, query, target = batches[task].cells

@@ -10,8 +10,6 @@ from safetensors.torch import load_file
 
 import interp
 from interp.canvas import CanvasGrid
-from interp.data.source import derive_seed
-from interp.data.tasks import build_task_prompts
 from interp.train import CanvasStream, StepCanvases, TrainConfig, train_tiny
 
 #: a few small steps: enough to exercise every code path in seconds
@@ -87,9 +85,7 @@ def test_contrast_prompts_keep_and_invert_each_task() -> None:
     tasks = ("lowlight", "inpainting")
     contrast = stream.contrast_prompts(step=5, pairs=2, tasks=tasks)
     assert contrast.shape == (2 * 2 * 2, 3, 64, 64)
-    # the same pairs under the tasks themselves
-    seed = derive_seed("contrast", 0, 5)  # step 5: fold 1
-    batches = build_task_prompts(stream.source, 1, 2, grid, seed=seed, split="trn", tasks=tasks, pairs=stream.pairs(1, 2, seed))
+    batches = stream.task_batches(step=5, pairs=2, stage="contrast", tasks=tasks)  # the same pairs under the tasks
     for i, task in enumerate(tasks):
         keep, invert = contrast[4 * i : 4 * i + 2], contrast[4 * i + 2 : 4 * i + 4]
         original = batches[task].canvases
