@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from interp.data.source import Pair, PromptSource, select_pairs
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
+from interp.errors import UnsafeFileError
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
@@ -172,9 +173,9 @@ def import_official_policy(path: str | Path, allow_pickle: bool = False) -> torc
     only for files you trust.
     """
     if not allow_pickle:
-        raise PermissionError(
-            f"{path} is a pickle: loading it can execute code. If you trust it, call again with "
-            "allow_pickle=True (CLI: --allow-pickle)"
+        raise UnsafeFileError(
+            f"{path} is a pickle: loading it can execute code",
+            fix="If you trust it, call again with allow_pickle=True (CLI: --allow-pickle)",
         )
     import pickle
 

@@ -31,6 +31,8 @@ from typing import Any, Iterable, Literal, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from interp.errors import InputError
+
 Split = Literal["trn", "val"]
 SPLITS: tuple[str, ...] = ("trn", "val")
 NUM_CLASSES = 20
@@ -38,7 +40,7 @@ NUM_FOLDS = 4
 CLASSES_PER_FOLD = NUM_CLASSES // NUM_FOLDS
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file is missing, unreadable or malformed (the message names the file)."""
 
 

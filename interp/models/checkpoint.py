@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from interp.errors import CheckpointError
 from interp.models.mae_vqgan import MAEVQGAN, ModelConfig
 
 # Classes that training scripts pickle beside the weights and that we may ignore safely.
@@ -33,10 +34,6 @@ _METADATA_GLOBALS = re.compile(
     r"|numpy\._core\.multiarray\.scalar|(pytorch_lightning|lightning)\..*|omegaconf\..*"
     r"|collections\.(OrderedDict|defaultdict)|builtins\.(set|frozenset|slice))$"
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used as it is; the message says why and what to do."""
 
 
 class _Inert:

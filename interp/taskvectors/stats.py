@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from interp.canvas import PromptLayout, get_layout
+from interp.errors import InputError
 
 FORMAT = "interp.activation_stats"
 FORMAT_VERSION = 1
@@ -46,7 +47,7 @@ DEFAULT_HOOK = "attn.hook_z"
 _FIELDS = ("sum", "sum_sq", "count")
 
 
-class StatsError(ValueError):
+class StatsError(InputError):
     """Base of every problem with saved or combined activation statistics."""
 
 

@@ -38,6 +38,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp.canvas import QUADRANTS, CanvasGrid, denormalize
+from interp.errors import InterpError
 from interp.taskvectors.units import UnitSpace
 from interp.viz.curves import reinforce_curves, results_bars
 from interp.viz.export import FORMATS, STATIC_HELP, chrome_available, check_formats, export_session, save_figure
@@ -47,7 +48,7 @@ from interp.viz.style import apply_style, metric_label
 FIGURES_DIR = "figures"
 
 
-class FigureError(RuntimeError):
+class FigureError(InterpError, RuntimeError):
     """Some inputs of a run were present but could not be drawn (the others were written)."""
 
 

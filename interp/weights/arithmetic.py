@@ -34,11 +34,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from interp.errors import InputError
+
 Scalar = Union[int, float, Tensor]
 _FORMAT = "interp.task_vector"
 
 
-class TaskVectorError(ValueError):
+class TaskVectorError(InputError):
     """Task vectors or weights that do not fit together; the message names the keys and the fix."""
 
 

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp.errors import InputError
 from interp.weights.arithmetic import TaskVector, check_same_keys
 
 TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
@@ -59,7 +60,7 @@ _SHORT = {AE: "ae", PCA: "pca"}
 FILES = {"basis": "basis_vectors.pt", "info": "method_info.json", AE: "AWB.pt", PCA: "pca_components.pt"}
 
 
-class BasisError(ValueError):
+class BasisError(InputError):
     """A basis that cannot be built, saved or read; the message names the problem and the fix."""
 
 
