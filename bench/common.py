@@ -4,7 +4,7 @@ per-head recording, and the one-line JSON report.
 Models (``--model``):
 
 * ``tiny``  — the bundled tiny MAE-VQGAN (``interp.load_model("tiny")``); where its weights
-  are missing, the same architecture (``interp.train.tiny_config``) with random weights.
+  are missing, the same architecture (``interp.models.presets.tiny``) with random weights.
   Timings do not depend on the weights, so the numbers stay comparable.
 * ``small`` — the official layer and head counts (24 + 8 blocks, 16 heads, 224 px canvas,
   16 px patches) at narrow widths (96 / 48), with a small f16 VQGAN: the geometry of the
@@ -85,49 +85,25 @@ def setup(args: argparse.Namespace) -> None:
 # models and data
 
 
-def small_config():
-    """Official depths and heads at narrow widths (the ``mae_small`` reference geometry)."""
-    from interp.models import MAEConfig, ModelConfig, VQGANConfig
-
-    mae = MAEConfig(
-        img_size=224, patch_size=16, embed_dim=96, depth=24, num_heads=16,
-        decoder_embed_dim=48, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0, vocab_size=1024,
-    )
-    vqgan = VQGANConfig(
-        ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, attn_resolutions=(16,), z_channels=32,
-        resolution=256, n_embed=1024, embed_dim=16,
-    )
-    return ModelConfig(mae, vqgan)
-
-
-def _random(config, seed: int):
-    from interp.models import MAEVQGAN
-
-    torch.manual_seed(seed)
-    return MAEVQGAN(config).initialize_weights()
-
-
 def get_model(name: str, device: str = "cpu", seed: int = 0) -> tuple[Any, str]:
     """``(model in eval mode on device, where its weights come from)``; cached per (name, device)."""
     key = (name, str(device))
     if key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
+    from interp.models import presets
+
     if name == "tiny":
         import interp
 
         try:
             model, source = interp.load_model("tiny"), "bundled tiny weights"
         except FileNotFoundError:
-            from interp.train import tiny_config
-
-            model = _random(tiny_config(), seed)
+            model = presets.initialized(presets.tiny(), seed)
             source = "random weights, tiny architecture (bundled tiny.safetensors missing)"
     elif name == "small":
-        model, source = _random(small_config(), seed), "random weights, official depths/heads at widths 96/48"
+        model, source = presets.initialized(presets.small(), seed), "random weights, official depths/heads at widths 96/48"
     elif name == "large":
-        from interp.models import ModelConfig
-
-        model, source = _random(ModelConfig.large(), seed), "random weights, ModelConfig.large()"
+        model, source = presets.initialized(presets.large(), seed), "random weights, ModelConfig.large()"
     else:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
     model = model.to(device).eval()

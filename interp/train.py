@@ -1,6 +1,6 @@
 """Train the bundled tiny MAE-VQGAN on synthetic visual prompts (``interp train-tiny``).
 
-Two stages, each the project's own model class with a small config (:func:`tiny_config`):
+Two stages, each the project's own model class with a small config (:func:`interp.models.presets.tiny`):
 
 1. **VQGAN tokenizer** on canvases of every task: L1 + MSE reconstruction plus the VQ-VAE
    codebook and commitment terms; codes unused for a while are restarted at random encoder
@@ -33,24 +33,10 @@ from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one
 from interp.data.source import Entry, Pair, derive_seed
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import TASKS, Cells, PromptBatch, build_task_prompts
-from interp.models.mae_vqgan import MAEVQGAN, MAEConfig, ModelConfig
-from interp.models.vqgan import VQGAN, VQGANConfig
+from interp.models import presets
+from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.vqgan import VQGAN
 from interp.run import RunDir, atomic_path
-
-
-def tiny_config(decoder_depth: int = 3, decoder_embed_dim: int = 96) -> ModelConfig:
-    """64x64 canvas, 8x8 patches (8x8 codes from an f8 VQGAN with 256 codes); the decoder
-    (where hidden target patches read the query) can be made deeper or wider."""
-    mae = MAEConfig(
-        img_size=64, patch_size=8, embed_dim=128, depth=6, num_heads=8,
-        decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth, decoder_num_heads=8,
-        mlp_ratio=4.0, vocab_size=256,
-    )
-    vqgan = VQGANConfig(
-        ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), z_channels=32,
-        resolution=64, n_embed=256, embed_dim=32,
-    )
-    return ModelConfig(mae, vqgan)
 
 
 @dataclass
@@ -350,10 +336,9 @@ def train_tiny(out: str | Path, cfg: TrainConfig = TrainConfig(), command: str =
     torch.set_num_threads(cfg.threads)
     if cfg.device.startswith("cuda"):
         torch.set_float32_matmul_precision("high")  # TF32 matmuls
-    model_config = tiny_config(cfg.decoder_depth, cfg.decoder_embed_dim)
+    model_config = presets.tiny(cfg.decoder_depth, cfg.decoder_embed_dim)
     run = RunDir.create(out, command=command, config={"train": asdict(cfg), "model": model_config.to_dict()})
-    torch.manual_seed(cfg.seed)
-    model = MAEVQGAN(model_config).initialize_weights().to(cfg.device)
+    model = presets.initialized(model_config, cfg.seed).to(cfg.device)
     stream = CanvasStream(model.grid, cfg.seed)
     started = time.time()
     train_vqgan(model.vqgan, cfg, stream, run)

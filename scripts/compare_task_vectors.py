@@ -30,9 +30,10 @@ if str(ROOT) not in sys.path:  # run from a clone without installing
 
 from interp.demo import DEMO_PIPELINE, HELD_OUT_SEED  # noqa: E402
 from interp.pipeline import load_model_spec, load_source  # noqa: E402
+from interp.models.presets import random_smoke_model  # noqa: E402
 from interp.run import RunDir  # noqa: E402
 from interp.weights.mae import (  # noqa: E402
-    CompareConfig, FinetuneConfig, compare, pipeline_from_run, random_small_model, summary_table,
+    CompareConfig, FinetuneConfig, compare, pipeline_from_run, summary_table,
 )
 
 QUICK = CompareConfig(
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick:
             raise SystemExit(f"{error}\n(the real comparison needs the trained model; --quick runs a smoke test on a random one)")
         print(f"[smoke] {args.model} not available ({error.__class__.__name__}); using a small RANDOM model")
-        model, model_name = random_small_model(args.seed).to(args.device), "random-small (smoke)"
+        model, model_name = random_smoke_model(args.seed).to(args.device), "random-small (smoke)"
     source = load_source(data)
     run = RunDir.create(args.out, command=[Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])],
                         config={"compare": asdict(cfg), "pipeline": asdict(pipeline), "model": model_name,

@@ -1,4 +1,6 @@
-"""Shared fixtures: where the official reference fixtures live, and the small reference model."""
+"""Shared fixtures: where the official reference fixtures live, and the small reference model.
+
+``random_model`` is :func:`interp.models.presets.random_model` (re-exported for the tests)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from interp.models.presets import random_model  # noqa: F401  (tests import it from here)
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -36,27 +40,6 @@ def mae_golden(reference_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(reference_dir / "mae_small.golden.safetensors")
-
-
-def random_model(seed: int = 0, with_vqgan: bool = False):
-    """A small MAE-VQGAN (64px canvas, 8px patches) with random, non-trivial weights."""
-    from interp.models import MAEVQGAN, MAEConfig, ModelConfig, VQGANConfig
-
-    mae = MAEConfig(
-        img_size=64, patch_size=8, embed_dim=32, depth=2, num_heads=4,
-        decoder_embed_dim=16, decoder_depth=2, decoder_num_heads=4, vocab_size=64,
-    )
-    vqgan = VQGANConfig(
-        ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), z_channels=8,
-        resolution=64, n_embed=64, embed_dim=8,
-    ) if with_vqgan else None
-    torch.manual_seed(seed)
-    model = MAEVQGAN(ModelConfig(mae, vqgan))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if not name.startswith("vqgan."):
-                param.normal_(0, 0.2)
-    return model.eval()
 
 
 @pytest.fixture

@@ -639,25 +639,3 @@ def _policy_metadata(path: Path) -> dict[str, str]:
 
     with safe_open(str(path), framework="pt") as handle:
         return handle.metadata() or {}
-
-
-# --------------------------------------------------------------------------------------------
-# a model for smoke runs
-
-
-def random_small_model(seed: int = 0) -> MAEVQGAN:
-    """A very small MAE-VQGAN (64 px canvas, 8 px patches) with random weights, for ``--quick``
-    smoke runs when the bundled tiny model is absent. Its numbers mean nothing."""
-    from interp.models import MAEConfig, ModelConfig, VQGANConfig
-
-    mae = MAEConfig(img_size=64, patch_size=8, embed_dim=32, depth=2, num_heads=4,
-                    decoder_embed_dim=16, decoder_depth=2, decoder_num_heads=4, vocab_size=64)
-    vqgan = VQGANConfig(ch=32, ch_mult=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(8,), z_channels=8,
-                        resolution=64, n_embed=64, embed_dim=8)
-    torch.manual_seed(seed)
-    model = MAEVQGAN(ModelConfig(mae, vqgan)).initialize_weights()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if is_mae_key(name) and param.requires_grad:
-                param.normal_(0, 0.2)
-    return model.eval()
