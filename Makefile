@@ -23,7 +23,7 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# rewrite notebooks/0*.ipynb from notebooks/build_notebooks.py (tests check that they match)
+# rewrite notebooks/*.ipynb from their sources, the jupytext scripts notebooks/*.py (tests check that they match)
 notebooks: install
 	$(BIN)/python notebooks/build_notebooks.py
 

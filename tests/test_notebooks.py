@@ -9,6 +9,7 @@ directory (for a look at the outputs when something fails), never over the noteb
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -24,14 +25,14 @@ pytestmark = pytest.mark.notebooks
 
 
 def test_notebooks_are_built_from_the_script():
-    """The committed tutorial notebooks are what ``notebooks/build_notebooks.py`` writes (and hold no outputs)."""
+    """Each committed notebook is what ``notebooks/build_notebooks.py`` writes from its ``.py`` source (no outputs)."""
     import importlib.util
 
     pytest.importorskip("nbformat")
     spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOK_DIR / "build_notebooks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--check"]) == 0, "run: python notebooks/build_notebooks.py"
+    assert module.stale() == [], "run: make notebooks (python notebooks/build_notebooks.py)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -61,3 +62,16 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         print(f"{path.name}: {time.perf_counter() - start:.1f} s")
     errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name} has error outputs: {errors}"
+
+
+def test_notebook_scripts_are_clean_python():
+    """Each notebook's source (its jupytext script) compiles and pyflakes finds nothing (unused imports, undefined names)."""
+    pyflakes_api = pytest.importorskip("pyflakes.api")
+    from pyflakes.reporter import Reporter
+
+    scripts = sorted(p for p in NOTEBOOK_DIR.glob("*.py") if p.name != "build_notebooks.py")
+    assert {p.stem for p in scripts} == {p.stem for p in NOTEBOOKS}, "every notebook has a .py source and vice versa"
+    for script in scripts:
+        out = io.StringIO()
+        problems = pyflakes_api.check(script.read_text(), str(script), Reporter(out, out))
+        assert problems == 0, out.getvalue()

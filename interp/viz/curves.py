@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from interp.viz.style import (
+    CONDITION_COLORS,
     CONDITION_ORDER,
     FONT_SIZE,
     OKABE_ITO,
@@ -225,10 +226,12 @@ def results_bars(
         horizontal_spacing=0.1 if len(metrics) > 1 else 0.0,
     )
     shown_legend: set[str] = set()
+    extra = [c for c in conditions if c not in CONDITION_COLORS]  # numbered in order: fixed per figure
+    colors = {c: condition_color(c, extra.index(c) if c in extra else 0) for c in conditions}
     for c, metric in enumerate(metrics, start=1):
         part = table[table["metric"] == metric]
         higher = bool(part["higher_is_better"].iloc[0])
-        for k, condition in enumerate(conditions):
+        for condition in conditions:
             rows = part[part["condition"] == condition].set_index("task").reindex(per_metric[metric])
             if rows["mean"].isna().all():
                 continue
@@ -243,7 +246,7 @@ def results_bars(
                     x=[t.replace("_", " ") for t in rows.index],
                     y=rows["mean"],
                     error_y=dict(type="data", array=rows["sem"].fillna(0).to_numpy(), visible=True, thickness=1, width=3),
-                    marker_color=condition_color(condition, k),
+                    marker_color=colors[condition],
                     name=condition_label(condition),
                     legendgroup=condition,
                     showlegend=condition not in shown_legend,

@@ -149,9 +149,16 @@ def is_diverging(value: str) -> bool:
     return any(key in value.lower() for key in DIVERGING)
 
 
+#: colours of conditions without their own (``zero_shot+top8``, composed vectors ``...[a+b]``):
+#: the Okabe-Ito colours no named condition uses, then Paul Tol's muted dark ones; never
+#: yellow (invisible on white) or black (reads as an axis)
+EXTRA_CONDITION_COLORS: tuple[str, ...] = ("#009E73", "#56B4E9", "#882255", "#332288", "#44AA99", "#117733", "#AA4499")
+
+
 def condition_color(condition: str, index: int = 0) -> str:
-    """The colour of an evaluation condition (unknown ones cycle through the colourway)."""
-    return CONDITION_COLORS.get(condition, OKABE_ITO[(index + 4) % len(OKABE_ITO)])
+    """The colour of an evaluation condition; ``index`` numbers the conditions without a colour of
+    their own in a figure (each gets the next of :data:`EXTRA_CONDITION_COLORS`)."""
+    return CONDITION_COLORS.get(condition, EXTRA_CONDITION_COLORS[index % len(EXTRA_CONDITION_COLORS)])
 
 
 def condition_label(condition: str) -> str:

@@ -1,0 +1,94 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The patch explorer
+#
+# Try task-vector patches by hand: pick a task and a prompt, choose which units to patch (layer
+# ranges of each stack, heads, token groups, optionally narrowed to a policy's units above a
+# threshold), and see the patched zero-shot prediction beside one-shot, plain zero-shot and the
+# target, with the task metric of each. *Means of* patches another task's means (does the
+# low-light vector turn segmentation into enhancement?); *export figure* writes the image row as
+# HTML / PNG / PDF / SVG.
+#
+# Everything the widget does is a plain method (`current_mask()`, `predictions()`, `scores()`,
+# `render()`, `export()`), so it can also be scripted, as below. Built here from 32 prompts per
+# task and two "policies" taken from the top-taskness units; to explore the demo's REINFORCE
+# policies instead, pass `interp.pipeline.load_policies(RunDir("runs/demo"), TASKS)` (and that
+# run's statistics, `load_stats`). About 30 seconds on a CPU.
+
+# %%
+import torch
+
+import interp
+from interp.data import SyntheticPascal, build_task_prompts
+from interp.demo import DEMO_PIPELINE, HELD_OUT_SEED
+from interp.viz.style import use_paper_style
+
+use_paper_style()  # plotly figures in the paper style (fonts, colours) for ad-hoc px plots too
+torch.manual_seed(0)
+model = interp.load_model("tiny")
+source = SyntheticPascal(seed=HELD_OUT_SEED)  # the synthetic Pascal-5i analogue, a seed the model never trained on
+
+from pathlib import Path
+
+ROOT = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "pyproject.toml").exists()), Path.cwd())
+TASKS = DEMO_PIPELINE.tasks
+
+# %% [markdown]
+# ## Means, prompts and policies
+
+# %%
+from interp.taskvectors.stats import collect
+from interp.taskvectors.taskness import taskness, top_units
+from interp.taskvectors.units import UnitSpace
+
+train = build_task_prompts(source, fold=0, n=32, grid=model.grid, seed=0, split="trn", tasks=TASKS)
+means = {task: collect(model, [batch.canvases], layout="one_shot", task=task, progress=False)
+         for task, batch in train.items()}
+prompts = build_task_prompts(source, fold=0, n=8, grid=model.grid, seed=2, split="val", tasks=TASKS)
+
+table = taskness(means, by="group")
+space = UnitSpace.for_model(model, "group")
+policies = {f"top {k} taskness": (space, top_units(table, space, k).float()) for k in (8, 24)}
+
+# %% [markdown]
+# ## Scripting the explorer
+#
+# Set controls (several at once inside `hold()`, which recomputes once), then read the result.
+
+# %%
+from interp.viz.explorer import NO_POLICY, PatchExplorer
+
+explorer = PatchExplorer(model, prompts, means, policies, export_dir=ROOT / "runs" / "explorer")
+with explorer.hold():
+    explorer.controls["task"].value = "lowlight"
+    explorer.controls["policy"].value = "top 24 taskness"
+print(explorer.describe_mask())
+print({name: round(value, 4) for name, value in explorer.scores().items()})
+explorer.render().show()
+
+# %%
+explorer.mask_figure().show()
+
+# %% [markdown]
+# ## The widget
+#
+# Back to patching every unit of both stacks (no policy), on in-painting, then the live panel.
+# Move the *prompt* slider, untick the encoder, narrow the decoder layers, or start from a policy.
+
+# %%
+with explorer.hold():
+    explorer.controls["task"].value = "inpainting"
+    explorer.controls["policy"].value = NO_POLICY
+explorer.widget
