@@ -9,16 +9,18 @@ and a resumed run can trust what it finds.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
+
+from interp.io import atomic_write, write_csv, write_json
+
+#: the old name of :func:`interp.io.atomic_write`, kept for callers not yet moved over
+atomic_path = atomic_write
 
 
 def package_versions() -> dict[str, str]:
@@ -32,27 +34,6 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @dataclass
@@ -95,17 +76,12 @@ class RunDir:
 
     def write_table(self, name: str, table: Any) -> Path:
         """Write a pandas DataFrame as ``name.csv`` and ``name.md``; returns the CSV path."""
-        csv = self.file(f"{name}.csv")
-        with atomic_path(csv) as tmp:
-            table.to_csv(tmp, index=False)
-        with atomic_path(self.file(f"{name}.md")) as tmp:
-            tmp.write_text(table.to_markdown(index=False, floatfmt=".4f") + "\n")
-        return csv
+        return write_csv(table, self.file(f"{name}.csv"), markdown=True)
 
     def write_tensors(self, name: str, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
         from safetensors.torch import save_file
 
         path = self.file(f"{name}.safetensors")
-        with atomic_path(path) as tmp:
+        with atomic_write(path) as tmp:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
         return path

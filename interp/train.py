@@ -33,10 +33,11 @@ from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one
 from interp.data.source import Entry, Pair, derive_seed
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import TASKS, Cells, PromptBatch, build_task_prompts
+from interp.io import atomic_write, write_csv
 from interp.models import presets
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.vqgan import VQGAN
-from interp.run import RunDir, atomic_path
+from interp.run import RunDir
 
 
 @dataclass
@@ -172,7 +173,7 @@ class StepCanvases(torch.utils.data.Dataset):
 
 def _save_checkpoint(path: Path, step: int, state: dict, optimizer: torch.optim.Optimizer, extra: dict | None = None) -> None:
     """Atomically write a resumable checkpoint (read back with ``weights_only=True``)."""
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         torch.save({"step": step, "model": state, "optimizer": optimizer.state_dict(), **(extra or {})}, tmp)
 
 
@@ -197,11 +198,7 @@ class LossLog:
             self.flush()
 
     def flush(self) -> None:
-        fields = list(dict.fromkeys(k for r in self.rows for k in r))
-        with atomic_path(self.path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        write_csv(self.rows, self.path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,7 +434,7 @@ IoU / MSE on the target cell after VQGAN decoding; gain is relative to zero-shot
 {chr(10).join(lines)}
 {notes}
 """
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         tmp.write_text(text)
 
 

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from interp.errors import CheckpointError
+from interp.io import atomic_write
 from interp.models.mae_vqgan import MAEVQGAN, ModelConfig
 
 # Classes that training scripts pickle beside the weights and that we may ignore safely.
@@ -183,10 +184,8 @@ def save_model(model: MAEVQGAN, path: str | Path, metadata: Mapping[str, str] | 
     meta = {"config": json.dumps(model.config.to_dict()), "format": "interp.MAEVQGAN/1"}
     meta.update(metadata or {})
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
 
 
 #: models shipped inside the package, by name

@@ -23,7 +23,6 @@ the same result.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -35,9 +34,9 @@ from tqdm.auto import tqdm
 from interp.canvas import PromptLayout, get_layout, normalize
 from interp.data.source import derive_seed
 from interp.data.tasks import PromptBatch
+from interp.io import atomic_write, write_csv
 from interp.metrics import code_cross_entropy, task_metric, task_reward
 from interp.models.mae_vqgan import MAEVQGAN
-from interp.run import atomic_path
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
@@ -158,7 +157,7 @@ def _zscore_groups(loss: Tensor, groups: int) -> Tensor:
 
 
 def _save(path: Path, state: PolicyState, logits: Tensor, optimizer: torch.optim.Optimizer) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         torch.save(
             {"step": state.step, "logits": logits.detach(), "optimizer": optimizer.state_dict(),
              "best_logits": state.best_logits, "best_score": state.best_score, "log": state.log},
@@ -275,9 +274,5 @@ def search(
 
 
 def write_log(path: str | Path, rows: Sequence[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, path)
 

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from interp.canvas import PromptLayout, get_layout
+from interp.io import atomic_write, write_text
 from interp.errors import InputError
 
 FORMAT = "interp.activation_stats"
@@ -314,16 +315,12 @@ class ActivationStats:
         for site in self.sites:
             for name in _FIELDS:
                 tensors[f"{site}.{name}"] = getattr(self, name)[site].detach().cpu().contiguous()
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "sidecar": sidecar_path(path).name})
         meta = self.sidecar()
         meta["tensors"] = path.name
-        meta["sha256"] = _sha256(tmp)
-        sidecar = sidecar_path(path)
-        tmp_json = sidecar.with_name(sidecar.name + ".tmp")
-        tmp_json.write_text(json.dumps(meta, indent=1, default=_json_default))
-        os.replace(tmp, path)
-        os.replace(tmp_json, sidecar)
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "sidecar": sidecar_path(path).name})
+            meta["sha256"] = _sha256(tmp)
+        write_text(sidecar_path(path), json.dumps(meta, indent=1, default=_json_default))
         return path
 
     @classmethod

@@ -1,0 +1,165 @@
+"""Shared artifact I/O: one atomic writer, JSON and CSV writers, a safetensors-metadata reader.
+
+Every artifact goes through :func:`atomic_write`: the content is written to a temporary file
+from ``mkstemp`` beside the target (``.<name>.<random>.tmp``), flushed to disk (``fsync``),
+made ``0644`` and renamed onto the target with ``os.replace``. A killed write therefore leaves
+either the old file or the new one, never half of one (an orphaned temporary at worst, which
+:func:`clean_temporaries` removes on the next run). Disk-full and permission problems become
+:class:`~interp.errors.DiskFullError` / :class:`NotWritableError` naming the path.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from interp.errors import DiskFullError, InterpError
+
+#: the temporary names :func:`atomic_write` uses (``.<name>.<random>.tmp``)
+TEMPORARY_GLOB = ".*.tmp"
+
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+class NotWritableError(InterpError, PermissionError):
+    """A path the process may not write (permissions, a read-only file system)."""
+
+    def __init__(self, path: str | Path, problem: str | None = None, fix: str | None = None) -> None:
+        self.path = Path(path)
+        super().__init__(problem or f"{path} is not writable (permission denied or read-only file system)",
+                         fix or "Write the run to a directory you can write (e.g. another --run / --out), or fix its permissions")
+        self.errno, self.filename = errno.EACCES, str(path)
+
+    def __reduce__(self):
+        return type(self), (self.path, self.problem, self.fix)
+
+
+def write_error(error: BaseException, path: str | Path) -> BaseException | None:
+    """The named error for a failed write of ``path`` (disk full / not writable), else ``None``.
+
+    Recognises ``OSError`` numbers, safetensors' ``SafetensorError`` and torch's
+    ``enforce fail at inline_container`` (what ``torch.save`` raises when the disk fills up).
+    """
+    if isinstance(error, (DiskFullError, NotWritableError)):
+        return None
+    if isinstance(error, OSError) and error.errno in _FULL:
+        return DiskFullError(path)
+    if isinstance(error, OSError) and error.errno in _NOT_WRITABLE:
+        return NotWritableError(path)
+    text = str(error).lower()
+    if type(error).__name__ == "SafetensorError":  # "I/O error: No space left on device (os error 28)"
+        if "permission denied" in text or "read-only" in text:
+            return NotWritableError(path)
+        if any(s in text for s in ("no space", "file too large", "quota")):
+            return DiskFullError(path)
+    if isinstance(error, RuntimeError) and ("inline_container" in text or "pytorchstreamwriter" in text):
+        return DiskFullError(path)  # what torch.save raises when the disk fills up mid-write
+    return None
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends, commit it onto ``path``.
+
+    Write the content to the yielded path (any writer that takes a path). On success the file
+    is fsynced, made 0644 and renamed onto ``path``; on error the temporary is removed and the
+    previous ``path`` (if any) stays as it was.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as error:
+        named = write_error(error, path)
+        if named is None:
+            raise
+        raise named from error
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except Exception as error:
+        named = write_error(error, path)
+        if named is None:
+            raise
+        raise named from error
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def clean_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporaries a killed :func:`atomic_write` left under ``folder``; returns them."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.rglob(TEMPORARY_GLOB):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically (non-JSON values written with ``str``)."""
+    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_csv(table: Any, path: str | Path, markdown: bool = False) -> Path:
+    """Write a table (a DataFrame or a list of dict rows) as CSV, atomically.
+
+    ``markdown=True`` also writes the ``.md`` twin beside it (for reading, floats to 4 places).
+    Returns the CSV path.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not isinstance(table, pd.DataFrame):  # rows: written as given (columns in first-seen order)
+        rows: Sequence[Mapping[str, Any]] = list(table)
+        with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            writer.writeheader()
+            writer.writerows(rows)
+        if not markdown:
+            return path
+        table = pd.DataFrame(rows)
+    else:
+        with atomic_write(path) as tmp:
+            table.to_csv(tmp, index=False)
+    if markdown:
+        write_text(path.with_suffix(".md"), table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    return path
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata in a safetensors header (``{}`` when there is none); reads no tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    from interp.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", fix="check the path (or run the stage that writes it)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except SafetensorError as error:
+        raise InputError(f"{path} is not a readable safetensors file ({error})",
+                         fix="restore it or write it again") from None
