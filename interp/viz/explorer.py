@@ -29,6 +29,7 @@ patched ones are cached per (task, prompt, layout, mask), so moving back and for
 
 from __future__ import annotations
 
+import html
 import io
 import warnings
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ from interp.data.tasks import PromptBatch
 from interp.metrics import task_metric, task_score
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import GRANULARITIES, GROUP_NAMES, UnitSpace
-from interp.viz.export import FORMATS, save_figure
+from interp.viz.export import FORMATS, figure_stem, keep_browser_open, one_line, save_figure
 from interp.viz.heatmaps import GROUP_LABELS, layer_head_heatmap, mask_frame, policy_frame
 from interp.viz.style import apply_style, metric_label
 
@@ -334,9 +335,14 @@ class PatchExplorer:
 
     def export(self, stem: str | Path | None = None, formats: Sequence[str] | None = None) -> list[Path]:
         """Write :meth:`render` via :func:`~interp.viz.export.save_figure`; returns the files."""
-        if stem is None:
-            stem = self.export_dir / f"explorer_{self.task}_{self.index}_{self.layout}"
-        self.last_export = save_figure(self.render(), stem, formats or self.formats)
+        if stem is None:  # what is shown, and which units (count + hash): a new mask never overwrites an old export
+            means = None if self.means_task == self.task else f"means-{self.means_task}"
+            stem = self.export_dir / figure_stem("explorer", self.task, f"prompt{self.index}", self.layout, means,
+                                                 mask=self.current_mask())
+        formats = formats or self.formats
+        if any(f != "html" for f in formats):
+            keep_browser_open()  # one browser for every export of the session
+        self.last_export = save_figure(self.render(), stem, formats)
         return self.last_export
 
     # --- widgets -----------------------------------------------------------------------------
@@ -442,13 +448,18 @@ class PatchExplorer:
             self.status.value = f"<span style='color:#b00'>{type(error).__name__}: {error}</span>"
 
     def _on_export(self) -> None:
+        button = self.export_button
+        button.disabled, button.description, button.icon = True, "exporting…", "hourglass-half"
+        self.status.value = f"<i>writing {', '.join(self.formats)} (a few seconds)…</i>"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 files = self.export()
-            except Exception as error:  # noqa: BLE001
-                self.status.value = f"<span style='color:#b00'>export failed: {error}</span>"
+            except Exception as error:  # noqa: BLE001 - one readable line in the widget
+                self.status.value = f"<span style='color:#b00'>export failed: {html.escape(one_line(error))}</span>"
                 return
+            finally:
+                button.disabled, button.description, button.icon = False, "export figure", "download"
         note = "".join(f"<br><span style='color:#a60'>{c.message}</span>" for c in caught)
         self.status.value = "wrote " + ", ".join(p.name for p in files) + note
 

@@ -284,7 +284,7 @@ def write_run_figures(
                 print(f"FAILED {name}: {error}")
                 continue
             for stem, fig in figures:
-                written += save_figure(fig, out / stem, formats)
+                written += save_figure(fig, out / stem, formats, plotlyjs="beside")  # one plotly.min.js for the folder
     kinds = ", ".join(formats)
     print(f"{len(written)} files ({kinds}) written to {out}")
     if failures:

@@ -13,6 +13,7 @@ from interp.data.tasks import build_task_prompts  # noqa: E402
 from interp.taskvectors.stats import collect  # noqa: E402
 from interp.taskvectors.units import UnitSpace  # noqa: E402
 from interp.viz.explorer import NO_POLICY, PatchExplorer  # noqa: E402
+from interp.viz.export import figure_stem  # noqa: E402
 from tests.conftest import random_model  # noqa: E402
 
 TASKS = ("segmentation", "lowlight")
@@ -90,9 +91,14 @@ def test_task_layout_and_export(explorer) -> None:
     assert len(explorer.current_mask()) == len(explorer.space("one_shot")) > len(explorer.space("zero_shot"))
     assert "MSE ↓" in explorer.titles()["one_shot"]
     explorer.export_button.click()
-    written = explorer.last_export
-    assert [p.name for p in written] == ["explorer_lowlight_1_one_shot.html"] and written[0].exists()
-    assert "wrote explorer_lowlight_1_one_shot.html" in explorer.status.value
+    first = explorer.last_export
+    assert [p.name for p in first] == [figure_stem("explorer", "lowlight", "prompt1", "one_shot", mask=explorer.current_mask()) + ".html"]
+    assert first[0].name.startswith("explorer_lowlight_prompt1_one_shot_") and first[0].exists()
+    assert f"wrote {first[0].name}" in explorer.status.value and not explorer.export_button.disabled
+    explorer.controls["heads"].value = (0,)  # another mask: another file, the first one kept
+    explorer.export_button.click()
+    second = explorer.last_export
+    assert second[0] != first[0] and first[0].exists() and second[0].exists()
 
 
 def test_bad_input(setup) -> None:
