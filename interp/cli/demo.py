@@ -1,0 +1,25 @@
+"""``interp demo``: the whole pipeline on the bundled tiny model and synthetic data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from interp.cli.options import Command, integer, recorded, run_dir
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=run_dir, default="runs/demo", help="run directory to write (default: runs/demo)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="seed of prompt sampling and the search, an integer >= 0 (default: 0)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from interp.demo import DEMO_REINFORCE, run_demo
+    from interp.run import RunDir
+
+    run = RunDir.create(args.out, command=sys.argv, config=recorded(args))
+    return run_demo(run, seed=args.seed, rcfg=replace(DEMO_REINFORCE, seed=args.seed))
+
+
+COMMANDS = [Command("demo", "run the whole pipeline on the bundled tiny model and synthetic data", _options, _run)]

@@ -1,0 +1,223 @@
+"""``interp collect | taskness | search | sweep | evaluate | import-policy``: the pipeline stages.
+
+Every stage takes the same run, model, data and :class:`~interp.pipeline.PipelineConfig`
+options (so one command line works for each stage in turn); a stage adds its own below it.
+The stage functions themselves live in :mod:`interp.pipeline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from typing import Any, Callable
+
+from interp.cli.options import (
+    Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
+    model_spec, names, real, recorded, run_dir,
+)
+from interp.data.tasks import TASKS
+from interp.errors import ConfigError, InputError
+from interp.taskvectors.units import GRANULARITIES
+
+PRIMARY_TASKS = ("segmentation", "lowlight", "inpainting", "colorization")
+REWARDS = ("pixel", "token")
+
+#: checks of the :class:`~interp.pipeline.PipelineConfig` fields
+PIPELINE_KINDS: dict[str, Kind] = {
+    "tasks": names(TASKS),
+    "fold": integer(0, 3),
+    "seed": integer(0),
+    "n_collect": integer(1),
+    "n_candidates": integer(1),
+    "granularity": choice(GRANULARITIES),
+    "n_train": integer(1),
+    "n_search_eval": integer(1),
+    "n_eval": integer(1),
+    "composition": names(PRIMARY_TASKS, size=2, allow_none=True),
+}
+
+
+def stage_options(parser: argparse.ArgumentParser) -> None:
+    """The options every stage shares: where the run lives, the model, the data, the config."""
+    from interp.pipeline import PipelineConfig
+
+    parser.add_argument("--run", type=run_dir, default="runs/pipeline", help="run directory shared by the stages (default: runs/pipeline)")
+    parser.add_argument("--model", type=model_spec, default="tiny", help="tiny | weights.safetensors | official:<mae.pth>[,<vqgan.ckpt>] (default: tiny)")
+    parser.add_argument("--data", type=data_spec, default="synthetic:1234", help="synthetic[:seed] | pascal:<VOC2012 dir>[,<splits dir>] (default: synthetic:1234)")
+    parser.add_argument("--device", type=device, default=default_device(), help="cpu | cuda | cuda:N | mps (default: cuda if available)")
+    parser.add_argument("--force", action="store_true", help="recompute this stage's outputs even if the run directory holds them")
+    config_options(parser, PipelineConfig, PIPELINE_KINDS)
+
+
+def pipeline_config(args: argparse.Namespace):
+    """The :class:`~interp.pipeline.PipelineConfig` of the parsed options, cross-checked."""
+    from interp.pipeline import PipelineConfig
+
+    cfg = config_from(PipelineConfig, args)
+    if cfg.composition is not None and "_".join(cfg.composition) not in TASKS:
+        composites = [t for t in TASKS if t.count("_") == 1 and all(p in PRIMARY_TASKS for p in t.split("_"))]
+        raise ConfigError(f"--composition {','.join(cfg.composition)} names no composite task",
+                          fix=f"Use one of {', '.join(c.replace('_', ',') for c in composites)} or none")
+    if cfg.n_collect > cfg.n_candidates:
+        raise ConfigError(f"--n-collect {cfg.n_collect} is more than --n-candidates {cfg.n_candidates}",
+                          fix="The best n-collect of n-candidates scored pairs are kept: raise --n-candidates")
+    return cfg
+
+
+def open_stage(args: argparse.Namespace, needs_model: bool = True):
+    """Config, run directory, data source and model of a stage, in that order (cheap first)."""
+    from interp import pipeline as p
+    from interp.run import RunDir
+
+    cfg = pipeline_config(args)
+    run = RunDir.create(args.run, command=sys.argv, config=recorded(args))
+    source = p.load_source(args.data)
+    model = p.load_model_spec(args.model, args.device) if needs_model else None
+    return cfg, run, source, model
+
+
+def with_force(stage: Callable[..., Any], args: argparse.Namespace) -> dict[str, bool]:
+    """``force=`` for a stage function that takes it; ``--force`` where it does not is an error."""
+    if "force" in inspect.signature(stage).parameters:
+        return {"force": args.force}
+    if args.force:
+        raise ConfigError(f"--force is not supported by `interp {args.command}` yet", fix="Remove the outputs to recompute them, or use a new --run")
+    return {}
+
+
+def _print(table, sort: str | None = None) -> None:
+    if sort:
+        table = table.sort_values(sort, ascending=False).head(20)
+    print(table.to_markdown(index=False, floatfmt=".4f"))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from interp import pipeline as p
+
+    cfg, run, source, model = open_stage(args)
+    p.stage_collect(run, model, source, cfg, **with_force(p.stage_collect, args))
+    print(f"written to {run.path}")
+    return 0
+
+
+def _taskness(args: argparse.Namespace) -> int:
+    from interp import pipeline as p
+
+    cfg, run, _, _ = open_stage(args, needs_model=False)
+    stats = p.load_stats(run, cfg.tasks)
+    _print(p.stage_taskness(run, stats, **with_force(p.stage_taskness, args)), sort="taskness")
+    print(f"written to {run.path}")
+    return 0
+
+
+#: checks of the :class:`~interp.taskvectors.reinforce.ReinforceConfig` fields (``seed`` is --seed)
+REINFORCE_KINDS: dict[str, Kind] = {
+    "steps": integer(1),
+    "samples": integer(1),
+    "lr": real(0, above=True),
+    "init": real(),
+    "sparsity": real(0),
+    "eval_every": integer(1),
+    "reward": choice(REWARDS),
+    "chunk": integer(1),
+    "select": choice(("sample", "threshold")),
+}
+
+
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    from interp.taskvectors.reinforce import ReinforceConfig
+
+    stage_options(parser)
+    config_options(parser, ReinforceConfig, REINFORCE_KINDS, skip=("seed",))
+
+
+def reinforce_config(args: argparse.Namespace):
+    from interp.taskvectors.reinforce import ReinforceConfig
+
+    return config_from(ReinforceConfig, args, seed=args.seed)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from interp import pipeline as p
+
+    rcfg = reinforce_config(args)
+    cfg, run, source, model = open_stage(args)
+    stats = p.load_stats(run, cfg.tasks, model)
+    p.stage_search(run, model, source, stats, cfg, rcfg, **with_force(p.stage_search, args))
+    print(f"written to {run.path}")
+    return 0
+
+
+def _sweep_options(parser: argparse.ArgumentParser) -> None:
+    stage_options(parser)
+    parser.add_argument("--sweep-granularity", default="head", choices=GRANULARITIES, help="units patched one at a time (default: head)")
+    parser.add_argument("--sweep-prompts", type=integer(1), default=16, help="prompts per task, an integer >= 1 (default: 16)")
+    parser.add_argument("--reward", default="pixel", choices=REWARDS, help="how a patched forward is scored (default: pixel)")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from interp import pipeline as p
+
+    cfg, run, source, model = open_stage(args)
+    stats = p.load_stats(run, cfg.tasks, model)
+    table = p.stage_sweep(run, model, source, stats, cfg, args.sweep_granularity, args.sweep_prompts, args.reward,
+                          **with_force(p.stage_sweep, args))
+    _print(table, sort="delta")
+    print(f"written to {run.path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from interp import pipeline as p
+
+    cfg, run, source, model = open_stage(args)
+    stats = p.load_stats(run, cfg.tasks, model)
+    table = p.stage_evaluate(run, model, source, stats, p.load_policies(run, cfg.tasks), cfg, **with_force(p.stage_evaluate, args))
+    _print(table)
+    print(f"written to {run.path}")
+    return 0
+
+
+def _import_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=existing_file, help="an official bernoullis_*.pkl policy (pickled logits)")
+    parser.add_argument("--task", required=True, choices=TASKS, help="the task the policy is for")
+    parser.add_argument("--run", type=run_dir, default="runs/pipeline", help="run directory to write it into (default: runs/pipeline)")
+    parser.add_argument("--model", type=model_spec, default="tiny", help="the model it was searched on (for its unit space)")
+    parser.add_argument("--granularity", choices=GRANULARITIES, default="group", help="its unit granularity (default: group)")
+    parser.add_argument("--allow-pickle", action="store_true", help="read the pickle (it can run code from the file: only for files you trust)")
+    parser.add_argument("--force", action="store_true", help="replace a policy the run already holds for this task")
+
+
+def _import_policy(args: argparse.Namespace) -> int:
+    import json
+
+    from interp import pipeline as p
+    from interp.run import RunDir
+    from interp.taskvectors.units import UnitSpace
+
+    logits = p.import_official_policy(args.file, allow_pickle=args.allow_pickle)
+    space = UnitSpace.for_model(p.load_model_spec(args.model), args.granularity)
+    if logits.numel() != len(space):
+        raise InputError(f"{args.file} holds {logits.numel()} logits; the {args.granularity} units of {args.model} number {len(space)}",
+                         fix="Pass the --model and --granularity the policy was searched with")
+    run = RunDir.create(args.run, command=sys.argv, config=recorded(args))
+    target = run.path / "reinforce" / args.task / "policy.safetensors"
+    if target.exists() and not args.force:
+        raise InputError(f"{target} exists", fix="Pass --force to replace it, or use another --run")
+    meta = {"task": args.task, "space": json.dumps(space.to_dict()), "source": str(args.file), "best_score": "nan", "config": "{}"}
+    print(run.write_tensors(f"reinforce/{args.task}/policy", {"logits": logits, "best_logits": logits.clone()}, meta))
+    return 0
+
+
+COMMANDS = [
+    Command("collect", "collect per-task mean activations (official prompt selection)", stage_options, _collect),
+    Command("taskness", "rank heads by between- over within-task variance", stage_options, _taskness),
+    Command("search", "REINFORCE search for task vectors, per task", _search_options, _search),
+    Command("sweep", "patch every unit alone and measure the change", _sweep_options, _sweep),
+    Command("evaluate", "one-shot / zero-shot / + task vector / + random units", stage_options, _evaluate),
+    Command("import-policy", "write an official bernoullis_*.pkl policy into a run (needs --allow-pickle)", _import_options, _import_policy),
+]

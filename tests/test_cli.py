@@ -1,0 +1,250 @@
+"""The ``interp`` command: every subcommand on one tiny run, every option reaching its config,
+and bad values stopped with one line (exit status 2) before any model loads."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp import pipeline
+from interp.cli import commands, main
+from interp.cli.stages import PIPELINE_KINDS, REINFORCE_KINDS
+from interp.models import save_model
+from interp.pipeline import PipelineConfig
+from interp.taskvectors.reinforce import ReinforceConfig
+from tests.conftest import random_model
+
+TASKS = "lowlight,inpainting"
+
+
+def _tiny_args(run: Path, model: Path) -> list[str]:
+    return ["--run", str(run), "--model", str(model), "--data", "synthetic:7", "--tasks", TASKS, "--n-collect", "3",
+            "--n-candidates", "4", "--n-train", "2", "--n-search-eval", "2", "--n-eval", "3", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "random.safetensors"
+    save_model(random_model(with_vqgan=True), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, model_file) -> Path:
+    """One run directory through collect -> taskness -> search -> sweep -> evaluate, via ``main``."""
+    run = tmp_path_factory.mktemp("cli") / "run"
+    common = _tiny_args(run, model_file)
+    torch.set_num_threads(1)
+    for argv in (["collect", *common], ["taskness", *common],
+                 ["search", *common, "--steps", "2", "--samples", "4", "--eval-every", "1", "--chunk", "4", "--seed", "3"],
+                 ["sweep", *common, "--sweep-granularity", "layer", "--sweep-prompts", "2", "--reward", "token"],
+                 ["evaluate", *common]):
+        assert main(argv) == 0, argv
+    return run
+
+
+def test_stages_write_their_artifacts(tiny_run, capsys) -> None:
+    for name in ("stats/lowlight.safetensors", "stats/inpainting.safetensors", "taskness.csv", "sweep.csv", "results.csv",
+                 "reinforce/lowlight/policy.safetensors", "reinforce/inpainting/log.csv", "prompts/lowlight.safetensors"):
+        assert (tiny_run / name).is_file(), name
+    manifest = json.loads((tiny_run / "manifest.json").read_text())
+    assert manifest["config"]["tasks"] == ["lowlight", "inpainting"] and "handler" not in manifest["config"]
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_run / "reinforce/lowlight/policy.safetensors"), "pt") as f:
+        config = json.loads(f.metadata()["config"])
+    assert (config["steps"], config["samples"], config["seed"]) == (2, 4, 3)  # --seed reaches ReinforceConfig
+
+
+def test_figures_of_the_tiny_run(tiny_run, monkeypatch, capsys) -> None:
+    from interp.viz import figures
+
+    monkeypatch.setattr(figures, "write_run_figures", functools.partial(figures.write_run_figures, formats=("html",)))
+    assert main(["figures", str(tiny_run)]) == 0
+    written = [Path(line) for line in capsys.readouterr().out.splitlines() if line.endswith(".html")]
+    assert tiny_run / "figures" / "results.html" in written and all(p.is_file() for p in written)
+
+
+def test_import_policy_needs_allow_pickle(tiny_run, model_file, tmp_path, capsys) -> None:
+    import pickle
+
+    from interp.taskvectors.units import UnitSpace
+
+    n = len(UnitSpace.for_model(random_model(), "group"))
+    path = tmp_path / "bernoullis.pkl"
+    path.write_bytes(pickle.dumps([0.25] * n))
+    argv = ["import-policy", str(path), "--task", "lowlight", "--run", str(tmp_path / "run"), "--model", str(model_file)]
+    assert main(argv) == 2
+    assert "--allow-pickle" in capsys.readouterr().err
+    assert main([*argv, "--allow-pickle"]) == 0
+    assert torch.equal(pipeline.read_policy(tmp_path / "run/reinforce/lowlight/policy.safetensors"), torch.sigmoid(torch.full((n,), 0.25)))
+    assert main([*argv, "--allow-pickle"]) == 2  # exists: needs --force
+    assert "--force" in capsys.readouterr().err
+    path.write_bytes(pickle.dumps([0.25] * (n - 1)))
+    assert main([*argv, "--allow-pickle", "--force"]) == 2
+    assert f"number {n}" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# every option reaches its config
+
+
+PIPELINE_ARGS = {"tasks": ("lowlight", ("lowlight",)), "fold": ("2", 2), "seed": ("5", 5), "n_collect": ("3", 3),
+                 "n_candidates": ("7", 7), "granularity": ("head", "head"), "n_train": ("4", 4),
+                 "n_search_eval": ("5", 5), "n_eval": ("6", 6), "composition": ("none", None)}
+REINFORCE_ARGS = {"steps": ("3", 3), "samples": ("6", 6), "lr": ("0.5", 0.5), "init": ("-2", -2.0),
+                  "sparsity": ("0.1", 0.1), "eval_every": ("2", 2), "reward": ("token", "token"), "chunk": ("8", 8),
+                  "select": ("threshold", "threshold")}
+
+
+def _argv(values: dict) -> list[str]:
+    return [x for name, (text, _) in values.items() for x in (f"--{name.replace('_', '-')}", text)]
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Stage functions replaced by recorders (no model, no statistics needed)."""
+    calls: dict[str, tuple] = {}
+
+    def recorder(name):
+        def record(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            import pandas as pd
+
+            return pd.DataFrame({"taskness": [0.0], "delta": [0.0]})
+        return record
+
+    for name in ("stage_collect", "stage_taskness", "stage_search", "stage_sweep", "stage_evaluate"):
+        monkeypatch.setattr(pipeline, name, recorder(name))
+    monkeypatch.setattr(pipeline, "load_model_spec", lambda spec, device="cpu": ("model", spec, device))
+    monkeypatch.setattr(pipeline, "load_stats", lambda run, tasks, model=None: {})
+    monkeypatch.setattr(pipeline, "load_policies", lambda run, tasks: {})
+    return calls
+
+
+def test_every_config_field_has_a_checked_option() -> None:
+    assert set(PIPELINE_ARGS) == {f.name for f in fields(PipelineConfig)} == set(PIPELINE_KINDS)
+    assert set(REINFORCE_ARGS) | {"seed"} == {f.name for f in fields(ReinforceConfig)} == set(REINFORCE_KINDS) | {"seed"}
+
+
+@pytest.mark.parametrize("stage", ["collect", "search", "sweep", "evaluate"])
+def test_every_option_reaches_its_config(stage, captured, tmp_path, capsys) -> None:
+    extra = _argv(REINFORCE_ARGS) if stage == "search" else []
+    assert main([stage, "--run", str(tmp_path / "run"), "--data", "synthetic:9", "--device", "cpu", *_argv(PIPELINE_ARGS), *extra]) == 0
+    args, _ = captured[f"stage_{stage}"]
+    cfg = next(a for a in args if isinstance(a, PipelineConfig))
+    assert cfg == PipelineConfig(**{k: v for k, (_, v) in PIPELINE_ARGS.items()})
+    assert args[1] == ("model", "tiny", "cpu") and args[2].name.startswith("synthetic")
+    if stage == "search":
+        rcfg = next(a for a in args if isinstance(a, ReinforceConfig))
+        assert rcfg == ReinforceConfig(**{k: v for k, (_, v) in REINFORCE_ARGS.items()}, seed=5)
+
+
+def test_sweep_options_reach_the_stage(captured, tmp_path, capsys) -> None:
+    assert main(["sweep", "--run", str(tmp_path), "--sweep-granularity", "group", "--sweep-prompts", "3", "--reward", "token"]) == 0
+    assert captured["stage_sweep"][0][-3:] == ("group", 3, "token")
+
+
+def test_demo_seed_reaches_the_search(monkeypatch, tmp_path) -> None:
+    import interp.demo
+
+    seen = {}
+    monkeypatch.setattr(interp.demo, "run_demo", lambda run, seed, rcfg: seen.update(seed=seed, rcfg=rcfg) or 0)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--seed", "7"]) == 0
+    assert seen["seed"] == 7 and seen["rcfg"].seed == 7 and seen["rcfg"].steps == interp.demo.DEMO_REINFORCE.steps
+
+
+def test_train_options_reach_train_config(monkeypatch, tmp_path, capsys) -> None:
+    import interp.train
+    from interp.cli.train import TRAIN_KINDS
+
+    seen = {}
+    monkeypatch.setattr(interp.train, "train_tiny", lambda out, cfg, command: seen.update(out=out, cfg=cfg))
+    values = {f.name: f.default for f in fields(interp.train.TrainConfig)}
+    assert set(values) == set(TRAIN_KINDS)
+    changed = {"seed": 3, "mae_steps": 7, "focus_tasks": ("lowlight",), "contrast_tasks": (), "mask_ratio": 0.5, "workers": 1}
+    argv = [x for k, v in changed.items() for x in (f"--{k.replace('_', '-')}", ",".join(v) if isinstance(v, tuple) else str(v))]
+    assert main(["train-tiny", "--out", str(tmp_path / "t"), *argv]) == 0
+    assert seen["cfg"] == interp.train.TrainConfig(**{**values, **changed})
+
+
+def test_force_reaches_stages_that_take_it(monkeypatch, captured, tmp_path, capsys) -> None:
+    def stage_collect(run, model, source, cfg, force=False):
+        captured["force"] = force
+
+    monkeypatch.setattr(pipeline, "stage_collect", stage_collect)
+    assert main(["collect", "--run", str(tmp_path), "--force"]) == 0 and captured["force"] is True
+    assert main(["evaluate", "--run", str(tmp_path), "--force"]) in (0, 2)  # 2 until evaluate takes force=
+
+
+# --------------------------------------------------------------------------------------------
+# bad values: one line, exit status 2, before any model loads
+
+BAD = [
+    ["search", "--steps", "-3"], ["search", "--samples", "0"], ["search", "--eval-every", "0"], ["search", "--chunk", "0"],
+    ["collect", "--n-train", "0"], ["collect", "--n-candidates", "0"], ["sweep", "--sweep-prompts", "0"],
+    ["collect", "--tasks", ""], ["collect", "--tasks", "segmentaton"], ["collect", "--data", "synthetic:abc"],
+    ["collect", "--data", "imagenet"], ["collect", "--data", "pascal:/no/such/dir"], ["search", "--reward", "pixels"],
+    ["search", "--lr", "nan"], ["search", "--lr", "0"], ["collect", "--fold", "4"], ["collect", "--granularity", "unit"],
+    ["collect", "--model", "missing.safetensors"], ["collect", "--composition", "lowlight"],
+    ["collect", "--composition", "lowlight,colorization"], ["collect", "--n-collect", "9", "--n-candidates", "3"],
+    ["train-tiny", "--mask-ratio", "1"], ["train-tiny", "--contrast-tasks", "segmentation"], ["demo", "--seed", "x"],
+    ["figures", "/no/such/run"], ["frobnicate"], ["collect", "--no-such-flag"], ["collect", "--device", "tpu"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=lambda a: " ".join(a) or "''")
+def test_bad_values_are_one_line_exit_2(argv, monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setattr(pipeline, "load_model_spec", lambda *a, **k: pytest.fail("a model loaded before the check"))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("interp") and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_device_cuda_without_cuda(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["collect", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_run_naming_a_file(tmp_path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    assert main(["collect", "--run", str(tmp_path / "file")]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
+
+
+def test_failures_print_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_path, capsys) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(pipeline, "load_model_spec", broken)
+    argv = ["collect", "--run", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: boom" in err and "--debug" in err
+    assert main(["--debug", *argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("INTERP_DEBUG", "1")
+    assert main(argv) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_missing_statistics_is_an_input_error(tmp_path, capsys) -> None:
+    assert main(["taskness", "--run", str(tmp_path)]) == 2
+    assert "interp collect" in capsys.readouterr().err
+
+
+def test_help_lists_choices_and_ranges(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{pixel,token}" in text and "an integer >= 1" in text and "segmentation, lowlight" in text
+    assert set(commands()) >= {"collect", "taskness", "search", "sweep", "evaluate", "figures", "demo", "train-tiny", "import-policy"}
