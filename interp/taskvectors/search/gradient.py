@@ -1,0 +1,104 @@
+"""``gradient``: a continuous relaxation of the unit mask, optimised by backpropagation.
+
+One gate per unit, ``z' = z + g (mean - z)``, through the differentiable token reward, with a
+sparsity term ``lambda * sum_u P(g_u > 0)``. Gates are hard-concrete (Louizos et al. 2018:
+stretched, clipped binary-concrete samples, which reach exactly 0 and 1) or straight-through
+(forward the thresholded gate, backward through the sigmoid). Every ``eval_every`` steps the
+thresholded gates (``logit > 0``) are scored on the held-out prompts; the best set is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from interp.data.source import derive_seed
+from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResult, config_dict
+
+GAMMA, ZETA = -0.1, 1.1  # hard-concrete stretch interval
+
+
+@dataclass
+class GradientConfig:
+    steps: int = 60
+    lr: float = 0.1
+    init: float = 0.0  # initial gate logit (hard-concrete: log alpha)
+    sparsity: float = 0.002  # lambda: penalty per expected open gate (reward units)
+    samples: int = 2  # gate samples per training prompt and step
+    temperature: float = 2 / 3  # hard-concrete beta
+    estimator: str = "hard_concrete"  # or "straight_through"
+    eval_every: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ("hard_concrete", "straight_through"):
+            raise ValueError(f"estimator must be 'hard_concrete' or 'straight_through', got {self.estimator!r}")
+
+
+Config = GradientConfig
+
+
+def sample_gates(logits: Tensor, cfg: GradientConfig, rows: int, generator: torch.Generator) -> Tensor:
+    """``[rows, U]`` gates in [0, 1], differentiable in ``logits``."""
+    if cfg.estimator == "straight_through":
+        p = torch.sigmoid(logits).expand(rows, -1)
+        return (p > 0.5).to(p.dtype) + p - p.detach()
+    u = torch.rand(rows, len(logits), generator=generator, dtype=logits.dtype).clamp(1e-6, 1 - 1e-6)
+    s = torch.sigmoid((u.log() - (-u).log1p() + logits) / cfg.temperature)
+    return (s * (ZETA - GAMMA) + GAMMA).clamp(0, 1)
+
+
+def open_probability(logits: Tensor, cfg: GradientConfig) -> Tensor:
+    """``P(g > 0)`` per unit (hard-concrete), or the sigmoid (straight-through)."""
+    if cfg.estimator == "straight_through":
+        return torch.sigmoid(logits)
+    return torch.sigmoid(logits - cfg.temperature * math.log(-GAMMA / ZETA))
+
+
+def run(problem: SearchProblem, cfg: GradientConfig = GradientConfig(), checkpoint: str | Path | None = None,
+        progress: bool = True) -> SearchResult:
+    store = Checkpoint(checkpoint, "gradient", config_dict(cfg))
+    logits = torch.full((len(problem.space),), cfg.init, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=cfg.lr)
+    step, best_mask, best_score, log = 0, torch.zeros(len(logits), dtype=torch.bool), float("-inf"), []
+    saved = store.load()
+    if saved is not None:
+        with torch.no_grad():
+            logits.copy_(saved["logits"])
+        optimizer.load_state_dict(saved["optimizer"])
+        step, best_mask, best_score, log = saved["step"], saved["best_mask"], saved["best_score"], saved["log"]
+        problem.budget.add(saved["budget"])
+    n = len(problem.train)
+    which = torch.arange(n).repeat(cfg.samples)
+    seen: dict[bytes, float] = {}
+    bar = tqdm(range(step, cfg.steps), desc="gradient", initial=step, total=cfg.steps, disable=not progress)
+    for step in bar:
+        with problem.budget.timing():
+            generator = torch.Generator().manual_seed(derive_seed("gradient", cfg.seed, step))
+            gates = sample_gates(logits, cfg, len(which), generator)
+            reward = problem.gated_rewards(gates.float(), which=which).double().mean()
+            loss = -reward + cfg.sparsity * open_probability(logits, cfg).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            problem.count_backward(len(which))
+            optimizer.step()
+            row = {"step": step, "train_reward": float(reward.detach()), "expected_units": float(open_probability(logits, cfg).sum())}
+            if step % cfg.eval_every == 0 or step == cfg.steps - 1:
+                mask = logits.detach() > 0
+                key = mask.numpy().tobytes()
+                if key not in seen:
+                    seen[key] = float(problem.held_out_score(mask[None])[0])
+                row.update(eval_score=seen[key], eval_units=int(mask.sum()))
+                if seen[key] > best_score:
+                    best_score, best_mask = seen[key], mask.clone()
+            log.append(row)
+        bar.set_postfix(reward=f"{row['train_reward']:.4f}", units=f"{row['expected_units']:.0f}")
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            store.save({"step": step + 1, "logits": logits.detach(), "optimizer": optimizer.state_dict(),
+                        "best_mask": best_mask, "best_score": best_score, "log": log}, problem.budget)
+    return SearchResult("gradient", best_mask, logits.detach().clone(), best_score, problem.budget, config_dict(cfg), log)

@@ -1,0 +1,65 @@
+"""``reinforce``: the official REINFORCE search (:mod:`interp.taskvectors.reinforce`) on a
+:class:`SearchProblem`, counting its forwards and seconds.
+
+Sample ``i`` of a step is scored on training prompt ``i mod n`` with the problem's train
+reward; every ``eval_every`` steps the policy (thresholded or sampled, ``select``) is scored
+on the held-out prompts and the best kept. The kept task vector is the best policy's units
+with ``p > 0.5``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from interp.run import atomic_path
+from interp.taskvectors.reinforce import ReinforceConfig, reinforce_loop
+from interp.taskvectors.search.base import Budget, SearchProblem, SearchResult, SearchResumeError, config_dict
+
+Config = ReinforceConfig
+
+
+def run(problem: SearchProblem, cfg: ReinforceConfig = ReinforceConfig(), checkpoint: str | Path | None = None,
+        progress: bool = True) -> SearchResult:
+    config = config_dict(cfg)
+    if checkpoint is not None:
+        _check_config(Path(checkpoint), config)
+    n_train = len(problem.train)
+
+    def losses(samples: Tensor) -> Tensor:
+        which = torch.arange(len(samples)) % n_train
+        return -problem.rewards(problem.train, which, samples, problem.reward)
+
+    def evaluate(mask: Tensor) -> float:
+        return float(problem.held_out_score(mask[None])[0])
+
+    state = reinforce_loop(len(problem.space), losses, evaluate, cfg, checkpoint=checkpoint, progress=progress)
+    # what the run spent, also over resumes (every log row is one step; eval rows scored the held-out set)
+    evals = sum("eval_score" in row for row in state.log)
+    n_held = len(problem.held_out)
+    budget = Budget(forwards=len(state.log) * cfg.samples + evals * n_held, select_forwards=evals * n_held,
+                    seconds=float(state.log[-1].get("seconds", 0.0)) if state.log else 0.0)
+    mask = state.best_logits > 0
+    score = state.best_score
+    if cfg.select != "threshold" or not torch.isfinite(torch.tensor(score)):
+        score = float(problem.held_out_score(mask[None])[0])
+        budget.forwards += n_held
+        budget.select_forwards += n_held
+    return SearchResult("reinforce", mask, torch.sigmoid(state.best_logits), score, budget, config, state.log)
+
+
+def _check_config(path: Path, config: dict) -> None:
+    """The loop's checkpoint holds no config: a sidecar records it, and a resume must match."""
+    sidecar = path.with_suffix(path.suffix + ".config.json")
+    if sidecar.exists() and path.exists():
+        saved = json.loads(sidecar.read_text())
+        if saved != json.loads(json.dumps(config)):
+            raise SearchResumeError(
+                f"{path} was written by REINFORCE with {saved}, this search uses {config}; "
+                "use another run directory or delete the checkpoint to start over"
+            )
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n")
