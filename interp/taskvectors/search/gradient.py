@@ -66,6 +66,7 @@ def run(problem: SearchProblem, cfg: GradientConfig = GradientConfig(), checkpoi
     logits = torch.full((len(problem.space),), cfg.init, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=cfg.lr)
     step, best_mask, best_score, log = 0, torch.zeros(len(logits), dtype=torch.bool), float("-inf"), []
+    seen: dict[bytes, float] = {}  # held-out score of every thresholded set already scored
     saved = store.load()
     if saved is not None:
         with torch.no_grad():
@@ -73,9 +74,9 @@ def run(problem: SearchProblem, cfg: GradientConfig = GradientConfig(), checkpoi
         optimizer.load_state_dict(saved["optimizer"])
         step, best_mask, best_score, log = saved["step"], saved["best_mask"], saved["best_score"], saved["log"]
         problem.budget.add(saved["budget"])
+        seen = dict(zip(saved["seen_masks"], saved["seen_scores"]))
     n = len(problem.train)
     which = torch.arange(n).repeat(cfg.samples)
-    seen: dict[bytes, float] = {}
     bar = tqdm(range(step, cfg.steps), desc="gradient", initial=step, total=cfg.steps, disable=not progress)
     for step in bar:
         with problem.budget.timing():
@@ -100,5 +101,6 @@ def run(problem: SearchProblem, cfg: GradientConfig = GradientConfig(), checkpoi
         bar.set_postfix(reward=f"{row['train_reward']:.4f}", units=f"{row['expected_units']:.0f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             store.save({"step": step + 1, "logits": logits.detach(), "optimizer": optimizer.state_dict(),
-                        "best_mask": best_mask, "best_score": best_score, "log": log}, problem.budget)
+                        "best_mask": best_mask, "best_score": best_score, "log": log,
+                        "seen_masks": list(seen), "seen_scores": list(seen.values())}, problem.budget)
     return SearchResult("gradient", best_mask, logits.detach().clone(), best_score, problem.budget, config_dict(cfg), log)

@@ -10,6 +10,7 @@ with ``p > 0.5``.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -25,13 +26,15 @@ Config = ReinforceConfig
 def run(problem: SearchProblem, cfg: ReinforceConfig = ReinforceConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
     config = config_dict(cfg)
-    if checkpoint is not None:
-        _check_config(Path(checkpoint), config)
+    sidecar = _Sidecar(Path(checkpoint) if checkpoint is not None else None, config)
     n_train = len(problem.train)
+    started = time.perf_counter() - sidecar.seconds
 
     def losses(samples: Tensor) -> Tensor:
         which = torch.arange(len(samples)) % n_train
-        return -problem.rewards(problem.train, which, samples, problem.reward)
+        loss = -problem.rewards(problem.train, which, samples, problem.reward)
+        sidecar.record(time.perf_counter() - started)
+        return loss
 
     def evaluate(mask: Tensor) -> float:
         return float(problem.held_out_score(mask[None])[0])
@@ -40,26 +43,35 @@ def run(problem: SearchProblem, cfg: ReinforceConfig = ReinforceConfig(), checkp
     # what the run spent, also over resumes (every log row is one step; eval rows scored the held-out set)
     evals = sum("eval_score" in row for row in state.log)
     n_held = len(problem.held_out)
-    budget = Budget(forwards=len(state.log) * cfg.samples + evals * n_held, select_forwards=evals * n_held,
-                    seconds=float(state.log[-1].get("seconds", 0.0)) if state.log else 0.0)
+    budget = Budget(forwards=len(state.log) * cfg.samples + evals * n_held, select_forwards=evals * n_held)
     mask = state.best_logits > 0
     score = state.best_score
     if cfg.select != "threshold" or not torch.isfinite(torch.tensor(score)):
         score = float(problem.held_out_score(mask[None])[0])
         budget.forwards += n_held
         budget.select_forwards += n_held
+    budget.seconds = time.perf_counter() - started
+    sidecar.record(budget.seconds)
     return SearchResult("reinforce", mask, torch.sigmoid(state.best_logits), score, budget, config, state.log)
 
 
-def _check_config(path: Path, config: dict) -> None:
-    """The loop's checkpoint holds no config: a sidecar records it, and a resume must match."""
-    sidecar = path.with_suffix(path.suffix + ".config.json")
-    if sidecar.exists() and path.exists():
-        saved = json.loads(sidecar.read_text())
-        if saved != json.loads(json.dumps(config)):
-            raise SearchResumeError(
-                f"{path} was written by REINFORCE with {saved}, this search uses {config}; "
-                "use another run directory or delete the checkpoint to start over"
-            )
-    with atomic_path(sidecar) as tmp:
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
+class _Sidecar:
+    """The loop's checkpoint holds no config or time: ``<checkpoint>.search.json`` records both,
+    and a resume with another config is refused."""
+
+    def __init__(self, path: Path | None, config: dict) -> None:
+        self.path = None if path is None else path.with_suffix(path.suffix + ".search.json")
+        self.config, self.seconds = json.loads(json.dumps(config)), 0.0
+        if self.path is not None and self.path.exists() and path.exists():
+            saved = json.loads(self.path.read_text())
+            if saved["config"] != self.config:
+                raise SearchResumeError(
+                    f"{path} was written by REINFORCE with {saved['config']}, this search uses {self.config}; "
+                    "use another run directory or delete the checkpoint to start over"
+                )
+            self.seconds = float(saved["seconds"])
+
+    def record(self, seconds: float) -> None:
+        if self.path is not None:
+            with atomic_path(self.path) as tmp:
+                tmp.write_text(json.dumps({"config": self.config, "seconds": seconds}) + "\n")

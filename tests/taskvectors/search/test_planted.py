@@ -8,7 +8,7 @@ import torch
 
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts
-from interp.taskvectors.search import METHODS, SearchProblem, method_config, run_search
+from interp.taskvectors.search import METHODS, SearchProblem, SearchResumeError, method_config, run_search
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
@@ -80,3 +80,30 @@ def test_method_recovers_planted_units(planted, method: str) -> None:
     assert result.held_out_score == pytest.approx(0.0, abs=1e-5)
     assert result.budget.forwards > 0 and result.budget.seconds > 0
     assert result.budget.select_forwards <= result.budget.forwards
+
+
+@pytest.mark.parametrize("method", ["gradient", "greedy", "random"])
+def test_killed_search_resumes_to_the_same_result(planted, method: str, tmp_path) -> None:
+    cfg = method_config(method, **{**SETTINGS[method], "steps": 12, "draws": 40})
+    full = run_search(method, problem_for(planted), cfg, progress=False)
+    problem = problem_for(planted)
+    calls = [0]
+
+    def dies_after_a_few(score):
+        def wrapped(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] > 3:
+                raise KeyboardInterrupt
+            return score(*args, **kwargs)
+        return wrapped
+
+    problem.mean_rewards = dies_after_a_few(problem.mean_rewards)
+    problem.gated_rewards = dies_after_a_few(problem.gated_rewards)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(method, problem, cfg, checkpoint=tmp_path / "ckpt.pt", progress=False)
+    resumed = run_search(method, problem_for(planted), cfg, checkpoint=tmp_path / "ckpt.pt", progress=False)
+    assert torch.equal(resumed.mask, full.mask) and torch.allclose(resumed.scores, full.scores)
+    assert resumed.budget.forwards == full.budget.forwards
+    other = method_config(method, **{**SETTINGS[method], "steps": 13, "draws": 41, "pool": 15})
+    with pytest.raises(SearchResumeError, match="delete it to start over"):
+        run_search(method, problem_for(planted), other, checkpoint=tmp_path / "ckpt.pt", progress=False)
