@@ -37,7 +37,9 @@ METHODS: dict[str, str] = {
 
 def method_module(method: str) -> Any:
     if method not in METHODS:
-        raise ValueError(f"unknown search method {method!r}; choose one of {', '.join(METHODS)}")
+        from interp.errors import ConfigError
+
+        raise ConfigError(f"unknown search method {method!r}", fix=f"choose one of {', '.join(METHODS)}")
     return import_module(METHODS[method])
 
 

@@ -28,7 +28,8 @@ from torch import Tensor
 from interp.canvas import PromptLayout, get_layout
 from interp.data.tasks import PromptBatch
 from interp.metrics import code_cross_entropy
-from interp.run import atomic_path
+from interp.errors import ConfigError, ResumeConflict
+from interp.io import atomic_write
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.reinforce import reward_from_logits
 from interp.taskvectors.units import UnitSpace
@@ -38,7 +39,7 @@ RewardFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 Reward = Union[str, RewardFn]
 
 
-class SearchResumeError(ValueError):
+class SearchResumeError(ResumeConflict):
     """A checkpoint was written by a search with another configuration."""
 
 
@@ -93,7 +94,7 @@ class SearchResult:
                 "budget": json.dumps(asdict(self.budget)), "config": json.dumps(self.config, default=str),
                 "log": json.dumps(self.log, default=float)}
         tensors = {"mask": self.mask.to(torch.uint8).contiguous(), "scores": self.scores.double().contiguous()}
-        with atomic_path(path) as tmp:
+        with atomic_write(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
     @classmethod
@@ -141,7 +142,7 @@ class SearchProblem:
             return lambda logits, canvases, rows: -code_cross_entropy(logits, codes[rows], self.layout)
         if kind == "pixel":
             return lambda logits, canvases, rows: reward_from_logits(self.model, prompts.task, canvases, logits, self.layout, "pixel")
-        raise ValueError(f"reward must be 'token', 'pixel' or a callable, got {kind!r}")
+        raise ConfigError(f"reward must be 'token', 'pixel' or a callable, got {kind!r}", fix="pass reward='token' or 'pixel'")
 
     def codes(self, prompts: PromptBatch) -> Tensor:
         """The prompts' VQGAN codes ``[N, patches]``, encoded once per batch."""
@@ -264,14 +265,13 @@ class Checkpoint:
         if saved.get("method") != self.method or saved.get("config") != self.config:
             raise SearchResumeError(
                 f"{self.path} was written by {saved.get('method')} with config {saved.get('config')}, this search is "
-                f"{self.method} with {self.config}; use another checkpoint path or delete it to start over"
-            )
+                f"{self.method} with {self.config}", fix="use another checkpoint path, or delete it to start over")
         return saved
 
     def save(self, state: dict, budget: Budget) -> None:
         if self.path is None:
             return
-        with atomic_path(self.path) as tmp:
+        with atomic_write(self.path) as tmp:
             torch.save({**state, "method": self.method, "config": self.config, "budget": asdict(budget)}, tmp)
 
 

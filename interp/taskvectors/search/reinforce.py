@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from interp.run import atomic_path
+from interp.io import atomic_write
 from interp.taskvectors.reinforce import ReinforceConfig, reinforce_loop
 from interp.taskvectors.search.base import Budget, SearchProblem, SearchResult, SearchResumeError, config_dict
 
@@ -66,12 +66,11 @@ class _Sidecar:
             saved = json.loads(self.path.read_text())
             if saved["config"] != self.config:
                 raise SearchResumeError(
-                    f"{path} was written by REINFORCE with {saved['config']}, this search uses {self.config}; "
-                    "use another run directory or delete the checkpoint to start over"
-                )
+                    f"{path} was written by REINFORCE with {saved['config']}, this search uses {self.config}",
+                    fix="use another checkpoint path, or delete it to start over")
             self.seconds = float(saved["seconds"])
 
     def record(self, seconds: float) -> None:
         if self.path is not None:
-            with atomic_path(self.path) as tmp:
+            with atomic_write(self.path) as tmp:
                 tmp.write_text(json.dumps({"config": self.config, "seconds": seconds}) + "\n")
