@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 import torch
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from interp.data.source import Pair, PromptSource, select_pairs
@@ -30,6 +29,7 @@ from interp.errors import UnsafeFileError
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
+from interp.taskvectors.policy import Policy, policy_mask
 from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
 from interp.taskvectors.stats import ActivationStats, collect
 from interp.taskvectors.sweep import sweep
@@ -96,7 +96,7 @@ def select_prompts(model: MAEVQGAN, source: PromptSource, task: str, cfg: Pipeli
 def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, batch_size: int = 64) -> dict[str, ActivationStats]:
     out = {}
     for task in cfg.tasks:
-        path = run.path / "stats" / f"{task}.safetensors"
+        path = run.stats_path(task)
         if path.exists():  # resume: a finished task is not collected again
             out[task] = ActivationStats.load(path, model=model)
             continue
@@ -110,10 +110,7 @@ def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pipel
 
 def load_stats(run: RunDir, tasks: Sequence[str], model: MAEVQGAN | None = None) -> dict[str, ActivationStats]:
     """Statistics written by :func:`stage_collect`; a missing task is a named error."""
-    missing = [t for t in tasks if not (run.path / "stats" / f"{t}.safetensors").exists()]
-    if missing:
-        raise FileNotFoundError(f"no statistics for {missing} in {run.path}/stats; run `interp collect --run {run.path}` first")
-    return {t: ActivationStats.load(run.path / "stats" / f"{t}.safetensors", model=model) for t in tasks}
+    return run.load_stats(tasks, model)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,38 +129,38 @@ def stage_taskness(run: RunDir, stats: dict[str, ActivationStats]) -> pd.DataFra
 
 def stage_search(
     run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig, rcfg: ReinforceConfig
-) -> dict[str, torch.Tensor]:
-    """REINFORCE per task; returns each task's kept policy probabilities."""
+) -> dict[str, Policy]:
+    """REINFORCE per task; returns each task's :class:`Policy` (also written to the run)."""
     space = UnitSpace.for_model(model, cfg.granularity)
-    probabilities = {}
+    policies = {}
     for task in tqdm(cfg.tasks, desc="search", disable=len(cfg.tasks) < 2):
-        folder = run.path / "reinforce" / task
-        if (folder / "policy.safetensors").exists():
-            probabilities[task] = read_policy(folder / "policy.safetensors")
+        if run.policy_path(task).exists():
+            policies[task] = Policy.load(run.policy_path(task))
             continue
         prompts = build_prompts(source, task, cfg.fold, cfg.n_train + cfg.n_search_eval, model.grid, seed=cfg.seed + 1, split="trn")
         job = {task: TaskSearch(stats[task], prompts.select(range(cfg.n_train)), prompts.select(range(cfg.n_train, len(prompts))))}
-        state = search(model, space, job, rcfg, checkpoint=run.file(f"reinforce/{task}/checkpoint.pt"), log_csv=run.file(f"reinforce/{task}/log.csv"))
-        meta = {"task": task, "space": json.dumps(space.to_dict()),
-                "best_score": str(state.best_score), "config": json.dumps(asdict(rcfg))}
-        run.write_tensors(f"reinforce/{task}/policy", {"logits": state.logits.float(), "best_logits": state.best_logits.float()}, meta)
-        probabilities[task] = torch.sigmoid(state.best_logits.float())
-    return probabilities
+        state = search(model, space, job, rcfg, checkpoint=run.checkpoint_path(task), log_csv=run.log_path(task))
+        meta = {"task": task, "method": "reinforce", "best_score": state.best_score, "config": asdict(rcfg)}
+        policies[task] = Policy(space, state.logits, state.best_logits, meta)
+        policies[task].save(run.policy_path(task))
+    return policies
 
 
-def load_policies(run: RunDir, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+def load_policies(run: RunDir, tasks: Sequence[str], method: str = "reinforce") -> dict[str, Policy]:
     """Policies written by :func:`stage_search`; a missing task is a named error."""
-    paths = {t: run.path / "reinforce" / t / "policy.safetensors" for t in tasks}
-    missing = [t for t, p in paths.items() if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"no REINFORCE policy for {missing} in {run.path}/reinforce; run `interp search --run {run.path}` first")
-    return {t: read_policy(p) for t, p in paths.items()}
+    return run.load_policies(tasks, method)
 
 
-def read_policy(path: str | Path, which: str = "best_logits") -> torch.Tensor:
-    """Probabilities of a saved policy (the best one by held-out score unless ``which='logits'``)."""
-    with safe_open(str(path), framework="pt") as f:
-        return torch.sigmoid(f.get_tensor(which))
+def _policy_inputs(model: MAEVQGAN, policies: Mapping[str, Policy | torch.Tensor], cfg: PipelineConfig) -> tuple[UnitSpace, dict[str, torch.Tensor]]:
+    """The unit space and per-task probabilities of the policies (space from the policies
+    themselves; bare probability vectors are over ``cfg.granularity``)."""
+    spaces = {t: p.space for t, p in policies.items() if isinstance(p, Policy)}
+    if len({json.dumps(s.to_dict(), sort_keys=True) for s in spaces.values()}) > 1:
+        raise ValueError(f"the policies are over different unit spaces ({ {t: repr(s) for t, s in spaces.items()} }); "
+                         "evaluate policies of one granularity together")
+    space = next(iter(spaces.values())) if spaces else UnitSpace.for_model(model, cfg.granularity)
+    space.check_model(model)
+    return space, {t: p.probabilities() if isinstance(p, Policy) else p for t, p in policies.items()}
 
 
 def import_official_policy(path: str | Path, allow_pickle: bool = False) -> torch.Tensor:
@@ -203,8 +200,9 @@ def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[
 
 
 def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats],
-                   probabilities: dict[str, torch.Tensor], cfg: PipelineConfig) -> pd.DataFrame:
-    space = UnitSpace.for_model(model, cfg.granularity)
+                   policies: Mapping[str, Policy | torch.Tensor], cfg: PipelineConfig) -> pd.DataFrame:
+    """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``."""
+    space, probabilities = _policy_inputs(model, policies, cfg)
     tasks = list(cfg.tasks)
     composite = "_".join(cfg.composition) if cfg.composition else None
     prompts = eval_prompts(model, source, tasks + ([composite] if composite else []), cfg)
@@ -221,7 +219,7 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
 def save_examples(run: RunDir, model: MAEVQGAN, space: UnitSpace, stats: dict[str, ActivationStats],
                   probabilities: dict[str, torch.Tensor], prompts: dict[str, PromptBatch], k: int = 4) -> None:
     """``prompts/<task>.safetensors``: ``k`` canvases and each condition's predicted canvas in [0, 1]."""
-    from interp.taskvectors.evaluate import patch_hooks_for, policy_mask
+    from interp.taskvectors.evaluate import patch_hooks_for
 
     for task, batch in prompts.items():
         canvases = batch.canvases[:k]

@@ -13,10 +13,11 @@ import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from interp.errors import InputError
 from interp.io import atomic_write, write_csv, write_json
 
 #: the old name of :func:`interp.io.atomic_write`, kept for callers not yet moved over
@@ -34,6 +35,10 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+class MissingArtifactError(InputError, FileNotFoundError):
+    """A stage's input that an earlier stage has not written into the run yet."""
 
 
 @dataclass
@@ -73,6 +78,50 @@ class RunDir:
         path = self.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    # --- layout: where each stage's artifacts live ---------------------------------------------
+
+    def stats_path(self, task: str) -> Path:
+        """``stats/<task>.safetensors``: the task's activation statistics (``collect``)."""
+        return self.path / "stats" / f"{task}.safetensors"
+
+    def search_dir(self, task: str, method: str = "reinforce") -> Path:
+        """``<method>/<task>/``: one search's policy, checkpoint and log."""
+        return self.path / method / task
+
+    def policy_path(self, task: str, method: str = "reinforce") -> Path:
+        return self.search_dir(task, method) / "policy.safetensors"
+
+    def checkpoint_path(self, task: str, method: str = "reinforce") -> Path:
+        return self.search_dir(task, method) / "checkpoint.pt"
+
+    def log_path(self, task: str, method: str = "reinforce") -> Path:
+        return self.search_dir(task, method) / "log.csv"
+
+    def _require(self, paths: Mapping[str, Path], what: str, command: str) -> None:
+        missing = [t for t, p in paths.items() if not p.exists()]
+        if missing:
+            folder = next(iter(paths.values())).parent
+            raise MissingArtifactError(f"no {what} for {missing} in {folder}",
+                                       fix=f"run `interp {command} --run {self.path}` first")
+
+    def load_stats(self, tasks: Sequence[str], model: Any = None) -> dict[str, Any]:
+        """Each task's :class:`~interp.taskvectors.stats.ActivationStats` (checked against ``model``)."""
+        from interp.taskvectors.stats import ActivationStats
+
+        paths = {t: self.stats_path(t) for t in tasks}
+        self._require(paths, "statistics", "collect")
+        return {t: ActivationStats.load(p, model=model) for t, p in paths.items()}
+
+    def load_policies(self, tasks: Sequence[str], method: str = "reinforce") -> dict[str, Any]:
+        """Each task's :class:`~interp.taskvectors.policy.Policy` found by ``method``."""
+        from interp.taskvectors.policy import Policy
+
+        paths = {t: self.policy_path(t, method) for t in tasks}
+        self._require(paths, f"{method} policy", "search")
+        return {t: Policy.load(p) for t, p in paths.items()}
+
+    # --- writers -------------------------------------------------------------------------------
 
     def write_table(self, name: str, table: Any) -> Path:
         """Write a pandas DataFrame as ``name.csv`` and ``name.md``; returns the CSV path."""

@@ -26,10 +26,11 @@ def test_all_stages_write_their_artifacts(tmp_path) -> None:
     assert {t: s.n_prompts for t, s in stats.items()} == {t: 6 for t in cfg.tasks}
     table = stage_taskness(run, stats)
     assert {"stack", "layer", "head", "group", "taskness"} <= set(table.columns)
-    probabilities = stage_search(run, model, source, stats, cfg, ReinforceConfig(steps=2, samples=6, eval_every=1))
-    assert set(probabilities) == set(cfg.tasks)
+    policies = stage_search(run, model, source, stats, cfg, ReinforceConfig(steps=2, samples=6, eval_every=1))
+    assert set(policies) == set(cfg.tasks)
+    assert policies["lowlight"].metadata["config"]["steps"] == 2 and policies["lowlight"].space.granularity == cfg.granularity
     stage_sweep(run, model, source, stats, cfg, granularity="layer", n_prompts=2)
-    results = stage_evaluate(run, model, source, stats, probabilities, cfg)
+    results = stage_evaluate(run, model, source, stats, policies, cfg)
     conditions = set(results["condition"])
     assert {"one_shot", "zero_shot", "zero_shot+tv", "zero_shot+random"} <= conditions
     assert "zero_shot+tv[inpainting+lowlight]" in conditions
@@ -39,7 +40,9 @@ def test_all_stages_write_their_artifacts(tmp_path) -> None:
     # later stages read what earlier ones wrote
     reloaded = load_stats(run, cfg.tasks, model)
     torch.testing.assert_close(reloaded["lowlight"].mean("decoder.blocks.0.attn.hook_z"), stats["lowlight"].mean("decoder.blocks.0.attn.hook_z"), equal_nan=True)
-    assert torch.equal(load_policies(run, cfg.tasks)["lowlight"], probabilities["lowlight"])
+    reread = load_policies(run, cfg.tasks)["lowlight"]
+    assert torch.equal(reread.probabilities(), policies["lowlight"].probabilities())
+    assert reread.space == policies["lowlight"].space and reread.metadata == policies["lowlight"].metadata
 
 
 def test_missing_inputs_are_named(tmp_path) -> None:

@@ -9,6 +9,7 @@ The pipeline, one module a step::
 """
 
 from interp.taskvectors.patching import MeanPatcher, as_mask, patch_hooks, patched, patched_forward
+from interp.taskvectors.policy import Policy, PolicyError, random_like, stratified_like
 from interp.taskvectors.stats import (
     ActivationStats,
     CorruptStatsError,
@@ -25,6 +26,7 @@ from interp.taskvectors.units import GRANULARITIES, Unit, UnitSpace, site_name
 __all__ = [
     "ActivationStats", "collect", "StatsError", "CorruptStatsError", "MissingSidecarError",
     "ModelMismatchError", "LayoutMismatchError", "ShapeMismatchError",
+    "Policy", "PolicyError", "random_like", "stratified_like",
     "Unit", "UnitSpace", "GRANULARITIES", "site_name",
     "MeanPatcher", "as_mask", "patch_hooks", "patched", "patched_forward",
     "taskness", "sums_of_squares", "top_units",

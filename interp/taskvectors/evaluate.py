@@ -20,6 +20,7 @@ from interp.data.tasks import PromptBatch
 from interp.hooks import FwdHooks
 from interp.metrics import task_metric, task_score
 from interp.models.mae_vqgan import MAEVQGAN
+from interp.taskvectors.policy import policy_mask, random_like  # noqa: F401  (re-exported)
 
 
 @torch.no_grad()
@@ -83,19 +84,6 @@ def relative_gain(table: pd.DataFrame, better: str = "one_shot", worse: str = "z
 
 # --------------------------------------------------------------------------------------------
 # task vectors
-
-
-def policy_mask(probabilities: Tensor, threshold: float = 0.5) -> Tensor:
-    """Units a learned policy keeps: probability above ``threshold``, ``[units]`` bool."""
-    return probabilities > threshold
-
-
-def random_like(mask: Tensor, seed: int) -> Tensor:
-    """As many units as ``mask`` holds, drawn uniformly at random (the control)."""
-    g = torch.Generator().manual_seed(seed)
-    out = torch.zeros_like(mask, dtype=torch.bool)
-    out[torch.randperm(mask.numel(), generator=g)[: int(mask.sum())]] = True
-    return out
 
 
 def patch_hooks_for(model: MAEVQGAN, space, parts: Sequence[tuple[object, Tensor]], layout: PromptLayout | str) -> list:

@@ -47,7 +47,7 @@ from interp.canvas import PromptLayout, get_layout, normalize
 from interp.data.tasks import PromptBatch
 from interp.metrics import task_metric, task_score
 from interp.taskvectors.patching import Means, MeanPatcher
-from interp.taskvectors.units import GRANULARITIES, GROUP_NAMES, UnitSpace
+from interp.taskvectors.units import GROUP_NAMES, UnitSpace
 from interp.viz.export import FORMATS, figure_stem, keep_browser_open, one_line, save_figure
 from interp.viz.heatmaps import GROUP_LABELS, layer_head_heatmap, mask_frame, policy_frame
 from interp.viz.style import apply_style, metric_label
@@ -79,25 +79,25 @@ class Policy:
 
 
 def resolve_policy(model: Any, policy: Any, name: str = "policy") -> Policy:
-    """A probability vector (space inferred from its length) or ``(space, probabilities)``."""
+    """A saved policy (:class:`interp.taskvectors.policy.Policy`, or the path of its file: the
+    unit space comes with it) or ``(space, probabilities)``. A bare vector is refused: which
+    units it covers cannot be told from its length."""
+    from interp.taskvectors.policy import Policy as SavedPolicy
+
     if isinstance(policy, Policy):
         return policy
-    if isinstance(policy, tuple) and len(policy) == 2 and isinstance(policy[0], UnitSpace):
+    if isinstance(policy, (str, Path)):
+        policy = SavedPolicy.load(policy)
+    if isinstance(policy, SavedPolicy):
+        space, probabilities = policy.space, policy.probabilities(dtype=torch.float64)
+    elif isinstance(policy, tuple) and len(policy) == 2 and isinstance(policy[0], UnitSpace):
         space, probabilities = policy
     else:
-        probabilities = torch.as_tensor(policy)
-        matches = []
-        for granularity in GRANULARITIES:
-            space = UnitSpace.for_model(model, granularity, "zero_shot")
-            if len(space) == probabilities.numel():
-                matches.append(space)
-        if len(matches) != 1:
-            sizes = {g: len(UnitSpace.for_model(model, g, "zero_shot")) for g in GRANULARITIES}
-            raise ValueError(
-                f"policy {name!r} has {probabilities.numel()} values; this model's zero-shot unit spaces have "
-                f"{sizes}. Pass (UnitSpace, probabilities) to say which space it is over"
-            )
-        space = matches[0]
+        raise ValueError(
+            f"policy {name!r} is a bare vector of {torch.as_tensor(policy).numel()} values: which units it covers "
+            "is unknown. Pass (UnitSpace, probabilities), a Policy (Policy.load('.../policy.safetensors')) or its path"
+        )
+    space.check_model(model)
     probabilities = torch.as_tensor(probabilities).detach().double().cpu().flatten()
     if probabilities.numel() != len(space):
         raise ValueError(f"policy {name!r}: {probabilities.numel()} probabilities for a space of {len(space)} units")

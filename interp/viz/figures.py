@@ -69,23 +69,17 @@ def policy_space(meta: Mapping[str, Any], n_units: int) -> UnitSpace:
 
 
 def read_policy_file(path: str | Path, which: str = "best_logits") -> tuple[UnitSpace, torch.Tensor, dict]:
-    """``(space, probabilities, metadata)`` of a ``policy.safetensors`` (the kept best policy by default)."""
-    from safetensors import safe_open
+    """``(space, probabilities, metadata)`` of a ``policy.safetensors`` (the kept best policy by default).
 
-    path = Path(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        keys = set(f.keys())
-        if which not in keys:
-            if "logits" not in keys:
-                raise ValueError(f"{path} holds no 'logits' or '{which}' tensor (it has {sorted(keys)})")
-            which = "logits"
-        logits = f.get_tensor(which).flatten()
-    if "space" not in meta:
-        raise ValueError(f"{path} has no 'space' metadata; save the policy with json.dumps(space.to_dict()) under 'space'")
-    space = policy_space(json.loads(meta["space"]), logits.numel())
-    meta["which"] = which
-    return space, torch.sigmoid(logits.double()), meta
+    The space comes from the file (:meth:`interp.taskvectors.policy.Policy.load`).
+    """
+    from interp.taskvectors.policy import Policy
+
+    policy = Policy.load(path)
+    kept = policy.which("best" if which == "best_logits" else "last")
+    meta = {**{k: v if isinstance(v, str) else json.dumps(v) for k, v in policy.metadata.items()},
+            "space": json.dumps(policy.space.to_dict()), "which": "best_logits" if kept == "best" else "logits"}
+    return policy.space, policy.probabilities(kept, dtype=torch.float64), meta
 
 
 # --------------------------------------------------------------------------------------------

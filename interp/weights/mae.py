@@ -591,9 +591,7 @@ def activation_rows(
     run; patches the units whose policy probability exceeds ``cfg.threshold`` into zero-shot
     forwards of the held-out prompts. Anything missing becomes a row without a number.
     """
-    from interp.pipeline import load_policies, load_stats
-    from interp.taskvectors.evaluate import patch_hooks_for, policy_mask
-    from interp.taskvectors.units import UnitSpace
+    from interp.taskvectors.evaluate import patch_hooks_for
 
     if activation_run is None or not Path(activation_run).is_dir():
         why = (f"activation run {activation_run} not found: run `interp demo --out {activation_run or 'runs/demo'}` "
@@ -602,17 +600,17 @@ def activation_rows(
     run = RunDir(Path(activation_run))
     manifest = run.manifest()
     pipeline_cfg = manifest.get("pipeline") or (manifest.get("config") or {}).get("pipeline") or {}
-    granularity = pipeline_cfg.get("granularity", "group")
     act_tasks = list(pipeline_cfg.get("tasks") or tasks)
     timings = manifest.get("timings_s") or {}
     per_task_s = (timings.get("collect", float("nan")) + timings.get("search", float("nan"))) / max(len(act_tasks), 1)
     out = []
     for task in tasks:
         try:
-            probabilities = load_policies(run, [task])[task]
-            stats = load_stats(run, [task], model=model)[task]
-            space = UnitSpace.for_model(model, granularity)
-            kept = policy_mask(probabilities, cfg.threshold)
+            policy = run.load_policies([task])[task]  # its unit space comes from the file
+            stats = run.load_stats([task], model=model)[task]
+            space = policy.space
+            space.check_model(model)
+            kept = policy.mask(cfg.threshold)
             hooks = patch_hooks_for(model, space, [(stats, kept)], "zero_shot")
             scores = score_prompts(model, held_out[task], "zero_shot", hooks, batch_size=cfg.batch_size)
         except Exception as error:  # missing task, other model, other granularity: say so, no number
@@ -622,20 +620,12 @@ def activation_rows(
         for i in kept.nonzero().flatten().tolist():
             site, heads, positions = space.unit_cells(i)
             storage += len(heads) * len(positions) * int(stats.mean(site).shape[-1])
-        policy_meta = _policy_metadata(run.path / "reinforce" / task / "policy.safetensors")
-        rcfg = json.loads(policy_meta.get("config", "{}") or "{}")
+        rcfg = policy.metadata.get("config") or {}
         forwards = int(rcfg.get("steps", 0)) * int(rcfg.get("samples", 0))
         n_collect = pipeline_cfg.get("n_candidates", "?"), pipeline_cfg.get("n_collect", "?")
         out.append((task, scores, storage, per_task_s,
-                    f"{int(kept.sum())}/{len(space)} {granularity} units (p > {cfg.threshold}), mean z at their "
+                    f"{int(kept.sum())}/{len(space)} {space.granularity} units (p > {cfg.threshold}), mean z at their "
                     f"tokens; collect {n_collect[0]} scored + {n_collect[1]} averaged one-shot prompts, REINFORCE "
                     f"{rcfg.get('steps', '?')} steps x {rcfg.get('samples', '?')} = {forwards} patched forwards; "
                     f"seconds = demo collect+search / {len(act_tasks)} tasks"))
     return out
-
-
-def _policy_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return handle.metadata() or {}

@@ -32,7 +32,8 @@ def setup():
 @pytest.fixture(scope="module")
 def explorer(setup, tmp_path_factory):
     model, prompts, means, policy = setup
-    return PatchExplorer(model, prompts, means, {"segmentation": policy},
+    space = UnitSpace.for_model(model, "group")
+    return PatchExplorer(model, prompts, means, {"segmentation": (space, policy)},
                          export_dir=tmp_path_factory.mktemp("figures"), formats=("html",))
 
 
@@ -107,7 +108,9 @@ def test_bad_input(setup) -> None:
         PatchExplorer(model, prompts, {"segmentation": means["segmentation"]})
     with pytest.raises(ValueError, match="Pass \\(UnitSpace, probabilities\\)"):
         PatchExplorer(model, prompts, means, {"x": torch.rand(5)})
+    with pytest.raises(ValueError, match="bare vector"):
+        PatchExplorer(model, prompts, means, {"x": policy})  # even of a space's length: which space is unknown
     with pytest.raises(ValueError, match="sigmoid"):
-        PatchExplorer(model, prompts, means, {"x": policy * 10 - 5})
+        PatchExplorer(model, prompts, means, {"x": (UnitSpace.for_model(model, "group"), policy * 10 - 5)})
     with pytest.raises(ValueError, match="VQGAN"):
         PatchExplorer(random_model(0), prompts, means)

@@ -1,0 +1,205 @@
+"""A searched policy as one artifact: its unit space, logits, best logits and what made it.
+
+Every search method (REINFORCE today) ends in a :class:`Policy`: per-unit Bernoulli logits over
+a :class:`~interp.taskvectors.units.UnitSpace`, the logits of the best policy by held-out score,
+and metadata (task, method, config, best score, ...). ``policy.safetensors`` holds::
+
+    logits       [units]  float32   the last policy of the search
+    best_logits  [units]  float32   the policy kept by held-out score (optional)
+    header: format, space (UnitSpace.to_dict JSON), metadata (JSON); task / config / best_score
+            also as their own keys, for readers that look at the header only
+
+so a reader never guesses which units a vector covers: the space comes from the file.
+The controls of an evaluation live here too: :func:`random_like` (as many units, uniform) and
+:func:`stratified_like` (as many units per stack and token group).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import Tensor
+
+from interp.errors import InputError
+from interp.io import atomic_write, read_safetensors_metadata
+from interp.taskvectors.units import UnitSpace
+
+FORMAT = "interp.policy"
+FORMAT_VERSION = 1
+Which = Literal["best", "last"]
+
+
+class PolicyError(InputError):
+    """A policy file or tensor that cannot be used as it is (the message names it)."""
+
+
+def policy_mask(probabilities: Tensor, threshold: float = 0.5) -> Tensor:
+    """Units a learned policy keeps: probability above ``threshold``, ``[units]`` bool."""
+    return probabilities > threshold
+
+
+def random_like(mask: Tensor, seed: int, k: int | None = None) -> Tensor:
+    """``k`` units (default: as many as ``mask`` holds) drawn uniformly at random (the control)."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros_like(mask, dtype=torch.bool)
+    out[torch.randperm(mask.numel(), generator=g)[: int(mask.sum()) if k is None else int(k)]] = True
+    return out
+
+
+def stratified_like(space: UnitSpace, mask: Tensor, seed: int) -> Tensor:
+    """A random unit set with the composition of ``mask``: as many units in each (stack, token
+    group) stratum (per stack at ``head`` / ``layer`` granularity), drawn uniformly within it."""
+    if mask.shape != (len(space),):
+        raise PolicyError(f"mask has shape {tuple(mask.shape)}, the unit space {len(space)} units",
+                          fix="pass a [units] bool mask of this space")
+    g = torch.Generator().manual_seed(seed)
+    strata: dict[tuple, list[int]] = {}
+    for unit in space.units:
+        strata.setdefault((unit.stack, unit.group), []).append(unit.index)
+    out = torch.zeros(len(space), dtype=torch.bool)
+    for members in strata.values():
+        index = torch.tensor(members)
+        k = int(mask[index].sum())
+        out[index[torch.randperm(len(members), generator=g)[:k]]] = True
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+
+@dataclass
+class Policy:
+    """Per-unit Bernoulli logits over a unit space, the best ones by held-out score, metadata."""
+
+    space: UnitSpace
+    logits: Tensor  # [units] the last policy
+    best_logits: Tensor | None = None  # [units] the policy kept by held-out score
+    metadata: dict[str, Any] = field(default_factory=dict)  # task, method, config, best_score, ...
+
+    def __post_init__(self) -> None:
+        self.logits = self._check("logits", self.logits)
+        if self.best_logits is not None:
+            self.best_logits = self._check("best_logits", self.best_logits)
+        self.metadata = dict(self.metadata)
+
+    def _check(self, name: str, logits: Any) -> Tensor:
+        t = torch.as_tensor(logits).detach().cpu()
+        if not t.is_floating_point():
+            raise PolicyError(f"policy {name} have dtype {t.dtype}", fix="pass float logits (torch.logit(p) for probabilities)")
+        t = t.float().flatten()
+        if t.numel() != len(self.space):
+            raise PolicyError(f"policy {name} have {t.numel()} values, its unit space {len(self.space)} units "
+                              f"({self.space!r})", fix="build the policy over the space it was searched in")
+        if t.isnan().any():
+            raise PolicyError(f"policy {name} hold NaN", fix="search again (the search diverged)")
+        return t
+
+    # --- what it keeps ----------------------------------------------------------------------
+
+    @property
+    def task(self) -> str | None:
+        return self.metadata.get("task")
+
+    def which(self, which: Which = "best") -> Which:
+        """``which`` as it will be read: ``best`` falls back to ``last`` when none was kept."""
+        if which not in ("best", "last"):
+            raise PolicyError(f"which={which!r}", fix="use which='best' (kept by held-out score) or 'last'")
+        return "last" if which == "best" and self.best_logits is None else which
+
+    def probabilities(self, which: Which = "best", dtype: torch.dtype = torch.float32) -> Tensor:
+        """Per-unit keep probabilities ``[units]`` of the best (default) or the last policy."""
+        logits = self.best_logits if self.which(which) == "best" else self.logits
+        return torch.sigmoid(logits.to(dtype))
+
+    def mask(self, threshold: float = 0.5, which: Which = "best") -> Tensor:
+        """Bool ``[units]``: the units whose probability is above ``threshold``."""
+        return policy_mask(self.probabilities(which), threshold)
+
+    def random_like(self, seed: int, threshold: float = 0.5) -> Tensor:
+        """As many units as :meth:`mask` keeps, drawn uniformly (the control)."""
+        return random_like(self.mask(threshold), seed)
+
+    def stratified_like(self, seed: int, threshold: float = 0.5) -> Tensor:
+        """As many units per (stack, token group) as :meth:`mask` keeps, drawn at random."""
+        return stratified_like(self.space, self.mask(threshold), seed)
+
+    # --- files ------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``policy.safetensors`` atomically (tensors + space + metadata in one file)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {"logits": self.logits.contiguous()}
+        if self.best_logits is not None:
+            tensors["best_logits"] = self.best_logits.contiguous()
+        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "space": json.dumps(self.space.to_dict()),
+                  "metadata": json.dumps(self.metadata, default=_json_default)}
+        for key in ("task", "method", "best_score", "config"):  # flat copies for header-only readers
+            if key in self.metadata:
+                value = self.metadata[key]
+                header[key] = value if isinstance(value, str) else json.dumps(value, default=_json_default)
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        """Read a policy written by :meth:`save` (or by the pipeline before it), checking it."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            header = read_safetensors_metadata(path)
+        except InputError as error:  # missing, or not a safetensors file
+            raise PolicyError(error.problem, fix=error.fix) from None
+        if "space" not in header:
+            raise PolicyError(f"{path} has no 'space' in its header, so which units its logits cover is unknown",
+                              fix="save policies with Policy.save (it records the UnitSpace)")
+        if header.get("format", FORMAT) != FORMAT or int(header.get("format_version", 1)) > FORMAT_VERSION:
+            raise PolicyError(f"{path} is a {header.get('format')!r} file version {header.get('format_version')}, "
+                              f"not a {FORMAT!r} this interp reads", fix="upgrade interp or write it again")
+        try:
+            space = UnitSpace.from_dict(json.loads(header["space"]))
+            metadata = json.loads(header["metadata"]) if "metadata" in header else _legacy_metadata(header)
+        except (ValueError, KeyError, TypeError) as error:
+            raise PolicyError(f"{path} has a malformed header ({error})", fix="write the policy again") from None
+        try:
+            tensors = load_file(str(path))
+        except Exception as error:  # safetensors raises its own error types
+            raise PolicyError(f"{path} is not a readable safetensors file ({error})", fix="write it again") from None
+        if "logits" not in tensors:
+            raise PolicyError(f"{path} holds no 'logits' tensor (it has {sorted(tensors)})", fix="write it again")
+        try:
+            return cls(space, tensors["logits"], tensors.get("best_logits"), metadata)
+        except PolicyError as error:
+            raise PolicyError(f"{path}: {error.problem}", fix=error.fix) from None
+
+    def __repr__(self) -> str:
+        kept = int(self.mask().sum())
+        return f"Policy(task={self.task!r}, method={self.metadata.get('method')!r}, {kept}/{len(self.space)} units kept, {self.space!r})"
+
+
+def _legacy_metadata(header: Mapping[str, str]) -> dict[str, Any]:
+    """Metadata of a policy file from before :class:`Policy` (flat header keys)."""
+    out: dict[str, Any] = {"method": "reinforce"}
+    for key, value in header.items():
+        if key in ("space", "format", "format_version"):
+            continue
+        if key == "config":
+            out[key] = json.loads(value)
+        elif key == "best_score":
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out
+
+
+__all__ = ["Policy", "PolicyError", "policy_mask", "random_like", "stratified_like"]
