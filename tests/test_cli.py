@@ -16,6 +16,7 @@ from interp.cli import commands, main
 from interp.cli.stages import PIPELINE_KINDS, REINFORCE_KINDS
 from interp.models import save_model
 from interp.pipeline import PipelineConfig
+from interp.taskvectors.policy import Policy
 from interp.taskvectors.reinforce import ReinforceConfig
 from tests.conftest import random_model
 
@@ -82,7 +83,8 @@ def test_import_policy_needs_allow_pickle(tiny_run, model_file, tmp_path, capsys
     assert main(argv) == 2
     assert "--allow-pickle" in capsys.readouterr().err
     assert main([*argv, "--allow-pickle"]) == 0
-    assert torch.equal(pipeline.read_policy(tmp_path / "run/reinforce/lowlight/policy.safetensors"), torch.sigmoid(torch.full((n,), 0.25)))
+    policy = Policy.load(tmp_path / "run/reinforce/lowlight/policy.safetensors")
+    assert torch.equal(policy.probabilities(), torch.sigmoid(torch.full((n,), 0.25))) and policy.space.granularity == "group"
     assert main([*argv, "--allow-pickle"]) == 2  # exists: needs --force
     assert "--force" in capsys.readouterr().err
     path.write_bytes(pickle.dumps([0.25] * (n - 1)))

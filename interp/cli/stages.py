@@ -193,10 +193,9 @@ def _import_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _import_policy(args: argparse.Namespace) -> int:
-    import json
-
     from interp import pipeline as p
     from interp.run import RunDir
+    from interp.taskvectors.policy import Policy
     from interp.taskvectors.units import UnitSpace
 
     logits = p.import_official_policy(args.file, allow_pickle=args.allow_pickle)
@@ -205,11 +204,11 @@ def _import_policy(args: argparse.Namespace) -> int:
         raise InputError(f"{args.file} holds {logits.numel()} logits; the {args.granularity} units of {args.model} number {len(space)}",
                          fix="Pass the --model and --granularity the policy was searched with")
     run = RunDir.create(args.run, command=sys.argv, config=recorded(args))
-    target = run.path / "reinforce" / args.task / "policy.safetensors"
+    target = run.policy_path(args.task)
     if target.exists() and not args.force:
         raise InputError(f"{target} exists", fix="Pass --force to replace it, or use another --run")
-    meta = {"task": args.task, "space": json.dumps(space.to_dict()), "source": str(args.file), "best_score": "nan", "config": "{}"}
-    print(run.write_tensors(f"reinforce/{args.task}/policy", {"logits": logits, "best_logits": logits.clone()}, meta))
+    meta = {"task": args.task, "method": "reinforce", "source": str(args.file), "best_score": float("nan"), "config": {}}
+    print(Policy(space, logits, logits.clone(), meta).save(target))
     return 0
 
 
