@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, replace
 
@@ -12,6 +11,7 @@ import torch
 from interp.data.synthetic import SyntheticPascal
 from interp.pipeline import PipelineConfig, stage_collect
 from interp.run import RunDir
+from interp.taskvectors.policy import Policy
 from interp.taskvectors.units import UnitSpace
 from interp.weights.mae import (
     COLUMNS,
@@ -78,8 +78,8 @@ def _fake_activation_run(path, model, source):
     space = UnitSpace.for_model(model, PIPELINE.granularity)
     logits = torch.full((len(space),), -3.0)
     logits[::7] = 3.0  # a few units on
-    meta = {"task": "segmentation", "config": json.dumps({"steps": 2, "samples": 4})}
-    run.write_tensors("reinforce/segmentation/policy", {"logits": logits, "best_logits": logits.clone()}, meta)
+    meta = {"task": "segmentation", "method": "reinforce", "config": {"steps": 2, "samples": 4}}
+    Policy(space, logits, logits.clone(), meta).save(run.policy_path("segmentation"))
     run.update_manifest(pipeline=asdict(PIPELINE), timings_s={"collect": 1.0, "search": 3.0})
     return space, int((logits > 0).sum())
 
