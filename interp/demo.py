@@ -13,14 +13,12 @@ from dataclasses import asdict
 
 import torch
 
+from interp.data.synthetic import HELD_OUT_SEED
 from interp.pipeline import (
     PipelineConfig, load_source, stage_collect, stage_evaluate, stage_search, stage_sweep, stage_taskness,
 )
 from interp.run import RunDir
 from interp.taskvectors.reinforce import ReinforceConfig
-
-#: synthetic seed of the held-out data (training of the tiny model used other seeds)
-HELD_OUT_SEED = 1234
 
 DEMO_PIPELINE = PipelineConfig(n_collect=64, n_candidates=160, n_train=10, n_search_eval=24, n_eval=100)
 # the token reward (no VQGAN decoding) is ~10x cheaper than the paper's pixel reward on CPU;

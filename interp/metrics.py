@@ -170,3 +170,23 @@ def task_reward(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwa
     """Higher-is-better score, ``[B]``: IoU, or -MSE (the official REINFORCE reward)."""
     score = task_score(task, pred, target, grid, **kwargs)
     return score if task_metric(task).higher_is_better else -score
+
+
+def masked_code_logits(logits: Tensor, codes: Tensor, layout: PromptLayout) -> tuple[Tensor, Tensor]:
+    """The logit rows and VQGAN codes of the layout's *hidden* patches (the official
+    ``forward_loss`` targets): ``(logits [B, P, vocab], codes [B, P])``.
+
+    ``logits [B, len(layout.decoder_patches), vocab]`` as the model returns them (no CLS row),
+    ``codes [B, num_patches]`` of the whole canvas.
+    """
+    rows = [r - 1 for r in layout.positions("decoder", [1 + p for p in layout.masked_patches])]  # logits drop CLS
+    return logits[:, rows], codes[:, list(layout.masked_patches)]
+
+
+def masked_code_cross_entropy(logits: Tensor, codes: Tensor, layout: PromptLayout) -> Tensor:
+    """Mean cross-entropy over all hidden patches of the batch (a scalar): the MAE training
+    loss, used by ``train-tiny``, per-task fine-tuning and aTLAS. Unlike
+    :func:`code_cross_entropy` (a score per prompt on one quadrant) it covers every masked patch,
+    random masks included."""
+    chosen, targets = masked_code_logits(logits, codes, layout)
+    return F.cross_entropy(chosen.flatten(0, 1), targets.flatten())

@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 
 from interp.canvas import CanvasGrid, custom_layout, denormalize, normalize, one_shot
 from interp.data.source import Entry, Pair, derive_seed
-from interp.data.synthetic import SyntheticPascal
+from interp.data.synthetic import HELD_OUT_SEED, SyntheticPascal
 from interp.data.tasks import TASKS, Cells, PromptBatch, build_task_prompts
 from interp.io import atomic_write, write_csv
+from interp.metrics import masked_code_cross_entropy
 from interp.models import presets
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.vqgan import VQGAN
@@ -270,14 +271,6 @@ def _random_layout(grid: CanvasGrid, ratio: float, seed: int):
     return custom_layout(grid, visible, name="random")
 
 
-def _masked_loss(logits: Tensor, codes: Tensor, layout) -> Tensor:
-    """Cross-entropy on the hidden patches only (the official ``forward_loss``)."""
-    rows = layout.positions("decoder", [1 + p for p in layout.masked_patches])
-    rows = [r - 1 for r in rows]  # logits drop the CLS row
-    targets = codes[:, list(layout.masked_patches)]
-    return F.cross_entropy(logits[:, rows].flatten(0, 1), targets.flatten())
-
-
 def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunDir) -> MAEVQGAN:
     """The MAE on the frozen tokenizer's codes: AdamW, linear warm-up then a cosine schedule."""
     steps, peak_lr = cfg.mae_steps, cfg.mae_lr
@@ -310,8 +303,8 @@ def train_mae(model: MAEVQGAN, cfg: TrainConfig, stream: CanvasStream, run: RunD
         with torch.no_grad():
             codes = tokenizer.encode_to_codes(torch.cat([prompts, mixed]).contiguous(memory_format=torch.channels_last))
         prompt_codes, mixed_codes = codes.split([len(prompts), len(mixed)])
-        prompt_loss = _masked_loss(model(prompts, prompt_layout), prompt_codes, prompt_layout)
-        random_loss = _masked_loss(model(mixed, layout), mixed_codes, layout)
+        prompt_loss = masked_code_cross_entropy(model(prompts, prompt_layout), prompt_codes, prompt_layout)
+        random_loss = masked_code_cross_entropy(model(mixed, layout), mixed_codes, layout)
         loss = prompt_loss + 0.5 * random_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -357,7 +350,6 @@ def evaluate_in_context(model: MAEVQGAN, n_per_fold: int = 32, seed: int = 0):
     training), every task, all four folds pooled; returns the comparison table."""
     import pandas as pd
 
-    from interp.demo import HELD_OUT_SEED
     from interp.taskvectors.evaluate import relative_gain, score_prompts, summarize
 
     source = SyntheticPascal(seed=HELD_OUT_SEED)
@@ -446,6 +438,4 @@ def cfg_line(model: MAEVQGAN, stack: str) -> str:
 
 
 def _held_out_seed() -> int:
-    from interp.demo import HELD_OUT_SEED
-
     return HELD_OUT_SEED

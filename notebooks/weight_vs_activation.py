@@ -24,10 +24,10 @@
 # The table comes from
 #
 # ```
-# python scripts/compare_task_vectors.py --out runs/weights --activation-run runs/demo
+# interp compare-weights --out runs/weights --activation-run runs/demo
 # ```
 #
-# (see `interp/weights/mae.py`). This notebook only reads `runs/weights/comparison.csv`; if it is
+# (see `interp/comparison/weights.py`). This notebook only reads `runs/weights/comparison.csv`; if it is
 # missing it runs the command with `--quick` (a smoke test whose numbers mean nothing) so that it
 # still runs top to bottom.
 
@@ -44,13 +44,13 @@ from interp.viz.style import OKABE_ITO, apply_style, metric_label, use_paper_sty
 
 use_paper_style()  # fonts, colours and sizes of the paper figures
 
-ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "scripts" / "compare_task_vectors.py").exists())
+ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "interp" / "comparison" / "weights.py").exists())
 RUN = Path(os.environ.get("WEIGHTS_RUN", ROOT / "runs" / "weights"))
 SMOKE = not (RUN / "comparison.csv").exists()
 if SMOKE:
     RUN = ROOT / "runs" / "weights-quick"
     if not (RUN / "comparison.csv").exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_task_vectors.py"), "--out", str(RUN),
+        subprocess.run([sys.executable, "-m", "interp.cli", "compare-weights", "--out", str(RUN),
                         "--quick", "--threads", "1", "--no-progress"], check=True, cwd=ROOT)
     print("SMOKE TEST: no real run found, showing the --quick table (its numbers mean nothing)")
 table = pd.read_csv(RUN / "comparison.csv")

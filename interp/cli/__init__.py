@@ -25,6 +25,7 @@ MODULES: tuple[str, ...] = (
     "interp.cli.train",
     "interp.cli.stages",
     "interp.cli.figures",
+    "interp.cli.compare_weights",
     "interp.cli.demo",
 )
 

@@ -8,24 +8,15 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
+from interp.comparison.activation import pipeline_from_run
+from interp.comparison.table import COLUMNS, METHODS, summary_table
+from interp.comparison.weights import CompareConfig, compare
 from interp.data.synthetic import SyntheticPascal
 from interp.pipeline import PipelineConfig, stage_collect
 from interp.run import RunDir
 from interp.taskvectors.policy import Policy
 from interp.taskvectors.units import UnitSpace
-from interp.weights.mae import (
-    COLUMNS,
-    METHODS,
-    CompareConfig,
-    FinetuneConfig,
-    compare,
-    finetune_task,
-    mae_parameter_names,
-    pipeline_from_run,
-    prompts_for,
-    split_train_pairs,
-    summary_table,
-)
+from interp.weights.mae import FinetuneConfig, finetune_task, mae_parameter_names, prompts_for, split_train_pairs
 from tests.conftest import random_model
 from tests.weights import one_thread  # noqa: F401  (fixture)
 
@@ -117,10 +108,10 @@ def test_compare_end_to_end_and_resume(source, tmp_path, monkeypatch):
     assert low["n"] == 0 and math.isnan(low["value"]) and "no activation task vector" in low["notes"]
 
     # resume: the task vectors and aTLAS coefficients on disk are used, nothing is trained again
-    import interp.weights.mae as mae
+    import interp.comparison.store as store
 
-    monkeypatch.setattr(mae, "finetune_task", lambda *a, **k: pytest.fail("fine-tuned again on resume"))
-    monkeypatch.setattr(mae, "train_atlas", lambda *a, **k: pytest.fail("aTLAS trained again on resume"))
+    monkeypatch.setattr(store, "finetune_task", lambda *a, **k: pytest.fail("fine-tuned again on resume"))
+    monkeypatch.setattr(store, "train_atlas", lambda *a, **k: pytest.fail("aTLAS trained again on resume"))
     again = compare(model, source, PIPELINE, SMALL, run=run, activation_run=tmp_path / "missing", progress=False)
     assert set(again["method"]) == set(METHODS)
     assert again.set_index(["task", "method"]).loc[("lowlight", "finetuned"), "value"] == pytest.approx(
