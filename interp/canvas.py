@@ -26,6 +26,8 @@ from typing import Iterable, Literal
 import torch
 from torch import Tensor
 
+from interp.errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -254,10 +256,12 @@ def get_layout(layout: PromptLayout | str, grid: CanvasGrid) -> PromptLayout:
     """Resolve a layout given by name ('one_shot', 'zero_shot') for a grid, checking geometry."""
     if isinstance(layout, str):
         if layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(LAYOUTS)} or a PromptLayout")
+            raise InputError(f"unknown layout {layout!r}; expected one of {sorted(LAYOUTS)} or a PromptLayout")
         return LAYOUTS[layout](grid)
+    if not isinstance(layout, PromptLayout):
+        raise InputError(f"layout must be one of {sorted(LAYOUTS)} or a PromptLayout, got {type(layout).__name__}")
     if layout.grid.patches_per_side != grid.patches_per_side or layout.grid.canvas_size != grid.canvas_size:
-        raise ValueError(
+        raise InputError(
             f"layout {layout.name!r} is for a {layout.grid.canvas_size}px canvas with "
             f"{layout.grid.patch_size}px patches, the model for {grid.canvas_size}px / {grid.patch_size}px"
         )

@@ -15,7 +15,9 @@ activation):
 * ``model.run_with_cache(x, names_filter=...)`` to record activations into an
   :class:`ActivationCache`.
 
-Hooks are always removed when the call or context ends, also when a hook raises.
+Hooks are always removed when the call or context ends, also when a hook raises. A hook
+that returns a tensor of another shape or device than the activation, a name that matches no
+hook point and a filter that matches none are :class:`~interp.errors.HookError` naming them.
 """
 
 from __future__ import annotations
@@ -28,9 +30,15 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from interp.errors import HookError
+
 HookFn = Callable[[Tensor, "HookPoint"], Union[Tensor, None]]
 NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
 FwdHooks = Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]]
+
+
+class UnknownHookError(HookError, KeyError):
+    """A hook name that is not a hook point of the model (also a ``KeyError``)."""
 
 
 class HookPoint(nn.Module):
@@ -49,9 +57,22 @@ class HookPoint(nn.Module):
         """Register ``fn(tensor, hook)``; a non-None return value replaces the activation."""
 
         def forward_hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
-            return fn(output, self)
+            return self._checked(fn(output, self), output, fn)
 
         return self.register_forward_hook(forward_hook)
+
+    def _checked(self, result: object, output: Tensor, fn: HookFn) -> Tensor | None:
+        """A hook's return value if it can replace ``output`` (cast to its dtype), else a HookError."""
+        if result is None:
+            return None
+        where = f"hook {getattr(fn, '__qualname__', type(fn).__name__)} at {self.name}"
+        if not isinstance(result, Tensor):
+            raise HookError(f"{where} returned a {type(result).__name__}", fix="Return a tensor like the activation, or None")
+        if result.shape != output.shape or result.device != output.device:
+            raise HookError(f"{where} returned shape {tuple(result.shape)} on {result.device}; the activation is "
+                            f"{tuple(output.shape)} on {output.device}",
+                            fix="Return a tensor of the activation's shape and device (edit it in place, or return None)")
+        return result.to(output.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         return x
@@ -77,7 +98,13 @@ class HookedModule(nn.Module):
                 self.hook_dict[name] = module
 
     def hook_points(self, names_filter: NamesFilter = None) -> list[HookPoint]:
-        """Hook points whose names pass the filter, in module order."""
+        """Hook points whose names pass the filter, in module order (a listed name that is no
+        hook point is an error)."""
+        if names_filter is not None and not isinstance(names_filter, str) and not callable(names_filter):
+            unknown = [n for n in names_filter if n not in self.hook_dict]
+            if unknown:
+                raise UnknownHookError(f"no hook point named {unknown[0]!r} (names_filter lists {len(unknown)} unknown); "
+                                       f"{_suggest(unknown[0], self.hook_dict)}")
         keep = _as_filter(names_filter)
         return [hp for name, hp in self.hook_dict.items() if keep(name)]
 
@@ -88,6 +115,8 @@ class HookedModule(nn.Module):
         try:
             for name_or_filter, fn in fwd_hooks:
                 points = self._resolve(name_or_filter)
+                if not points:
+                    raise HookError(f"hook filter {name_or_filter!r} matches no hook point", fix="See model.hook_dict for the names")
                 handles.extend(hp.add_hook(fn) for hp in points)
             yield self
         finally:
@@ -120,7 +149,7 @@ class HookedModule(nn.Module):
 
         points = self.hook_points(names_filter)
         if not points:
-            raise ValueError(f"names_filter {names_filter!r} matches no hook point; see model.hook_dict")
+            raise HookError(f"names_filter {names_filter!r} matches no hook point", fix="See model.hook_dict for the names")
         with self.hooks([(hp.name, save) for hp in points]):
             output = self(*args, **kwargs)
         return output, ActivationCache(store)
@@ -128,7 +157,7 @@ class HookedModule(nn.Module):
     def _resolve(self, name_or_filter: str | Callable[[str], bool]) -> list[HookPoint]:
         if isinstance(name_or_filter, str):
             if name_or_filter not in self.hook_dict:
-                raise KeyError(f"no hook point named {name_or_filter!r}; {_suggest(name_or_filter, self.hook_dict)}")
+                raise UnknownHookError(f"no hook point named {name_or_filter!r}; {_suggest(name_or_filter, self.hook_dict)}")
             return [self.hook_dict[name_or_filter]]
         if callable(name_or_filter):
             return self.hook_points(name_or_filter)

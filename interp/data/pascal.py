@@ -46,6 +46,7 @@ from interp.data.source import (
     class_fold,
     fold_classes,
     read_split_list,
+    read_text,
     select_pairs,  # noqa: F401  (re-exported: the official pair filtering)
     write_split_list,
 )
@@ -80,6 +81,9 @@ def _open_image(path: Path, kind: str) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image.copy()
+    except Image.DecompressionBombError as error:  # e.g. 16000 x 16000: PIL refuses to decode it
+        raise DataError(f"{kind} {path} is too large to decode safely ({error})",
+                        fix="resize it (Pascal images are about 500 x 375) or drop the name from the split lists") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(
             f"{kind} {path} is corrupt or not an image ({error}); re-extract it from the "
@@ -121,7 +125,10 @@ class Pascal5i(PromptSource):
         return _open_image(self.image_path(name), "image").convert("RGB")
 
     def read_label(self, name: str) -> np.ndarray:
-        """The label map ``[H, W]`` uint8 (class ids, 255 = ignore)."""
+        """The label map ``[H, W]`` uint8 (class ids, 255 = ignore).
+
+        A binary 0/255 mask or one with values outside 0..20 and 255 is a :class:`DataError`
+        naming the file: read as class ids, it would give all-black targets."""
         path = self.mask_path(name)
         image = _open_image(path, "mask")
         if image.mode not in ("P", "L"):
@@ -129,7 +136,17 @@ class Pascal5i(PromptSource):
                 f"mask {path} has mode {image.mode}; expected a palette or grey label PNG whose "
                 "values are class ids (SegmentationClassAug), not a colour rendering"
             )
-        return np.asarray(image, dtype=np.uint8)
+        label = np.asarray(image, dtype=np.uint8)
+        values = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+        foreign = [int(v) for v in values if len(VOC_CLASSES) < v < IGNORE_LABEL]
+        if foreign:
+            raise DataError(f"mask {path} holds label values {foreign[:5]} outside 0..{len(VOC_CLASSES)} (classes) and "
+                            f"{IGNORE_LABEL} (ignore)", fix="use the SegmentationClassAug label PNGs, whose values are class ids")
+        if values.tolist() == [0, IGNORE_LABEL]:
+            raise DataError(f"mask {path} holds only 0 and {IGNORE_LABEL}: a binary mask, not class ids "
+                            f"({IGNORE_LABEL} means 'ignore', so every class would be absent)",
+                            fix="use the SegmentationClassAug label PNGs (values 1..20 = the VOC classes)")
+        return label
 
     # -- split lists ----------------------------------------------------------------------------
 
@@ -160,16 +177,28 @@ class Pascal5i(PromptSource):
                 f"{val_file} not found: building split lists needs the VOC val image list; "
                 "or pass splits_dir with the official trn/ and val/ fold lists"
             )
-        val_names = {line.strip() for line in val_file.read_text().splitlines() if line.strip()}
+        val_names = {line.strip() for line in read_text(val_file, "VOC val list").splitlines() if line.strip()}
         lists: dict[tuple[str, int], list[Entry]] = {(s, f): [] for s in SPLITS for f in range(NUM_FOLDS)}
-        for path in sorted(self.mask_dir.glob("*.png")):
+        masks = sorted(self.mask_dir.glob("*.png"))
+        if not masks:
+            raise DataError(f"{self.mask_dir} holds no .png masks", fix="extract SegmentationClassAug there, or pass splits_dir")
+        for path in masks:
             name = path.stem
             counts = np.bincount(self.read_label(name).ravel(), minlength=256)
             split = "val" if name in val_names else "trn"
             for class_id in range(1, len(VOC_CLASSES) + 1):
                 if counts[class_id] >= max(self.min_pixels, 1):
                     lists[(split, class_fold(class_id))].append(Entry(name, class_id))
+        if not any(lists.values()):
+            raise DataError(f"the split lists built from the {len(masks)} masks in {self.mask_dir} are all empty",
+                            fix="check that the masks hold class ids 1..20, or pass splits_dir with the official lists")
         return {key: sorted(entries, key=str) for key, entries in lists.items()}
+
+    def list_origin(self, fold: int, split: str) -> str:
+        """Where the ``(split, fold)`` list comes from (for error messages)."""
+        if self.splits_dir is not None:
+            return str(self.splits_dir / split / f"fold{fold}.txt")
+        return f"built from the masks in {self.mask_dir} and {self.root / 'ImageSets' / 'Segmentation' / 'val.txt'}"
 
     def write_split_lists(self, out_dir: str | Path) -> None:
         """Write ``out_dir/{trn,val}/fold{0..3}.txt`` (reuse them as ``splits_dir``)."""
@@ -183,7 +212,7 @@ class Pascal5i(PromptSource):
         image, label = self._read_pair(name)
         return Sample(
             image=self._resize_image(image, size),
-            mask=self._resize_mask(label, class_id, size),
+            mask=self._resize_mask(label, class_id, size, name),
             class_id=class_id,
             name=name,
         )
@@ -198,7 +227,7 @@ class Pascal5i(PromptSource):
             image, label = self._read_pair(name)
             images[name] = self._resize_image(image, size)
             for entry in {e for e in entries if e.name == name}:
-                masks[entry] = self._resize_mask(label, entry.class_id, size)
+                masks[entry] = self._resize_mask(label, entry.class_id, size, name)
         return torch.stack([images[e.name] for e in entries]), torch.stack([masks[e] for e in entries])
 
     def _read_pair(self, name: str) -> tuple[Image.Image, np.ndarray]:
@@ -215,8 +244,12 @@ class Pascal5i(PromptSource):
         resized = image.resize((size, size), Image.BICUBIC)  # [S, S, 3] uint8 -> [3, S, S] in [0, 1]
         return torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
 
-    @staticmethod
-    def _resize_mask(label: np.ndarray, class_id: int, size: int) -> torch.Tensor:
+    def _resize_mask(self, label: np.ndarray, class_id: int, size: int, name: str = "") -> torch.Tensor:
+        if not (label == class_id).any():  # listed for a class its mask lacks: an all-black target
+            present = [VOC_CLASSES[c - 1] for c in np.unique(label).tolist() if 1 <= c <= len(VOC_CLASSES)]
+            raise DataError(f"the split list gives {name}__{class_id} ({VOC_CLASSES[class_id - 1]}), but mask "
+                            f"{self.mask_path(name)} has no pixel of that class (it has {present or 'none'})",
+                            fix="fix the split list (or rebuild it from the masks without splits_dir)")
         binary = Image.fromarray(np.where(label == class_id, 255, 0).astype(np.uint8))  # mode L
         return torch.from_numpy(np.asarray(binary.resize((size, size), Image.BICUBIC)) >= 128)
 

@@ -123,14 +123,21 @@ def parse_split_list(text: str, path: str | Path = "<text>") -> list[Entry]:
 def read_split_list(path: str | Path) -> list[Entry]:
     """Read one split-list file; errors name the file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not path.is_file():
         raise DataError(
             f"split list {path} not found; give the directory holding trn/fold0..3.txt and "
             "val/fold0..3.txt, or none to build the lists from the masks"
-        ) from None
-    return parse_split_list(text, path)
+        )
+    return parse_split_list(read_text(path, "split list"), path)
+
+
+def read_text(path: str | Path, kind: str) -> str:
+    """A UTF-8 text file; another encoding (UTF-16 from some editors) is an error naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{kind} {path} is not UTF-8 text ({error.reason} at byte {error.start})",
+                        fix="save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)") from None
 
 
 def write_split_list(path: str | Path, entries: Iterable[Entry]) -> None:
@@ -172,7 +179,15 @@ class PromptSource(ABC):
 
     def sample_pairs(self, fold: int, split: str, n: int, seed: int = 0) -> list[Pair]:
         """``n`` (query, support) pairs of the same class, query ``i`` = entry ``i mod len``."""
-        return sample_pairs(self.entries(fold, split), n, seed)
+        entries = self.entries(fold, split)
+        if not entries:
+            raise DataError(f"the {split} list of fold {fold} of {self.name} is empty ({self.list_origin(fold, split)})",
+                            fix="use another fold, or a split list that names images of the fold's classes")
+        return sample_pairs(entries, n, seed)
+
+    def list_origin(self, fold: int, split: str) -> str:
+        """Where the ``(split, fold)`` list comes from (for error messages)."""
+        return f"{type(self).__name__}.entries({fold}, {split!r})"
 
     def class_name(self, class_id: int) -> str:
         return self.classes[class_id - 1]

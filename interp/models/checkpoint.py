@@ -133,8 +133,12 @@ def load_official(
     mae_checkpoint: str | Path,
     vqgan_checkpoint: str | Path | None = None,
     config: ModelConfig | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> MAEVQGAN:
     """Build MAE-VQGAN from the official checkpoints (``large`` config unless given).
+
+    Weights of any dtype (fp16, bf16, fp64, integer) are cast to ``dtype`` (float32 unless
+    another is asked for), so the model runs whatever precision the file was saved in.
 
     ``mae_checkpoint``: ``checkpoint-1000.pth`` (weights under ``model``) or a ``.safetensors``
     state dict with official keys. ``vqgan_checkpoint``: taming ``last.ckpt`` (``state_dict``;
@@ -155,13 +159,29 @@ def load_official(
             )
         state.update({f"vqgan.{k}": v for k, v in vae_sd.items() if not k.startswith("loss.")})
     model = _build(config)
-    load_strict(model, state, source=str(mae_checkpoint))
+    if config.vqgan is not None:  # a VQGAN mismatch names the file the VQGAN weights came from
+        expected = {k: v for k, v in model.state_dict().items() if k.startswith("vqgan.")}
+        check_fit(expected, {k: v for k, v in state.items() if k.startswith("vqgan.")},
+                  source=f"{vqgan_checkpoint} (VQGAN)" if vqgan_checkpoint is not None else f"{mae_checkpoint} (its vae.* VQGAN)")
+    load_strict(model, state, source=str(mae_checkpoint), dtype=dtype)
     return model.eval()
 
 
-def load_strict(model: torch.nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    """``load_state_dict`` that first checks keys and shapes and names every mismatch."""
+def load_strict(model: torch.nn.Module, state: Mapping[str, Tensor], source: str, dtype: torch.dtype | None = None) -> None:
+    """``load_state_dict`` that first checks keys and shapes and names every mismatch.
+
+    Floating entries of the model get ``dtype`` (default: the model's own), others the model's
+    dtype, so a file saved in fp16 / bf16 / fp64 or with integer weights loads into a model
+    that runs (also into a model on the meta device, which takes the tensors as they are)."""
     expected = model.state_dict()
+    check_fit(expected, state, source)
+    state = {k: v.to(dtype if dtype is not None and expected[k].is_floating_point() else expected[k].dtype)
+             for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=_is_meta(model))
+
+
+def check_fit(expected: Mapping[str, Tensor], state: Mapping[str, Tensor], source: str) -> None:
+    """A :class:`CheckpointError` naming every missing, unexpected and reshaped key."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(
@@ -176,7 +196,6 @@ def load_strict(model: torch.nn.Module, state: Mapping[str, Tensor], source: str
             f"missing: {missing}; unexpected: {unexpected}; shape mismatches: {wrong_shape}. "
             "Check that the config matches the checkpoint (e.g. ModelConfig.large() for the official one)."
         )
-    model.load_state_dict(state, strict=True, assign=_is_meta(model))
 
 
 def save_model(model: MAEVQGAN, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
@@ -220,7 +239,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> MAEVQGAN
         raise CheckpointError(
             f"{path} carries no model config in its metadata; for official weights use load_official"
         )
-    model = MAEVQGAN(ModelConfig.from_dict(json.loads(meta["config"])))
+    try:
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path} carries a model config that cannot be read ({type(error).__name__}: {error})",
+                              fix="rewrite the file with interp.models.save_model") from None
+    model = MAEVQGAN(config)
     load_strict(model, _load_safetensors(path), source=str(path))
     return model.to(device).eval()
 

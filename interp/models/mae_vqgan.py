@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from interp.canvas import CanvasGrid, PromptLayout, denormalize, get_layout
+from interp.errors import InputError
 from interp.hooks import HookedModule, HookPoint
 from interp.models.vit import Block
 from interp.models.vqgan import VQGAN, VQGANConfig
@@ -210,7 +211,7 @@ class MAEVQGAN(HookedModule):
 
     def forward(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:
         layout = get_layout(layout, self.grid)
-        self.check_canvas(canvas)
+        canvas = self.check_canvas(canvas)
         return self.decoder(self.encoder(canvas, layout), layout)
 
     def forward_from(self, resid: Tensor, layout: PromptLayout | str, stack: str, layer: int) -> Tensor:
@@ -233,28 +234,41 @@ class MAEVQGAN(HookedModule):
             return self.decoder.hook_logits(self.decoder.pred(self.decoder.norm(x))[:, 1:])
         raise ValueError(f"stack must be 'encoder' or 'decoder', got {stack!r}")
 
-    def check_canvas(self, canvas: Tensor) -> None:
-        """Raise a ValueError naming what is wrong with a canvas batch and how to fix it."""
+    def check_canvas(self, canvas: Tensor) -> Tensor:
+        """The canvas batch in the model's float dtype; an :class:`InputError` naming what is
+        wrong with it (and how to fix it) otherwise: not float, wrong shape, empty, on another
+        device than the model, NaN or infinite values."""
         size = self.grid.canvas_size
         if not isinstance(canvas, Tensor):
             raise TypeError(f"canvas must be a torch.Tensor [batch, 3, {size}, {size}], got {type(canvas).__name__}")
         if not canvas.is_floating_point():
-            raise ValueError(
+            raise InputError(
                 f"canvas has dtype {canvas.dtype}; expected a float tensor normalised with ImageNet "
                 "mean/std: use interp.canvas.normalize(images.float() / 255)"
             )
         if canvas.dim() != 4:
-            raise ValueError(
+            raise InputError(
                 f"canvas has shape {tuple(canvas.shape)}; expected [batch, 3, {size}, {size}] "
                 "(add a batch dimension with canvas[None])"
             )
         if canvas.shape[1] != 3:
-            raise ValueError(f"canvas has {canvas.shape[1]} channels; expected 3 (RGB) at dim 1")
+            raise InputError(f"canvas has {canvas.shape[1]} channels; expected 3 (RGB) at dim 1")
         if tuple(canvas.shape[2:]) != (size, size):
-            raise ValueError(
+            raise InputError(
                 f"canvas is {canvas.shape[2]}x{canvas.shape[3]} pixels; this model takes {size}x{size} "
                 "(build it with interp.canvas.assemble_canvas for the model's grid)"
             )
+        if canvas.shape[0] == 0:
+            raise InputError("the canvas batch is empty (batch size 0)", fix="pass at least one canvas")
+        param = next(self.parameters())
+        if canvas.device != param.device:
+            raise InputError(f"canvas is on {canvas.device}, the model on {param.device}",
+                             fix=f"move one of them: canvas.to({str(param.device)!r}) or model.to({str(canvas.device)!r})")
+        if not bool(torch.isfinite(canvas).all()):
+            bad = int((~torch.isfinite(canvas)).sum())
+            raise InputError(f"canvas holds {bad} NaN or infinite values",
+                             fix="check the images and their normalisation (interp.canvas.normalize of values in [0, 1])")
+        return canvas.to(param.dtype)  # fp16 / bf16 / fp64 canvases run in the model's dtype
 
     @torch.no_grad()
     def predict_codes(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from interp.canvas import PromptLayout, get_layout
+from interp.errors import InputError
 from interp.hooks import HookPoint
 from interp.taskvectors.stats import ActivationStats, ModelMismatchError
 from interp.taskvectors.units import UnitSpace
@@ -43,11 +44,16 @@ Means = Union[ActivationStats, Mapping[str, Tensor]]
 def as_mask(mask: Any, space: UnitSpace) -> Tensor:
     """A ``[batch, units]`` bool mask from a bool / 0-1 tensor, array or list (1-D -> batch 1)."""
     if not isinstance(mask, Tensor):
-        mask = torch.as_tensor(mask)
+        try:
+            mask = torch.as_tensor(mask)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"a unit mask must be a bool or 0/1 tensor, array or list of {len(space)} values, "
+                             f"got {type(mask).__name__}") from None
     if mask.dim() == 1:
         mask = mask[None]
-    if mask.dim() != 2:
-        raise ValueError(f"mask must be [units] or [batch, units], got shape {tuple(mask.shape)}")
+    if mask.dim() != 2 or mask.shape[0] == 0:
+        raise InputError(f"a unit mask must be [units] or [batch >= 1, units], got shape {tuple(mask.shape)}",
+                         fix=f"Pass {len(space)} values per row for {space!r}")
     return space.from_official(mask)
 
 

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor
 
 from interp.canvas import QUADRANTS, CanvasGrid, PromptLayout, Stack, get_layout, zero_shot
+from interp.errors import InputError
 
 Granularity = Literal["layer", "head", "group", "token"]
 GRANULARITIES: tuple[str, ...] = ("layer", "head", "group", "token")
@@ -59,6 +60,13 @@ ENCODER_GROUPS: tuple[str, ...] = ("cls", "query")
 DECODER_GROUPS: tuple[str, ...] = ("cls", "query", "target")
 GROUP_NAMES: tuple[str, ...] = ("cls", *QUADRANTS)
 STACKS: tuple[Stack, ...] = ("encoder", "decoder")
+
+
+def _listing(values: Sequence[Any]) -> str:
+    """``0..11`` for a run of integers, else the values themselves."""
+    if len(values) > 2 and all(isinstance(v, int) for v in values) and list(values) == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(map(repr, values))
 
 
 def site_name(stack: str, layer: int, hook: str = "attn.hook_z") -> str:
@@ -334,20 +342,23 @@ class UnitSpace:
         group: str | Sequence[str] | None = None,
         token: int | Sequence[int] | None = None,
     ) -> Tensor:
-        """Bool mask ``[len(self)]`` of the units matching every given field (None = any)."""
+        """Bool mask ``[len(self)]`` of the units matching every given field (None = any).
 
-        def ok(value: Any, wanted: Any) -> bool:
-            if wanted is None:
-                return True
-            if isinstance(wanted, (str, int)):
-                return value == wanted
-            return value in wanted
-
-        return torch.tensor(
-            [ok(u.stack, stack) and ok(u.layer, layer) and ok(u.head, head) and ok(u.group, group)
-             and ok(u.token, token) for u in self.units],
-            dtype=torch.bool,
-        )
+        A value no unit of this space has (``group="traget"``, ``layer=99``), or a combination
+        that matches no unit, is an :class:`~interp.errors.InputError` naming the valid values:
+        an empty mask would patch nothing and look like a task-vector run."""
+        wanted = {"stack": stack, "layer": layer, "head": head, "group": group, "token": token}
+        wanted = {k: (v,) if isinstance(v, (str, int)) else tuple(v) for k, v in wanted.items() if v is not None}
+        for name, values in wanted.items():
+            present = sorted({getattr(u, name) for u in self.units} - {None})
+            unknown = [v for v in values if v not in present]
+            if unknown:
+                valid = f"valid: {_listing(present)}" if present else f"a {self.granularity!r} space has no {name}s"
+                raise InputError(f"select({name}={unknown[0]!r}) matches no unit of {self!r}; {valid}")
+        mask = torch.tensor([all(getattr(u, k) in v for k, v in wanted.items()) for u in self.units], dtype=torch.bool)
+        if wanted and not mask.any():
+            raise InputError(f"no unit of {self!r} has all of {wanted}", fix="check the per-stack layer and head counts")
+        return mask
 
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild the space without a model (JSON-able); stored with
@@ -387,13 +398,16 @@ class UnitSpace:
         """An official Bernoulli sample (0/1 floats, ``[..., units]``) as a bool mask of this space."""
         t = torch.as_tensor(np.asarray(vector) if not isinstance(vector, Tensor) else vector)
         if t.dim() == 0 or t.shape[-1] != len(self):
-            raise ValueError(
+            raise InputError(
                 f"official vector has shape {tuple(t.shape)}; a {self.granularity!r} space of this model "
                 f"has {len(self)} units (last dim). Is the granularity or the model right?"
             )
         if t.dtype != torch.bool:
-            if not torch.isin(t, torch.tensor([0, 1], dtype=t.dtype)).all():
-                raise ValueError("official vector must hold only 0 and 1 (Bernoulli outcomes)")
+            bad = t.real[(t != 0) & (t != 1)] if not t.is_complex() else t.real.flatten()
+            if bad.numel():
+                raise InputError(f"a unit mask must hold only 0 and 1 (Bernoulli outcomes), got {t.dtype} values such as "
+                                 + ", ".join(f"{v:g}" for v in bad[:3].tolist()),
+                                 fix="Threshold probabilities first (policy.mask(0.5)) or pass a bool mask")
             t = t != 0
         return t
 

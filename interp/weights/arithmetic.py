@@ -325,9 +325,17 @@ class TaskVector(Mapping[str, Tensor]):
             raise FileNotFoundError(f"task vector file {path} does not exist")
         if path.suffix != ".safetensors":
             raise TaskVectorError(f"{path}: task vectors are stored as .safetensors (see TaskVector.save)")
-        with safe_open(str(path), framework="pt", device=str(device)) as handle:
-            meta = handle.metadata() or {}
-            vector = {k: handle.get_tensor(k) for k in handle.keys()}
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as handle:
+                meta = handle.metadata() or {}
+                vector = {k: handle.get_tensor(k) for k in handle.keys()}
+        except Exception as error:  # SafetensorError: truncated, not safetensors, bad header
+            raise TaskVectorError(f"{path} is not a readable safetensors file ({error})",
+                                  fix="write task vectors with TaskVector.save") from None
+        bad = [k for k, v in vector.items() if not v.is_floating_point()]
+        if bad or not vector:
+            raise TaskVectorError(f"{path} holds {'no tensors' if not vector else f'non-float tensors {_listing(bad)}'}; "
+                                  "a task vector is float weight deltas", fix="write task vectors with TaskVector.save")
         return cls(vector, name=meta.get("name") or path.stem)
 
 

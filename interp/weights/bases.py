@@ -280,14 +280,23 @@ class Basis:
         info_path = folder / FILES["info"]
         if not info_path.is_file():
             raise FileNotFoundError(f"{info_path} is missing: a basis folder needs {FILES['info']} (method, datasets)")
-        info = json.loads(info_path.read_text())
+        try:
+            info = json.loads(info_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BasisError(f"{info_path} is not valid JSON ({error})", fix="rewrite it with Basis.save") from None
+        if not isinstance(info, dict):
+            raise BasisError(f"{info_path} holds a JSON {type(info).__name__}, not an object", fix="rewrite it with Basis.save")
         method = _method(info.get("method", "?"))
         data = _read(folder / FILES["basis"], "the basis vectors (needed for addition)")
         if not isinstance(data, Mapping) or "basis_vectors" not in data:
             raise BasisError(f"{folder / FILES['basis']} has no 'basis_vectors' list")
-        vectors = [dict(v) for v in data["basis_vectors"]]
+        try:
+            vectors = [dict(v) for v in data["basis_vectors"]]
+        except (TypeError, ValueError):
+            raise BasisError(f"{folder / FILES['basis']}: 'basis_vectors' must be a list of name -> tensor dicts") from None
         if not vectors:
             raise BasisError(f"{folder / FILES['basis']} holds no basis vectors")
+        _check_floats(folder / FILES["basis"], {f"{i}.{k}": v for i, vec in enumerate(vectors) for k, v in vec.items()})
         artifact_path = _artifact_path(folder, method)
         artifact: dict[str, Any] = {}
         if artifact_path is None:
@@ -300,10 +309,14 @@ class Basis:
             artifact = dict(_read(artifact_path, "the recovery artifact"))
         names = info.get("datasets") or artifact.get("dataset_names") or (artifact.get("metadata") or {}).get("datasets")
         recovery, mean = None, None
+        needed = {AE: ("W",), PCA: ("coefficients", "mean_vector", "keys_order", "param_shapes")}.get(method, ())
+        absent = [k for k in needed if k not in artifact]
+        if artifact and absent:
+            raise BasisError(f"{artifact_path} lacks {absent}; it is not a {method} recovery artifact", fix="rewrite it with Basis.save")
         if method == AE and artifact:
-            recovery = artifact["W"].float()  # the official writer stores W after any softmax
+            recovery = _check_floats(artifact_path, {"W": artifact["W"]})["W"].float()  # stored after any softmax
         elif method == PCA and artifact:
-            recovery = artifact["coefficients"].float()
+            recovery = _check_floats(artifact_path, {"coefficients": artifact["coefficients"]})["coefficients"].float()
             mean = _unflatten(artifact["mean_vector"], list(artifact["keys_order"]), artifact["param_shapes"])
         if names is None:
             T = recovery.shape[1] if recovery is not None else None
@@ -315,6 +328,17 @@ class Basis:
                     f"vectors and {len(names)} datasets in {FILES['info']}"
                 )
         return cls(method, vectors, list(names), recovery, mean, info, artifact)
+
+
+def _check_floats(path: Path, tensors: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``tensors`` if every one is a finite float tensor, else a BasisError naming the first bad one."""
+    for name, value in tensors.items():
+        if not isinstance(value, Tensor) or not value.is_floating_point():
+            kind = value.dtype if isinstance(value, Tensor) else type(value).__name__
+            raise BasisError(f"{path}: {name} is {kind}, not a float tensor", fix="rewrite the basis with Basis.save")
+        if not bool(torch.isfinite(value).all()):
+            raise BasisError(f"{path}: {name} holds NaN or infinite values", fix="rebuild the basis (build_basis)")
+    return tensors
 
 
 def _read(path: Path, what: str) -> Any:

@@ -94,7 +94,8 @@ def test_load_resizes_like_the_official_loader(voc: Path) -> None:
     expected = torch.zeros(31, 31, dtype=torch.bool)
     expected[6:20, 5:25] = True
     assert (sample.mask ^ expected).sum() <= 31  # only boundary pixels may differ
-    assert source.load("2007_000002", 2, 31).mask.sum() == 0  # absent class: empty mask
+    with pytest.raises(DataError, match="2007_000002.png has no pixel of that class"):  # not an all-black target
+        source.load("2007_000002", 2, 31)
 
 
 def test_prompts_end_to_end(voc: Path) -> None:
