@@ -27,6 +27,7 @@ MODULES: tuple[str, ...] = (
     "interp.cli.figures",
     "interp.cli.compare_weights",
     "interp.cli.demo",
+    "interp.cli.compare",
 )
 
 DEBUG_ENV = "INTERP_DEBUG"

@@ -131,7 +131,11 @@ REINFORCE_KINDS: dict[str, Kind] = {
 def _search_options(parser: argparse.ArgumentParser) -> None:
     from interp.taskvectors.reinforce import ReinforceConfig
 
+    from interp.taskvectors.search import METHODS
+
     stage_options(parser)
+    parser.add_argument("--method", type=choice(tuple(METHODS)), default="reinforce",
+                        help="search method (default: reinforce, the official; others write search/<method>/<task>/seed<k>)")
     config_options(parser, ReinforceConfig, REINFORCE_KINDS, skip=("seed",))
 
 
@@ -147,6 +151,14 @@ def _search(args: argparse.Namespace) -> int:
     rcfg = reinforce_config(args)
     cfg, run, source, model = open_stage(args)
     stats = p.load_stats(run, cfg.tasks, model)
+    if args.method != "reinforce":  # the comparison's methods, at their default settings
+        from interp.compare_search import search_tasks
+
+        for task, result in search_tasks(run, model, source, stats, cfg, args.method, seed=args.seed).items():
+            print(f"{task}: {args.method} kept {result.units} units, held-out score {result.held_out_score:.4f}, "
+                  f"{result.budget.forwards} forwards, {result.budget.seconds:.1f} s")
+        print(f"written to {run.path / 'search' / args.method}")
+        return 0
     p.stage_search(run, model, source, stats, cfg, rcfg, **with_force(p.stage_search, args))
     print(f"written to {run.path}")
     return 0

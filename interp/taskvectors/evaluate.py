@@ -108,10 +108,13 @@ def evaluate_task_vectors(
     seed: int = 0,
     batch_size: int = 64,
     controls: int = 3,
+    extra_controls: Mapping[str, Mapping[str, Tensor]] | None = None,
 ) -> pd.DataFrame:
     """Per task: one-shot, zero-shot, zero-shot + task vector (thresholded policy, and the
     mean over ``sampled`` draws from it), zero-shot + as many random units (the control: the
-    mean over ``controls`` random unit sets, so one lucky draw does not decide it)."""
+    mean over ``controls`` random unit sets, so one lucky draw does not decide it).
+    ``extra_controls[task][name]`` (``[sets, U]`` bool, e.g. from
+    :func:`interp.taskvectors.controls.control_masks`) add conditions ``zero_shot+control:<name>``."""
     rows = []
     for task, batch in prompts.items():
         kept = policy_mask(probabilities[task], threshold)
@@ -129,6 +132,8 @@ def evaluate_task_vectors(
             g = torch.Generator().manual_seed(seed)
             draws = [torch.bernoulli(probabilities[task].double(), generator=g).bool() for _ in range(sampled)]
             conditions["zero_shot+tv_sampled"] = torch.stack([patched(d) for d in draws]).nanmean(0)
+        for name, sets in (extra_controls or {}).get(task, {}).items():
+            conditions[f"zero_shot+control:{name}"] = torch.stack([patched(m) for m in sets]).nanmean(0)
         for condition, scores in conditions.items():
             row = summarize(task, condition, scores)
             row["units"] = int(kept.sum()) if "+" in condition else 0

@@ -159,23 +159,19 @@ def taskness(
     return table
 
 
-def top_units(table: pd.DataFrame, space: UnitSpace, k: int) -> Tensor:
-    """Bool mask ``[len(space)]`` of the ``k`` highest-taskness rows that are units of ``space``.
+def unit_taskness(table: pd.DataFrame, space: UnitSpace) -> Tensor:
+    """Per-unit taskness ``[len(space)]`` (float64; -inf for units without a row or with NaN).
 
     Rows map to units by (stack, layer, head) at granularity ``head`` and by (stack, layer,
     head, group) at ``group`` (a ``by="group"`` table); rows of groups the space has no unit
     for (e.g. the example cells) are skipped.
     """
     if space.granularity not in ("head", "group"):
-        raise ValueError(f"top_units maps taskness rows to 'head' or 'group' units, not {space.granularity!r}")
+        raise ValueError(f"taskness maps to 'head' or 'group' units, not {space.granularity!r}")
     if space.granularity == "group" and table.attrs.get("by", "group") != "group":
         raise ValueError("a 'group' space needs a taskness table computed with by='group'")
-    ranked = table.sort_values("taskness", ascending=False, kind="stable")
-    mask = torch.zeros(len(space), dtype=torch.bool)
-    chosen = 0
-    for row in ranked.itertuples(index=False):
-        if chosen >= k:
-            break
+    scores = torch.full((len(space),), float("-inf"), dtype=torch.float64)
+    for row in table.itertuples(index=False):
         if np.isnan(row.taskness):
             continue
         if space.granularity == "group":
@@ -184,7 +180,14 @@ def top_units(table: pd.DataFrame, space: UnitSpace, k: int) -> Tensor:
             i = space.index(row.stack, int(row.layer), int(row.head), group=row.group)
         else:
             i = space.index(row.stack, int(row.layer), int(row.head))
-        if not mask[i]:
-            mask[i] = True
-            chosen += 1
+        scores[i] = max(float(scores[i]), float(row.taskness))
+    return scores
+
+
+def top_units(table: pd.DataFrame, space: UnitSpace, k: int) -> Tensor:
+    """Bool mask ``[len(space)]`` of the ``k`` highest-taskness units of ``space`` (see :func:`unit_taskness`)."""
+    scores = unit_taskness(table, space)
+    order = torch.sort(-scores, stable=True).indices[: min(k, int(torch.isfinite(scores).sum()))]
+    mask = torch.zeros(len(space), dtype=torch.bool)
+    mask[order] = True
     return mask

@@ -1,0 +1,43 @@
+"""``interp compare-search``: every search method and control over several seeds, one table and figure."""
+
+from __future__ import annotations
+
+import argparse
+
+from interp.cli.options import Command, integer, names
+from interp.cli.stages import open_stage, stage_options
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    from interp.taskvectors.search import METHODS
+
+    stage_options(parser)
+    parser.add_argument("--methods", type=names(tuple(METHODS)), default=tuple(METHODS),
+                        help=f"comma-separated search methods (default: {','.join(METHODS)})")
+    parser.add_argument("--seeds", type=integer(1), default=3, help="seeds per method and task, an integer >= 1 (default: 3)")
+    parser.add_argument("--compare-eval", type=integer(1), default=50, help="val prompts scored per condition (default: 50)")
+    parser.add_argument("--compare-search-eval", type=integer(1), default=16, help="held-out search prompts per seed (default: 16)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from interp import pipeline as p
+    from interp.compare_search import CompareConfig, best_method, compare_search
+    from interp.viz.export import save_figure
+    from interp.viz.search_comparison import search_comparison_figure
+
+    cfg, run, source, model = open_stage(args)
+    stats = p.load_stats(run, cfg.tasks, model)
+    ccfg = CompareConfig(methods=tuple(args.methods), seeds=tuple(range(args.seeds)), n_train=cfg.n_train,
+                         n_search_eval=args.compare_search_eval, n_eval=args.compare_eval)
+    table = compare_search(run, model, source, stats, cfg, ccfg)
+    columns = ["task", "condition", "mean", "spread", "diff_zero_shot", "ci_low_zero_shot", "ci_high_zero_shot",
+               "diff_strongest_control", "units", "forwards", "seconds"]
+    print(table[columns].to_markdown(index=False, floatfmt=".4f"))
+    for task in cfg.tasks:
+        print(f"{task}: best method on the held-out search prompts: {best_method(table, task)}")
+    save_figure(search_comparison_figure(table), run.file("figures/search_comparison"))
+    print(f"written to {run.path / 'search_comparison.csv'} and {run.path / 'figures'}")
+    return 0
+
+
+COMMANDS = [Command("compare-search", "compare every search method and control over seeds (search_comparison.csv + figure)", _options, _run)]

@@ -1,0 +1,54 @@
+"""compare-search: the table's structure, seeds and intervals on a small random model, and the bootstrap."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interp.compare_search import CompareConfig, best_method, compare_search, paired_bootstrap
+
+
+def test_paired_bootstrap_covers_the_mean_and_narrows_with_more_prompts() -> None:
+    g = torch.Generator().manual_seed(0)
+    small, large = 0.3 + torch.randn(20, generator=g), 0.3 + torch.randn(2000, generator=g)
+    lo_s, hi_s = paired_bootstrap(small, 2000)
+    lo_l, hi_l = paired_bootstrap(large, 2000)
+    assert lo_l < 0.3 < hi_l and lo_s < float(small.mean()) < hi_s
+    assert (hi_l - lo_l) < (hi_s - lo_s) / 5
+    assert paired_bootstrap(torch.tensor([float("nan"), 1.0]), 100) != paired_bootstrap(torch.tensor([0.0, 1.0]), 100)
+
+
+@pytest.mark.slow
+def test_compare_search_on_a_random_model(tmp_path) -> None:
+    from interp.data.synthetic import SyntheticPascal
+    from interp.data.tasks import build_prompts
+    from interp.models.presets import random_model
+    from interp.pipeline import PipelineConfig
+    from interp.run import RunDir
+    from interp.taskvectors.stats import collect
+
+    model = random_model(seed=0, with_vqgan=True)
+    source = SyntheticPascal(seed=5)
+    tasks = ("lowlight", "segmentation")
+    stats = {t: collect(model, [build_prompts(source, t, 0, 6, model.grid, seed=0, split="trn").canvases], "one_shot", task=t,
+                        progress=False) for t in tasks}
+    cfg = PipelineConfig(tasks=tasks, granularity="head")
+    settings = {"reinforce": {"steps": 4, "samples": 8, "eval_every": 2, "reward": "token", "select": "threshold"},
+                "random": {"draws": 3, "max_units": 8}, "taskness": {"max_units": 8}}
+    ccfg = CompareConfig(methods=("reinforce", "random", "taskness"), seeds=(0, 1), n_train=3, n_search_eval=3, n_eval=4,
+                         bootstrap=200, settings=settings)
+    run = RunDir.create(tmp_path / "run", command="test", config={})
+    table = compare_search(run, model, source, stats, cfg, ccfg, progress=False)
+    assert (tmp_path / "run" / "search_comparison.csv").exists()
+    for task in tasks:
+        part = table[table.task == task].set_index("condition")
+        assert {"reinforce", "random", "taskness", "control:random", "control:stratified", "control:best_of_random",
+                "control:taskness", "control:sweep", "control:all", "control:none", "one_shot"} == set(part.index)
+        assert (part.loc[["reinforce", "random", "taskness"], "seeds"] == 2).all()
+        assert part.loc["control:none", "diff_zero_shot"] == 0.0
+        ok = part.dropna(subset=["ci_low_zero_shot"])
+        assert (ok.ci_low_zero_shot <= ok.diff_zero_shot + 1e-12).all() and (ok.diff_zero_shot <= ok.ci_high_zero_shot + 1e-12).all()
+        assert part.loc["reinforce", "forwards"] == 4 * 8 + 2 * 3  # steps x samples + evaluations x held-out prompts
+        assert best_method(table, task) in ("reinforce", "random", "taskness")
+    again = compare_search(run, model, source, stats, cfg, ccfg, progress=False)  # resumed from the run: same table
+    assert again.drop(columns=["seconds"]).equals(table.drop(columns=["seconds"]))
