@@ -24,12 +24,6 @@ from typing import Any, Sequence
 import torch
 from einops import einsum, rearrange
 
-if __package__ in (None, ""):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench import common
 
 

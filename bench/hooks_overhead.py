@@ -19,12 +19,6 @@ from typing import Any, Sequence
 
 import torch
 
-if __package__ in (None, ""):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench import common
 from bench.plain_forward import PlainForward, check_matches
 

@@ -28,12 +28,6 @@ from typing import Any, Sequence
 
 import torch
 
-if __package__ in (None, ""):  # run as a file: make `bench` and `interp` importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench import common
 
 

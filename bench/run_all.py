@@ -18,11 +18,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-if __package__ in (None, ""):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench import collect, common, hooks_overhead, reinforce_step, sweep
 
 #: (label, module, extra arguments)
