@@ -27,6 +27,7 @@ from interp.data.source import Pair, PromptSource, select_pairs
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
 from interp.errors import UnsafeFileError
 from interp.models.mae_vqgan import MAEVQGAN
+from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
 from interp.taskvectors.policy import Policy, policy_mask
@@ -53,12 +54,16 @@ def load_source(spec: str) -> PromptSource:
     if kind == "synthetic":
         from interp.data.synthetic import SyntheticPascal
 
-        return SyntheticPascal(seed=int(rest) if rest else 0)
+        source = SyntheticPascal(seed=int(rest) if rest else 0)
+        source.spec = f"synthetic:{source.seed}"  # recorded with every output (the seed included)
+        return source
     if kind == "pascal":
         from interp.data.pascal import Pascal5i
 
         root, _, splits = rest.partition(",")
-        return Pascal5i(root, splits_dir=splits or None)
+        source = Pascal5i(root, splits_dir=splits or None)
+        source.spec = spec
+        return source
     raise ValueError(f"unknown data source {spec!r}; use 'synthetic[:seed]' or 'pascal:<VOC2012 dir>[,<splits dir>]'")
 
 
@@ -93,16 +98,32 @@ def select_prompts(model: MAEVQGAN, source: PromptSource, task: str, cfg: Pipeli
     return build_prompts(source, task, cfg.fold, len(pairs), model.grid, seed=cfg.seed, split="trn", pairs=pairs)
 
 
-def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, batch_size: int = 64) -> dict[str, ActivationStats]:
+def collect_provenance(model: MAEVQGAN, source: PromptSource, task: str, cfg: PipelineConfig) -> dict:
+    """What makes a task's statistics: the model (weights hash included), data spec, options."""
+    return {"stage": "collect", "task": task, "model": model_fingerprint(model), "data": source_spec(source),
+            "fold": cfg.fold, "seed": cfg.seed, "n_collect": cfg.n_collect, "n_candidates": cfg.n_candidates}
+
+
+def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, batch_size: int = 64,
+                  force: bool = False) -> dict[str, ActivationStats]:
+    """Per task, the mean activations of the officially selected one-shot prompts -> ``stats/<task>``.
+
+    A finished task is reused only if it was made with this config (else :class:`ResumeConflict`);
+    ``force=True`` collects again.
+    """
     out = {}
     for task in cfg.tasks:
         path = run.stats_path(task)
-        if path.exists():  # resume: a finished task is not collected again
-            out[task] = ActivationStats.load(path, model=model)
+        made_by = collect_provenance(model, source, task, cfg)
+        if path.exists() and not force:  # resume: a finished task is not collected again
+            stats = ActivationStats.load(path, model=model)
+            check_resume(stats.extra.get("provenance"), made_by, path, run.path)
+            out[task] = stats
             continue
         prompts = select_prompts(model, source, task, cfg)
         batches = [prompts.canvases[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
         stats = collect(model, batches, layout="one_shot", task=task, dataset=source.name, seed=cfg.seed, progress=False)
+        stats.extra["provenance"] = normalized(made_by)
         stats.save(path)
         out[task] = stats
     return out
@@ -127,20 +148,39 @@ def stage_taskness(run: RunDir, stats: dict[str, ActivationStats]) -> pd.DataFra
 # search
 
 
+def search_provenance(model: MAEVQGAN, source: PromptSource, stats: ActivationStats, task: str, cfg: PipelineConfig) -> dict:
+    """What makes a task's search besides the REINFORCE options: model, data, prompts, statistics."""
+    return {"stage": "search", "task": task, "model": model_fingerprint(model), "data": source_spec(source),
+            "fold": cfg.fold, "seed": cfg.seed, "n_train": cfg.n_train, "n_search_eval": cfg.n_search_eval,
+            "granularity": cfg.granularity, "statistics": stats.extra.get("provenance")}
+
+
 def stage_search(
-    run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig, rcfg: ReinforceConfig
+    run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig, rcfg: ReinforceConfig,
+    force: bool = False,
 ) -> dict[str, Policy]:
-    """REINFORCE per task; returns each task's :class:`Policy` (also written to the run)."""
+    """REINFORCE per task; returns each task's :class:`Policy` (also written to the run).
+
+    A finished policy or a checkpoint is reused only if made with this config (else
+    :class:`ResumeConflict`); ``force=True`` searches again from scratch.
+    """
     space = UnitSpace.for_model(model, cfg.granularity)
     policies = {}
     for task in tqdm(cfg.tasks, desc="search", disable=len(cfg.tasks) < 2):
+        made_by = search_provenance(model, source, stats[task], task, cfg)
+        if force:
+            for path in (run.policy_path(task), run.checkpoint_path(task), run.log_path(task)):
+                path.unlink(missing_ok=True)
         if run.policy_path(task).exists():
-            policies[task] = Policy.load(run.policy_path(task))
+            policy = Policy.load(run.policy_path(task))
+            check_resume(policy.metadata.get("provenance"), {"reinforce": asdict(rcfg), **made_by}, run.policy_path(task), run.path)
+            policies[task] = policy
             continue
         prompts = build_prompts(source, task, cfg.fold, cfg.n_train + cfg.n_search_eval, model.grid, seed=cfg.seed + 1, split="trn")
         job = {task: TaskSearch(stats[task], prompts.select(range(cfg.n_train)), prompts.select(range(cfg.n_train, len(prompts))))}
-        state = search(model, space, job, rcfg, checkpoint=run.checkpoint_path(task), log_csv=run.log_path(task))
-        meta = {"task": task, "method": "reinforce", "best_score": state.best_score, "config": asdict(rcfg)}
+        state = search(model, space, job, rcfg, checkpoint=run.checkpoint_path(task), log_csv=run.log_path(task), provenance=made_by)
+        meta = {"task": task, "method": "reinforce", "best_score": state.best_score, "config": asdict(rcfg),
+                "provenance": normalized({"reinforce": asdict(rcfg), **made_by})}
         policies[task] = Policy(space, state.logits, state.best_logits, meta)
         policies[task].save(run.policy_path(task))
     return policies

@@ -1,15 +1,23 @@
-"""A run directory: everything one command produced, in one place (DESIGN §3).
+"""A run directory: everything one command produced, in one place (DESIGN.md §3, ../shared).
 
 ``manifest.json`` records the command, its config, seeds and package versions; tensors are
-safetensors, tables CSV (+ Markdown for reading), figures go under ``figures/``. Every write
-is atomic (temporary file, then rename), so a killed run never leaves a half-written file
-and a resumed run can trust what it finds.
+safetensors, tables CSV (+ Markdown for reading), figures go under ``figures/``. Guarantees:
+
+* every write is atomic (:func:`interp.io.atomic_write`), so a killed run never leaves a
+  half-written file; temporaries a kill left behind are removed when the run is reopened;
+* every resumable output records the config that made it (:mod:`interp.provenance`) and a
+  resume with another config is refused (``force=True`` / ``--force`` recomputes);
+* one writer at a time: :meth:`RunDir.create` takes a lock (``.lock``, via ``filelock``) that
+  a second process fails to get at once, with a message naming the holder.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import socket
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,8 +25,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from interp.errors import InputError
-from interp.io import atomic_write, write_csv, write_json
+from interp.errors import InputError, InterpError
+from interp.io import atomic_write, clean_temporaries, write_csv, write_json
 
 #: the old name of :func:`interp.io.atomic_write`, kept for callers not yet moved over
 atomic_path = atomic_write
@@ -37,6 +45,48 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+class RunLockedError(InterpError):
+    """Another process is writing into the run directory."""
+
+    exit_status = 2
+
+
+#: run directories this process holds the lock of (a process may reopen its own run)
+_LOCKS: dict[Path, Any] = {}
+
+
+def lock_run(path: Path) -> None:
+    """Take the run directory's writer lock for this process, or fail at once naming the holder."""
+    from filelock import FileLock, Timeout
+
+    key = path.resolve()
+    if key in _LOCKS:
+        return
+    lock = FileLock(str(path / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = path / ".lock.holder.json"
+        try:
+            who = json.loads(holder.read_text())
+            who = f"pid {who.get('pid')} on {who.get('host')} since {who.get('since')} ({who.get('command')})"
+        except (OSError, ValueError):
+            who = "another process"
+        raise RunLockedError(f"run directory {path} is in use by {who}",
+                             fix="Wait for it to finish, or write to another run directory (--run / --out)") from None
+    _LOCKS[key] = lock
+    write_json(path / ".lock.holder.json", {"pid": os.getpid(), "host": socket.gethostname(),
+                                             "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                             "command": " ".join(sys.argv)})
+
+
+def unlock_run(path: Path) -> None:
+    """Release this process's lock of a run directory (also released when the process ends)."""
+    lock = _LOCKS.pop(Path(path).resolve(), None)
+    if lock is not None:
+        lock.release()
+
+
 class MissingArtifactError(InputError, FileNotFoundError):
     """A stage's input that an earlier stage has not written into the run yet."""
 
@@ -49,9 +99,15 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | Path, command: list[str] | str, config: Mapping[str, Any]) -> RunDir:
-        """Create (or reopen, to resume) a run directory and write its manifest."""
+        """Create (or reopen, to resume) a run directory and write its manifest.
+
+        Takes the directory's writer lock (held until the process ends or :meth:`release`) and
+        removes temporaries a killed writer left behind.
+        """
         run = cls(Path(path))
         run.path.mkdir(parents=True, exist_ok=True)
+        lock_run(run.path)
+        clean_temporaries(run.path)
         manifest = {
             "command": command if isinstance(command, str) else " ".join(map(str, command)),
             "config": dict(config),
@@ -66,9 +122,24 @@ class RunDir:
         write_json(run.path / "manifest.json", manifest)
         return run
 
+    def release(self) -> None:
+        """Give up the writer lock :meth:`create` took."""
+        unlock_run(self.path)
+
     def manifest(self) -> dict[str, Any]:
+        """The run's ``manifest.json`` (``{}`` when absent); a damaged one is a named error."""
         path = self.path / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            manifest = json.loads(path.read_text())
+            if not isinstance(manifest, dict):
+                raise ValueError(f"a {type(manifest).__name__}, not an object")
+            return manifest
+        except (ValueError, UnicodeDecodeError) as error:
+            raise InputError(f"{path} is not a valid run manifest (truncated or edited: {error})",
+                             fix="Delete manifest.json (the next command writes a new one; the other files are kept) "
+                                 "or use a new run directory") from None
 
     def update_manifest(self, **fields: Any) -> None:
         write_json(self.path / "manifest.json", {**self.manifest(), **fields})

@@ -23,7 +23,7 @@ the same result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -35,6 +35,7 @@ from interp.canvas import PromptLayout, get_layout, normalize
 from interp.data.source import derive_seed
 from interp.data.tasks import PromptBatch
 from interp.io import atomic_write, write_csv
+from interp.provenance import check_resume, normalized
 from interp.metrics import code_cross_entropy, task_metric, task_reward
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.taskvectors.patching import Means, MeanPatcher
@@ -96,8 +97,13 @@ def reinforce_loop(
     groups: int = 1,
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    provenance: Mapping | None = None,
 ) -> PolicyState:
     """The optimiser, independent of any model.
+
+    ``provenance`` (what makes this search: model, data, config) is saved in the checkpoint; a
+    checkpoint made with another one is refused (:class:`~interp.errors.ResumeConflict`), and so
+    is one made with another ``cfg``.
 
     ``losses(samples [S, U] bool) -> [S]`` (lower is better; sample ``i`` belongs to group
     ``i mod groups``, z-scored within its group first); ``evaluate(mask [U]) -> score`` (higher
@@ -108,8 +114,10 @@ def reinforce_loop(
     optimizer = torch.optim.Adam([logits], lr=cfg.lr)
     state = PolicyState(0, logits, optimizer.state_dict(), logits.detach().clone(), float("-inf"))
     path = Path(checkpoint) if checkpoint else None
+    made_by = normalized({"reinforce": asdict(cfg), **dict(provenance or {})})
     if path is not None and path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
+        check_resume(saved.get("provenance"), made_by, path, path.parent)
         with torch.no_grad():
             logits.copy_(saved["logits"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -140,7 +148,7 @@ def reinforce_loop(
         state.step = step + 1
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", units=f"{row['expected_units']:.0f}")
         if path is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
-            _save(path, state, logits, optimizer)
+            _save(path, state, logits, optimizer, made_by)
     state.logits = logits.detach()
     state.optimizer = optimizer.state_dict()
     return state
@@ -156,11 +164,11 @@ def _zscore_groups(loss: Tensor, groups: int) -> Tensor:
     return (loss - loss.mean()) / (loss.std() + EPS)
 
 
-def _save(path: Path, state: PolicyState, logits: Tensor, optimizer: torch.optim.Optimizer) -> None:
+def _save(path: Path, state: PolicyState, logits: Tensor, optimizer: torch.optim.Optimizer, provenance: dict) -> None:
     with atomic_write(path) as tmp:
         torch.save(
             {"step": state.step, "logits": logits.detach(), "optimizer": optimizer.state_dict(),
-             "best_logits": state.best_logits, "best_score": state.best_score, "log": state.log},
+             "best_logits": state.best_logits, "best_score": state.best_score, "log": state.log, "provenance": provenance},
             tmp,
         )
 
@@ -239,6 +247,7 @@ def search(
     checkpoint: str | Path | None = None,
     log_csv: str | Path | None = None,
     progress: bool = True,
+    provenance: Mapping | None = None,
 ) -> PolicyState:
     """REINFORCE over ``space`` for one task or several (multi-task: one policy for all).
 
@@ -267,7 +276,8 @@ def search(
         return sum(scores) / len(scores)
 
     model.eval()
-    state = reinforce_loop(len(space), losses, evaluate, cfg, groups=len(names), checkpoint=checkpoint, progress=progress)
+    state = reinforce_loop(len(space), losses, evaluate, cfg, groups=len(names), checkpoint=checkpoint, progress=progress,
+                           provenance=provenance)
     if log_csv is not None:
         write_log(log_csv, state.log)
     return state

@@ -18,9 +18,12 @@ derive from them.
 :func:`collect` fills them with one batched forward per batch under ``torch.no_grad``; the
 hooks accumulate on the model's device and nothing moves to the CPU until the end.
 
-On disk (:meth:`ActivationStats.save`): ``<name>.safetensors`` with the tensors, beside
-``<name>.json``, a sidecar naming the model config fingerprint, the layout (its slots),
-task, prompt count, dataset, seed, interp version and the SHA-256 of the tensor file.
+On disk (:meth:`ActivationStats.save`): ``<name>.safetensors`` with the tensors and, in its
+header, a description naming the model config fingerprint, the layout (its slots), task,
+prompt count, dataset, seed, interp version, ``extra`` (the pipeline records there the config
+that made the file) and the SHA-256 of the tensors. Tensors and description are one file,
+committed in one rename, so no kill can leave them out of step; ``<name>.json`` beside it is a
+readable copy (files from before carry the description only there).
 :meth:`ActivationStats.load` checks all of it and raises a :class:`StatsError` subclass that
 says what is wrong and what to do. No pickle is written or read.
 """
@@ -317,8 +320,12 @@ class ActivationStats:
                 tensors[f"{site}.{name}"] = getattr(self, name)[site].detach().cpu().contiguous()
         meta = self.sidecar()
         meta["tensors"] = path.name
+        meta["tensors_sha256"] = _tensor_digest(tensors)
+        # one unit: the description travels inside the tensor file's header, so a kill before the
+        # readable JSON copy below is written never blocks a resume
         with atomic_write(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "sidecar": sidecar_path(path).name})
+            save_file(tensors, str(tmp), metadata={"format": FORMAT, "sidecar": sidecar_path(path).name,
+                                                   "description": json.dumps(meta, default=_json_default)})
             meta["sha256"] = _sha256(tmp)
         write_text(sidecar_path(path), json.dumps(meta, indent=1, default=_json_default))
         return path
@@ -341,13 +348,22 @@ class ActivationStats:
         """
         path = _resolve_stats_path(Path(path))
         sidecar = sidecar_path(path)
-        if not sidecar.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                header = handle.metadata() or {}
+        except Exception as e:  # safetensors raises its own error types
+            raise CorruptStatsError(f"{path} is not a readable safetensors file ({e}); collect again") from None
+        embedded = "description" in header  # written since the description went into the header
+        if not embedded and not sidecar.is_file():
             raise MissingSidecarError(
                 f"{path} has no sidecar {sidecar.name} beside it, so what it holds (model, layout, task) is "
                 "unknown; copy the sidecar next to it (it was written with the tensors) or collect again"
             )
+        where = f"the header of {path}" if embedded else f"sidecar {sidecar}"
         try:
-            meta = json.loads(sidecar.read_text())
+            meta = json.loads(header["description"] if embedded else sidecar.read_text())
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
             if meta.get("format_version", 0) > FORMAT_VERSION:
@@ -356,9 +372,9 @@ class ActivationStats:
             sites: dict[str, list[int]] = meta["sites"]
         except (ValueError, KeyError, TypeError) as e:
             raise CorruptStatsError(
-                f"sidecar {sidecar} is not a valid activation-statistics description ({e}); restore it or collect again"
+                f"{where} is not a valid activation-statistics description ({e}); restore it or collect again"
             ) from None
-        if verify and meta.get("sha256") != _sha256(path):
+        if verify and not embedded and meta.get("sha256") != _sha256(path):
             raise CorruptStatsError(
                 f"{path} does not match the SHA-256 in its sidecar: it was truncated, modified or replaced; "
                 "restore both files together or collect again (verify=False skips this check)"
@@ -368,6 +384,11 @@ class ActivationStats:
         except Exception as e:  # safetensors raises its own error types
             raise CorruptStatsError(f"{path} is not a readable safetensors file ({e}); collect again") from None
 
+        if verify and embedded and meta.get("tensors_sha256") != _tensor_digest(tensors):
+            raise CorruptStatsError(
+                f"{path} does not match the SHA-256 of its tensors recorded in its header: it was modified; "
+                "collect again (verify=False skips this check)"
+            )
         if model is not None and meta.get("model_fingerprint") != model.config.fingerprint():
             raise ModelMismatchError(
                 f"{path.name} was collected with model config {meta.get('model_fingerprint')}, this model is "
@@ -458,6 +479,16 @@ def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def _tensor_digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes (sorted by name)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 

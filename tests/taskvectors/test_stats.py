@@ -117,14 +117,36 @@ def test_load_errors_say_what_to_do(model, stats, tmp_path) -> None:
 
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptStatsError, match="SHA-256"):
-        ActivationStats.load(path)
     with pytest.raises(CorruptStatsError, match="not a readable safetensors"):
-        ActivationStats.load(path, verify=False)
+        ActivationStats.load(path)
     path.write_bytes(data)
 
+    # the description lives in the header: the JSON copy is not needed (a kill before it is harmless)
     sidecar = path.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
+    sidecar.write_text("{not json")
+    assert ActivationStats.load(path).n_prompts == stats.n_prompts
+    sidecar.unlink()
+    assert ActivationStats.load(path).n_prompts == stats.n_prompts
+
+    site = stats.sites[0]
+    tensors = load_file(path)
+    header = {"format": "interp.activation_stats", "description": json.dumps({k: v for k, v in meta.items() if k != "sha256"})}
+    tensors[f"{site}.sum"][0, 0] += 1  # modified tensors, header intact
+    save_file(tensors, str(path), metadata=header)
+    with pytest.raises(CorruptStatsError, match="SHA-256"):
+        ActivationStats.load(path)
+    save_file(tensors, str(path), metadata={**header, "description": "{not json"})
+    with pytest.raises(CorruptStatsError, match="header"):
+        ActivationStats.load(path)
+
+    # files from before the header description: the JSON sidecar is needed and checked
+    tensors = load_file(path)
+    save_file(tensors, str(path))
+    meta["sha256"] = "0" * 64
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(CorruptStatsError, match="SHA-256"):
+        ActivationStats.load(path)
     sidecar.write_text("{not json")
     with pytest.raises(CorruptStatsError, match="sidecar"):
         ActivationStats.load(path)
@@ -133,8 +155,6 @@ def test_load_errors_say_what_to_do(model, stats, tmp_path) -> None:
         ActivationStats.load(path)
 
     # tensors consistent with the checksum but not with the sidecar's shapes
-    site = stats.sites[0]
-    tensors = load_file(path)
     tensors[f"{site}.sum"] = tensors[f"{site}.sum"][:, :2].contiguous()
     save_file(tensors, str(path))
     meta["sha256"] = _sha256(path)
