@@ -240,11 +240,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> MAEVQGAN
             f"{path} carries no model config in its metadata; for official weights use load_official"
         )
     try:
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
-    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
-        raise CheckpointError(f"{path} carries a model config that cannot be read ({type(error).__name__}: {error})",
+        model = MAEVQGAN(ModelConfig.from_dict(json.loads(meta["config"])))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path} carries a model config that cannot be used ({type(error).__name__}: {error})",
                               fix="rewrite the file with interp.models.save_model") from None
-    model = MAEVQGAN(config)
     load_strict(model, _load_safetensors(path), source=str(path))
     return model.to(device).eval()
 

@@ -399,7 +399,7 @@ class UnitSpace:
         t = torch.as_tensor(np.asarray(vector) if not isinstance(vector, Tensor) else vector)
         if t.dim() == 0 or t.shape[-1] != len(self):
             raise InputError(
-                f"official vector has shape {tuple(t.shape)}; a {self.granularity!r} space of this model "
+                f"unit mask (or official vector) has shape {tuple(t.shape)}; a {self.granularity!r} space of this model "
                 f"has {len(self)} units (last dim). Is the granularity or the model right?"
             )
         if t.dtype != torch.bool:
