@@ -11,13 +11,25 @@ from interp.cli.options import Command, existing_run
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
+    from interp.viz.export import FORMATS
+    from interp.viz.figures import BUILDERS
+
     parser.add_argument("run_dir", type=existing_run, help="a run directory written by interp demo or the pipeline stages")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, any of {','.join(FORMATS)}")
+    parser.add_argument("--out", default=None, help="folder for the figures (default RUN_DIR/figures)")
+    parser.add_argument("--only", action="append", choices=[b.replace(" ", "-") for b in BUILDERS], default=None,
+                        help="draw only this figure group (repeat for several)")
+    parser.add_argument("--width", choices=("column", "page"), default=None,
+                        help="paper mode: 3.3 in (one column) or 6.9 in (full text width), fonts >= 7 pt, "
+                             "vector heatmaps, no titles (default: screen size, with titles)")
+    parser.add_argument("--titles", action="store_true", help="keep the figure titles in paper mode")
 
 
 def _run(args: argparse.Namespace) -> int:
     from interp.viz.figures import write_run_figures
 
-    for path in write_run_figures(args.run_dir):
+    for path in write_run_figures(args.run_dir, formats=args.formats, out_dir=args.out, only=args.only,
+                                  width=args.width, titles=args.titles or None):
         print(path)
     return 0
 

@@ -95,6 +95,7 @@ def reinforce_curves(
         row_heights=[0.36, 0.36, 0.28],
         column_titles=[k.replace("_", " ") for k in logs] if columns > 1 else None,
     )
+    score_axes: dict[int, str] = {}
     for i, (name, frame) in enumerate(logs.items()):
         col = 1 if columns == 1 else i + 1
         color = task_color(name) if name in _task_names() else OKABE_ITO[i % len(OKABE_ITO)]
@@ -118,12 +119,14 @@ def reinforce_curves(
                        name=label, showlegend=legend, hovertemplate=hover("train loss %{y:.4g}")), 1)
         if "eval_score" in frame.columns:
             evals = frame.dropna(subset=["eval_score"])
+            score, best, score_axis = _natural_score(name, evals["eval_score"].astype(float))
+            score_axes[col] = score_axis if col not in score_axes or score_axes[col] == score_axis else "held-out score ↑"
             if not evals.empty:
-                add(go.Scatter(x=evals["step"], y=evals["eval_score"], mode="lines+markers",
+                add(go.Scatter(x=evals["step"], y=score, mode="lines+markers",
                                line=dict(color=color, width=1.5), marker=dict(size=6), legendgroup=label,
                                showlegend=False, name=f"{label} held-out",
-                               hovertemplate=hover("held-out score %{y:.4g}")), 2)
-                add(go.Scatter(x=evals["step"], y=evals["eval_score"].astype(float).cummax(), mode="lines",
+                               hovertemplate=hover(score_axis[:-2] + " %{y:.4g}")), 2)
+                add(go.Scatter(x=evals["step"], y=best, mode="lines",
                                line=dict(color=color, width=1, dash="dot"), legendgroup=label, showlegend=False,
                                name=f"{label} best so far", hovertemplate=hover("best so far %{y:.4g}")), 2)
         add(go.Scatter(x=step, y=frame["expected_units"], mode="lines", line=dict(color=color, width=1.8),
@@ -136,8 +139,10 @@ def reinforce_curves(
                                marker=dict(color=color, size=5, symbol="x-thin", line=dict(width=1.5, color=color)),
                                legendgroup=label, showlegend=False, name=f"{label} evaluated units",
                                hovertemplate=hover("units in the evaluated set %{y}")), 3)
+    _mark_legend(fig, smooth=bool(smooth and smooth > 1), evaluated=any("eval_score" in f.columns for f in logs.values()))
     fig.update_yaxes(title_text="train loss ↓", row=1, col=1)
-    fig.update_yaxes(title_text="held-out score ↑", row=2, col=1)
+    for col, axis_title in score_axes.items():
+        fig.update_yaxes(title_text=axis_title, row=2, col=col)
     fig.update_yaxes(title_text="active units", row=3, col=1)
     fig.update_yaxes(rangemode="tozero", row=3)
     fig.update_xaxes(title_text="step", row=3)
@@ -151,6 +156,37 @@ def reinforce_curves(
     if width is None:
         width = "column" if columns == 1 else ("text" if columns <= 4 else 240 * columns)
     return apply_style(fig, width=width, height=560)
+
+
+def _natural_score(task: str, score: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+    """The held-out score in the metric's own sign: a search maximises ``-MSE``, the figure shows
+    MSE (lower is better). Returns (score, best so far, axis title)."""
+    if task in _task_names():
+        from interp.metrics import task_metric
+
+        metric = task_metric(task)
+        if not metric.higher_is_better and (score.dropna() <= 0).all():
+            shown = -score
+            return shown, shown.cummin(), f"held-out {metric_label(metric.name, False)}"
+        if metric.higher_is_better:
+            return score, score.cummax(), f"held-out {metric_label(metric.name, True)}"
+    return score, score.cummax(), "held-out score ↑"
+
+
+def _mark_legend(fig: go.Figure, smooth: bool, evaluated: bool) -> None:
+    """Legend entries (in grey) that say what each kind of mark is; colours are tasks."""
+    grey = "#666666"
+    marks = [("training loss" + (" (smoothed)" if smooth else ""), dict(mode="lines", line=dict(color=grey, width=1.8)))]
+    if smooth:
+        marks.append(("raw training loss", dict(mode="lines", line=dict(color=grey, width=1), opacity=0.3)))
+    if evaluated:
+        marks += [("held-out score (each evaluation)", dict(mode="lines+markers", line=dict(color=grey, width=1.5), marker=dict(size=6))),
+                  ("best so far", dict(mode="lines", line=dict(color=grey, width=1, dash="dot"))),
+                  ("units in the evaluated set", dict(mode="markers", marker=dict(color=grey, size=6, symbol="x-thin",
+                                                                               line=dict(width=1.5, color=grey))))]
+    marks.append(("expected active units", dict(mode="lines", line=dict(color=grey, width=1.8))))
+    for name, style in marks:
+        fig.add_trace(go.Scatter(x=[None], y=[None], name=name, legendgroup="marks", showlegend=True, hoverinfo="skip", **style))
 
 
 def _task_names() -> tuple[str, ...]:

@@ -33,14 +33,14 @@ from typing import Any, Iterator, Sequence
 import plotly.graph_objects as go
 
 from interp.errors import InterpError
-from interp.run import atomic_path
+from interp.io import atomic_write
 
 STATIC_FORMATS = ("png", "pdf", "svg")
 FORMATS = ("html", *STATIC_FORMATS)
 PLOTLYJS_MODES = ("embed", "beside")
 PLOTLYJS_FILE = "plotly.min.js"
 #: renders of one static format tried before giving up (each retry on a fresh browser)
-ATTEMPTS = 3
+ATTEMPTS = 2
 #: how to get static figures where they were skipped
 STATIC_HELP = (
     "PNG/PDF/SVG need kaleido and a Chrome or Chromium: `pip install kaleido` and "
@@ -192,7 +192,7 @@ def _write_plotlyjs(folder: Path) -> None:
     path = folder / PLOTLYJS_FILE
     if path.is_file() and path.stat().st_size == len(source.encode()):
         return
-    with atomic_path(path) as tmp:
+    with atomic_write(path) as tmp:
         tmp.write_text(source)
 
 
@@ -227,7 +227,7 @@ def save_figure(
     try:
         with ExitStack() as stack:  # temporaries first; all renamed into place when the block ends
             for path, data in zip(written, contents.values()):
-                tmp = stack.enter_context(atomic_path(path))
+                tmp = stack.enter_context(atomic_write(path))
                 tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     except OSError as error:
         raise ExportError(f"could not write {stem}.*: {one_line(error)}", fix="Check that the folder is writable") from error

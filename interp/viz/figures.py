@@ -43,7 +43,8 @@ from interp.taskvectors.units import UnitSpace
 from interp.viz.curves import reinforce_curves, results_bars
 from interp.viz.export import FORMATS, STATIC_HELP, chrome_available, check_formats, export_session, save_figure
 from interp.viz.heatmaps import layer_head_heatmap, policy_frame
-from interp.viz.style import apply_style, metric_label
+from interp.viz.paper import paper_figure, paper_width_px
+from interp.viz.style import condition_label, metric_label
 
 FIGURES_DIR = "figures"
 
@@ -188,7 +189,7 @@ def prompt_panels(rows: Sequence[tuple[str, torch.Tensor, Mapping[str, torch.Ten
     from interp.viz.prompts import COLUMN_TITLES, image_rows
 
     conditions = list(dict.fromkeys(k for _, _, preds in rows for k in preds))
-    titles = [*COLUMN_TITLES[:4], *[c.replace("_", "-") for c in conditions]]
+    titles = [*COLUMN_TITLES[:4], *[condition_label(c).replace(" + ", "<br>+ ") for c in conditions]]
     cell_rows = []
     for _, canvas, preds in rows:
         size = canvas.shape[-1]
@@ -239,12 +240,16 @@ def write_run_figures(
     formats: Sequence[str] = FORMATS,
     out_dir: str | Path | None = None,
     only: Iterable[str] | None = None,
+    width: str | None = None,
+    titles: bool | None = None,
 ) -> list[Path]:
     """Write every figure a run's files allow into ``RUN_DIR/figures``; returns the files written.
 
     ``formats``: any of html, png, pdf, svg (static ones need kaleido + Chrome; without them
     only HTML is written and a note says how to get the rest). ``only``: names of
-    :data:`BUILDERS` to run. Raises :class:`FigureError` after writing the rest when some
+    :data:`BUILDERS` to run. ``width``: ``"column"`` or ``"page"`` for paper mode
+    (:func:`~interp.viz.paper.paper_figure`: print size, fonts >= 7 pt, vector heatmaps; no
+    titles unless ``titles``; screen figures keep theirs unless ``titles=False``). Raises :class:`FigureError` after writing the rest when some
     input was present but could not be drawn.
     """
     run_dir = Path(run_dir)
@@ -252,7 +257,9 @@ def write_run_figures(
         raise FileNotFoundError(f"run directory {run_dir} not found; give the folder `interp demo --out` wrote")
     formats = check_formats(formats)
     out = Path(out_dir) if out_dir is not None else run_dir / FIGURES_DIR
-    names = list(BUILDERS) if only is None else list(only)
+    names = list(BUILDERS) if only is None else [n.replace("-", " ").replace("_", " ") for n in only]
+    if width is not None:
+        paper_width_px(width)  # a bad width fails before anything is drawn
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown figure group(s) {unknown}; choose from {list(BUILDERS)}")
@@ -278,6 +285,10 @@ def write_run_figures(
                 print(f"FAILED {name}: {error}")
                 continue
             for stem, fig in figures:
+                if width is not None:
+                    paper_figure(fig, width, title=bool(titles))
+                elif titles is False:
+                    fig.update_layout(title=None)
                 written += save_figure(fig, out / stem, formats, plotlyjs="beside")  # one plotly.min.js for the folder
     kinds = ", ".join(formats)
     print(f"{len(written)} files ({kinds}) written to {out}")

@@ -175,7 +175,7 @@ def layer_head_heatmap(
         column_titles=[s for s in stacks],
         row_titles=None if facets == [ALL_TOKENS] else [GROUP_LABELS.get(g, g) for g in facets],
         horizontal_spacing=0.08,
-        vertical_spacing=min(0.06, 0.3 / max(1, len(facets))),
+        vertical_spacing=min(0.3 / max(1, len(facets) - 1), 0.08),  # room for the 'head' title under each row
     )
     fig.update_annotations(font=dict(size=FONT_SIZE + 1))  # column and row titles
     for c, stack in enumerate(stacks, start=1):
@@ -215,7 +215,7 @@ def layer_head_heatmap(
                 fig.update_xaxes(visible=False, row=r, col=c)
                 fig.update_yaxes(visible=False, row=r, col=c)
                 fig.add_annotation(
-                    text=f"no {GROUP_LABELS.get(group, group)} tokens",
+                    text=f"no {GROUP_LABELS.get(group, group)}",
                     showarrow=False,
                     font=dict(size=SMALL_FONT_SIZE, color="#888888"),
                     xref="x domain" if (r, c) == (1, 1) else f"x{(r - 1) * len(stacks) + c} domain",
@@ -234,7 +234,7 @@ def layer_head_heatmap(
             )
             fig.update_xaxes(
                 dtick=None if head_axis == ["all"] else (1 if len(head_axis) <= 8 else 2 if len(head_axis) <= 16 else 4),
-                title_text="head" if r == len(facets) else None,
+                title=dict(text="head", standoff=4),  # on every panel: each row is read on its own
                 showgrid=False,
                 row=r,
                 col=c,

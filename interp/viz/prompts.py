@@ -114,9 +114,9 @@ def image_rows(
     figure.update_yaxes(visible=False)
     figure.update_annotations(font_size=11)
     figure.update_layout(
-        width=cell_px * len(column_titles) + 200,
-        height=cell_px * len(rows) + 80,
-        margin=dict(l=10, r=190, t=60 if title else 40, b=10),
+        width=cell_px * len(column_titles) + 50,  # row titles sit rotated in the right margin
+        height=cell_px * len(rows) + (100 if title else 60),
+        margin=dict(l=10, r=40, t=(60 if title else 20) + 14 * max(t.count("<br>") + 1 for t in column_titles), b=10),
         title=title,
     )
     return apply_style(figure)

@@ -34,7 +34,9 @@ def test_curves_overlay_and_errors(log) -> None:
     logs = {"segmentation": pd.DataFrame(log), "lowlight": log}
     fig = reinforce_curves(logs, overlay=True)
     legend = [t.name for t in fig.data if t.showlegend]
-    assert legend == ["segmentation", "lowlight"]
+    assert legend[:2] == ["segmentation", "lowlight"]  # colours are tasks; grey entries say what each mark is
+    assert legend[2:] == ["training loss", "held-out score (each evaluation)", "best so far", "units in the evaluated set",
+                          "expected active units"]
     columns = reinforce_curves(logs)  # one column per task: their losses differ in scale and sign
     assert {t.xaxis for t in columns.data if t.name == "lowlight"} == {"x2"}
     assert [a.text for a in columns.layout.annotations] == ["segmentation", "lowlight"]
@@ -75,3 +77,15 @@ def test_results_bars_inputs() -> None:
         results_bars(pd.concat([minimal, minimal]))
     with pytest.raises(ValueError, match="condition.*'few_shot'"):
         results_bars(minimal, conditions=["few_shot"])
+
+
+def test_held_out_mse_is_shown_as_mse(log) -> None:
+    """A search maximises -MSE; the figure shows MSE ↓ (positive), its best so far as the running minimum."""
+    frame = pd.DataFrame(log)
+    frame["eval_score"] = -frame["eval_score"].abs() - 0.1
+    fig = reinforce_curves({"lowlight": frame, "segmentation": pd.DataFrame(log)})
+    held_out = next(t for t in fig.data if t.name == "lowlight held-out")
+    best = next(t for t in fig.data if t.name == "lowlight best so far")
+    shown = -frame["eval_score"].dropna().to_numpy()
+    assert list(held_out.y) == list(shown) and list(best.y) == list(pd.Series(shown).cummin())
+    assert fig.layout.yaxis3.title.text == "held-out MSE ↓" and fig.layout.yaxis4.title.text == "held-out mIoU ↑"

@@ -52,7 +52,7 @@ def test_a_failed_format_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monk
         save_figure(_fig(), tmp_path / "fig", ["html", "png", "pdf", "svg"])
     message = str(caught.value)
     assert "\n" not in message and "kaleido_scopes is not defined" in message and " at " not in message
-    assert message.startswith("SVG export failed after 3 tries") and "HTML only" in message
+    assert message.startswith("SVG export failed after 2 tries") and "HTML only" in message
     assert list(tmp_path.iterdir()) == []  # neither the formats that worked nor temporaries
 
 

@@ -38,7 +38,7 @@ def test_group_policy_facets_and_values(model) -> None:
     enc_target = next(t for t in heatmaps if t.name == "encoder target")
     assert np.isnan(np.asarray(enc_target.z, dtype=float)).all()  # the encoder never sees the target
     texts = [a.text for a in fig.layout.annotations]
-    assert {"encoder", "decoder", "CLS", "query", "target", "no target tokens"} <= set(texts)
+    assert {"encoder", "decoder", "CLS", "query", "target", "no target"} <= set(texts)
     assert fig.layout.yaxis.autorange == "reversed"  # layer 0 at the top
     assert fig.layout.template == PAPER_TEMPLATE
 
