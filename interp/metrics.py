@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.canvas import CanvasGrid, PromptLayout, Quadrant, denormalize, normalize
+from interp.data.tasks import MASK_TASKS
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -49,15 +50,12 @@ class TaskMetric:
     higher_is_better: bool
 
 
-_MASK_TASKS = ("segmentation", "segmentation_inpainting")
-
-
 def task_metric(task: str) -> TaskMetric:
     """IoU (higher is better) for the mask tasks, MSE (lower is better) for the others."""
     from interp.data.tasks import check_task  # local: metrics does not need the data package
 
     check_task(task)
-    return TaskMetric("iou", True) if task in _MASK_TASKS else TaskMetric("mse", False)
+    return TaskMetric("iou", True) if task in MASK_TASKS else TaskMetric("mse", False)
 
 
 def _check_pair(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:

@@ -1,6 +1,6 @@
 """Smoke test of bench/: every script runs at its smallest sizes and reports its JSON keys.
 
-Not a timed test: no assertion looks at a timing (DESIGN §5). Uses the bundled tiny model,
+Not a timed test: no assertion looks at a timing (DESIGN.md §5 in ../shared). Uses the bundled tiny model,
 or the same architecture with random weights where its weights are missing.
 """
 

@@ -189,9 +189,6 @@ class PromptSource(ABC):
         """Where the ``(split, fold)`` list comes from (for error messages)."""
         return f"{type(self).__name__}.entries({fold}, {split!r})"
 
-    def class_name(self, class_id: int) -> str:
-        return self.classes[class_id - 1]
-
 
 def sample_pairs(entries: Sequence[Entry], n: int, seed: int = 0) -> list[Pair]:
     """Official episode sampling over a split list, made reproducible by ``seed``.

@@ -215,19 +215,6 @@ class PromptBatch:
     def __len__(self) -> int:
         return self.canvases.shape[0]
 
-    @property
-    def query_names(self) -> list[str]:
-        return [pair.query.name for pair in self.pairs]
-
-    @property
-    def support_names(self) -> list[str]:
-        return [pair.support.name for pair in self.pairs]
-
-    @property
-    def class_ids(self) -> Tensor:
-        """``[N]`` class id (1..20) of each prompt."""
-        return torch.tensor([pair.query.class_id for pair in self.pairs], dtype=torch.long)
-
     def metadata(self) -> list[dict]:
         """One JSON-able dict per prompt (names, class, seed, task, source, fold, split)."""
         return [

@@ -271,11 +271,6 @@ class MAEVQGAN(HookedModule):
         return canvas.to(param.dtype)  # fp16 / bf16 / fp64 canvases run in the model's dtype
 
     @torch.no_grad()
-    def predict_codes(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:
-        """Most likely code per decoder patch: ``[batch, len(layout.decoder_patches)]``."""
-        return self(canvas, layout).argmax(dim=-1)
-
-    @torch.no_grad()
     def predict_canvas(
         self, canvas: Tensor, layout: PromptLayout | str = "one_shot", logits: Tensor | None = None
     ) -> Tensor:

@@ -4,7 +4,7 @@ For every unit of a :class:`~interp.taskvectors.units.UnitSpace` (every layer, e
 or every head x token group), patch only that unit with the task's mean activations in a
 zero-shot forward, score the held-out prompts, and compare with the unpatched zero-shot score.
 
-Cost is kept down in two ways (DESIGN §5): all (unit, prompt) rows of one layer go through
+Cost is kept down in two ways (DESIGN.md §5 in ../shared): all (unit, prompt) rows of one layer go through
 the model as batches, each row with its own patch mask; and with ``reuse_prefix`` a patch at
 layer L restarts from the clean run's cached residual stream at L
 (:meth:`~interp.models.MAEVQGAN.forward_from`), since layers before L cannot change.

@@ -118,26 +118,26 @@ class UnitSpace:
     n_enc_layers: int
     n_dec_layers: int
     n_heads: int
-    layout: PromptLayout | None = None  # None: the zero-shot layout of the 224 px / 16 px grid
+    layout: PromptLayout = field(default_factory=lambda: zero_shot(CanvasGrid()))  # default: 224 px / 16 px grid
     apply_to: PromptLayout | None = None
     enc_groups: tuple[str, ...] = ENCODER_GROUPS
     dec_groups: tuple[str, ...] = DECODER_GROUPS
-    n_dec_heads: int | None = None  # decoder heads when they differ from the encoder's
+    n_dec_heads: int | None = None  # decoder heads when they differ from the encoder's (None: the same)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"unknown granularity {self.granularity!r}; expected one of {GRANULARITIES}")
-        if self.n_dec_heads is None:
-            object.__setattr__(self, "n_dec_heads", self.n_heads)
-        if self.layout is None:
-            object.__setattr__(self, "layout", zero_shot(CanvasGrid()))
+        # validated, never rewritten (a frozen dataclass): pass tuples, or use for_model / from_dict
         for name in ("n_enc_layers", "n_dec_layers", "n_heads", "n_dec_heads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if "layers" in name else 1):
+            if (value is not None or name != "n_dec_heads") and (not isinstance(value, int) or value < (0 if "layers" in name else 1)):
                 raise ValueError(f"{name} must be a non-negative int (heads: positive), got {value!r}")
-        object.__setattr__(self, "enc_groups", tuple(self.enc_groups))
-        object.__setattr__(self, "dec_groups", tuple(self.dec_groups))
+        for name in ("enc_groups", "dec_groups"):
+            if not isinstance(getattr(self, name), tuple):
+                raise TypeError(f"{name} must be a tuple of group names, got {getattr(self, name)!r}")
+        if not isinstance(self.layout, PromptLayout):
+            raise TypeError(f"layout must be a PromptLayout (interp.canvas.get_layout), got {self.layout!r}")
         if self.apply_to is not None and self.apply_to.grid != self.layout.grid:
             raise ValueError("layout and apply_to are for different canvas grids; build both for the model's grid")
         if self.granularity == "group":
@@ -197,7 +197,7 @@ class UnitSpace:
     def check_model(self, model: Any) -> None:
         """Raise a ValueError when this space does not fit a model's layers, heads or grid."""
         cfg = model.config.mae
-        mine = (self.n_enc_layers, self.n_dec_layers, self.n_heads, self.n_dec_heads)
+        mine = (self.n_enc_layers, self.n_dec_layers, self.n_heads, self.heads("decoder"))
         theirs = (cfg.depth, cfg.decoder_depth, cfg.num_heads, cfg.decoder_num_heads)
         if mine != theirs:
             raise ValueError(
@@ -232,7 +232,9 @@ class UnitSpace:
         return len(self.layout.decoder_slots)
 
     def heads(self, stack: Stack) -> int:
-        return self.n_heads if stack == "encoder" else self.n_dec_heads  # type: ignore[return-value]
+        if stack == "encoder" or self.n_dec_heads is None:
+            return self.n_heads
+        return self.n_dec_heads
 
     def layers(self, stack: Stack) -> int:
         return self.n_enc_layers if stack == "encoder" else self.n_dec_layers
@@ -389,7 +391,7 @@ class UnitSpace:
         apply = f", apply_to={self.apply_to.name!r}" if self.apply_to is not None else ""
         return (
             f"UnitSpace({self.granularity!r}, {len(self)} units, layers {self.n_enc_layers}+{self.n_dec_layers}, "
-            f"heads {self.n_heads}/{self.n_dec_heads}, layout={self.layout.name!r}{apply})"
+            f"heads {self.n_heads}/{self.heads('decoder')}, layout={self.layout.name!r}{apply})"
         )
 
     # --- official vectors -----------------------------------------------------------------
