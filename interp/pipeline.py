@@ -32,7 +32,8 @@ from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
 from interp.taskvectors.policy import Policy, policy_mask
 from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
-from interp.taskvectors.stats import ActivationStats, collect
+from interp.taskvectors.collect import collect
+from interp.taskvectors.stats import ActivationStats
 from interp.taskvectors.sweep import sweep
 from interp.taskvectors.taskness import taskness
 from interp.taskvectors.units import UnitSpace

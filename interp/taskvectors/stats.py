@@ -15,7 +15,7 @@ collected on other machines or GPUs add up (``a + b``, ``sum(shards)``) to the s
 the union, and means, variances and taskness (:mod:`interp.taskvectors.taskness`) all
 derive from them.
 
-:func:`collect` fills them with one batched forward per batch under ``torch.no_grad``; the
+:func:`~interp.taskvectors.collect.collect` fills them with one batched forward per batch under ``torch.no_grad``; the
 hooks accumulate on the model's device and nothing moves to the CPU until the end.
 
 On disk (:meth:`ActivationStats.save`): ``<name>.safetensors`` with the tensors and, in its
@@ -30,58 +30,19 @@ says what is wrong and what to do. No pickle is written or read.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from interp.canvas import PromptLayout, get_layout
-from interp.io import atomic_write, write_text
-from interp.errors import InputError
-
-FORMAT = "interp.activation_stats"
-FORMAT_VERSION = 1
-DEFAULT_HOOK = "attn.hook_z"
-_FIELDS = ("sum", "sum_sq", "count")
-
-
-class StatsError(InputError):
-    """Base of every problem with saved or combined activation statistics."""
-
-
-class CorruptStatsError(StatsError):
-    """The tensor file or its sidecar cannot be read or do not match each other."""
-
-
-class MissingSidecarError(StatsError):
-    """A tensor file without the JSON sidecar that says what it holds."""
-
-
-class ModelMismatchError(StatsError):
-    """Statistics collected with another model (config fingerprint differs)."""
-
-
-class LayoutMismatchError(StatsError):
-    """Statistics collected under another prompt layout."""
-
-
-class ShapeMismatchError(StatsError):
-    """Tensors whose shapes disagree with each other, the sidecar or the model."""
-
-
-def _version() -> str:
-    try:
-        from interp import __version__
-
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "unknown"
+from interp.canvas import PromptLayout
+from interp.taskvectors.stats_file import (  # noqa: F401  (errors and _sha256 re-exported)
+    _FIELDS, DEFAULT_HOOK, FORMAT, FORMAT_VERSION, CorruptStatsError, LayoutMismatchError, MissingSidecarError,
+    ModelMismatchError, ShapeMismatchError, StatsError, _same_slots, _sha256, _version, sidecar_path,
+)
 
 
 def _stack_of(site: str) -> str:
@@ -92,10 +53,6 @@ def _stack_of(site: str) -> str:
             "'encoder.…' or 'decoder.…' hook points whose dim 1 is the sequence position"
         )
     return stack
-
-
-def _same_slots(a: PromptLayout, b: PromptLayout) -> bool:
-    return a.encoder_slots == b.encoder_slots and a.decoder_slots == b.decoder_slots
 
 
 def _combine(a: Any, b: Any) -> Any:
@@ -309,26 +266,9 @@ class ActivationStats:
         ``path`` is a ``.safetensors`` file, or a directory (created) in which the file is
         named after the task. Both files are written atomically (temporary file + rename).
         """
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            path.mkdir(parents=True, exist_ok=True)
-            path = path / f"{_slug(self.task or 'activations')}.safetensors"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {}
-        for site in self.sites:
-            for name in _FIELDS:
-                tensors[f"{site}.{name}"] = getattr(self, name)[site].detach().cpu().contiguous()
-        meta = self.sidecar()
-        meta["tensors"] = path.name
-        meta["tensors_sha256"] = _tensor_digest(tensors)
-        # one unit: the description travels inside the tensor file's header, so a kill before the
-        # readable JSON copy below is written never blocks a resume
-        with atomic_write(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT, "sidecar": sidecar_path(path).name,
-                                                   "description": json.dumps(meta, default=_json_default)})
-            meta["sha256"] = _sha256(tmp)
-        write_text(sidecar_path(path), json.dumps(meta, indent=1, default=_json_default))
-        return path
+        from interp.taskvectors.stats_file import save_stats
+
+        return save_stats(self, path)
 
     @classmethod
     def load(
@@ -346,226 +286,15 @@ class ActivationStats:
         such pair. ``model`` / ``layout`` / ``task`` (optional) must match what was collected;
         ``verify`` checks the tensor file against the sidecar's SHA-256.
         """
-        path = _resolve_stats_path(Path(path))
-        sidecar = sidecar_path(path)
-        try:
-            from safetensors import safe_open
+        from interp.taskvectors.stats_file import load_stats_file
 
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-        except Exception as e:  # safetensors raises its own error types
-            raise CorruptStatsError(f"{path} is not a readable safetensors file ({e}); collect again") from None
-        embedded = "description" in header  # written since the description went into the header
-        if not embedded and not sidecar.is_file():
-            raise MissingSidecarError(
-                f"{path} has no sidecar {sidecar.name} beside it, so what it holds (model, layout, task) is "
-                "unknown; copy the sidecar next to it (it was written with the tensors) or collect again"
-            )
-        where = f"the header of {path}" if embedded else f"sidecar {sidecar}"
-        try:
-            meta = json.loads(header["description"] if embedded else sidecar.read_text())
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
-            if meta.get("format_version", 0) > FORMAT_VERSION:
-                raise ValueError(f"format version {meta['format_version']} is newer than this interp reads; upgrade")
-            stats_layout = PromptLayout.from_dict(meta["layout"])
-            sites: dict[str, list[int]] = meta["sites"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CorruptStatsError(
-                f"{where} is not a valid activation-statistics description ({e}); restore it or collect again"
-            ) from None
-        if verify and not embedded and meta.get("sha256") != _sha256(path):
-            raise CorruptStatsError(
-                f"{path} does not match the SHA-256 in its sidecar: it was truncated, modified or replaced; "
-                "restore both files together or collect again (verify=False skips this check)"
-            )
-        try:
-            tensors = load_file(str(path), device=str(device))
-        except Exception as e:  # safetensors raises its own error types
-            raise CorruptStatsError(f"{path} is not a readable safetensors file ({e}); collect again") from None
-
-        if verify and embedded and meta.get("tensors_sha256") != _tensor_digest(tensors):
-            raise CorruptStatsError(
-                f"{path} does not match the SHA-256 of its tensors recorded in its header: it was modified; "
-                "collect again (verify=False skips this check)"
-            )
-        if model is not None and meta.get("model_fingerprint") != model.config.fingerprint():
-            raise ModelMismatchError(
-                f"{path.name} was collected with model config {meta.get('model_fingerprint')}, this model is "
-                f"{model.config.fingerprint()}: collect again with this model, or load the model the "
-                "statistics were collected with"
-            )
-        if layout is not None:
-            wanted = get_layout(layout, stats_layout.grid) if isinstance(layout, str) else layout
-            if not _same_slots(wanted, stats_layout):
-                raise LayoutMismatchError(
-                    f"{path.name} was collected under layout {stats_layout.name!r}, not {wanted.name!r}; collect "
-                    f"under {wanted.name!r}, or load without layout= (patching looks statistics up by slot, and "
-                    "one-shot statistics cover every slot a zero-shot forward needs)"
-                )
-        if task is not None and meta.get("task") != task:
-            raise StatsError(f"{path.name} holds task {meta.get('task')!r}, not {task!r}; load the file of that task")
-
-        stats = cls(
-            stats_layout, meta.get("model_fingerprint"), meta.get("task"), meta.get("dataset"), meta.get("seed"),
-            int(meta.get("n_prompts", 0)), dict(meta.get("extra") or {}),
-        )
-        expected_keys = {f"{s}.{f}" for s in sites for f in _FIELDS}
-        if set(tensors) != expected_keys:
-            diff = sorted(set(tensors) ^ expected_keys)
-            raise ShapeMismatchError(
-                f"{path.name} holds tensors {diff[:4]} that its sidecar does not describe (or lacks them); "
-                "restore the matching pair of files"
-            )
-        num_slots = stats_layout.grid.num_slots
-        for site, shape in sites.items():
-            s, sq, c = (tensors[f"{site}.{f}"] for f in _FIELDS)
-            problems = []
-            if list(s.shape) != shape or list(sq.shape) != shape:
-                problems.append(f"sum {tuple(s.shape)} / sum_sq {tuple(sq.shape)} vs sidecar {tuple(shape)}")
-            if tuple(c.shape) != (num_slots,):
-                problems.append(f"count {tuple(c.shape)} vs ({num_slots},) slots")
-            if shape and shape[0] != num_slots:
-                problems.append(f"{shape[0]} slots, the layout's grid has {num_slots}")
-            if s.dtype != torch.float64 or sq.dtype != torch.float64 or c.dtype != torch.int64:
-                problems.append(f"dtypes {s.dtype}/{sq.dtype}/{c.dtype}, expected float64/float64/int64")
-            if model is not None:
-                expected = _expected_shape(model, site)
-                if expected is not None and tuple(shape) != expected:
-                    problems.append(f"shape {tuple(shape)}, the model's {site} gives {expected}")
-            if problems:
-                raise ShapeMismatchError(
-                    f"{path.name}, site {site}: " + "; ".join(problems) + ". Collect the statistics again"
-                )
-            stats.sum[site], stats.sum_sq[site], stats.count[site] = s, sq, c
-        return stats
+        return load_stats_file(cls, path, model=model, layout=layout, task=task, verify=verify, device=device)
 
 
-def sidecar_path(path: Path) -> Path:
-    """``x.safetensors`` -> ``x.json``."""
-    return path.with_name(path.name[: -len(".safetensors")] + ".json") if path.name.endswith(
-        ".safetensors"
-    ) else path.with_suffix(".json")
+from interp.taskvectors.collect import collect  # noqa: E402,F401  (re-exported: collect lived here)
 
-
-def _resolve_stats_path(path: Path) -> Path:
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
-    if path.is_dir():
-        found = sorted(path.glob("*.safetensors"))
-        if len(found) != 1:
-            raise FileNotFoundError(
-                f"{path} holds {len(found)} .safetensors files ({[p.name for p in found[:5]]}); "
-                "pass the file of the task you want"
-            )
-        path = found[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"no activation statistics at {path}; run collect(...).save({str(path)!r}) first")
-    return path
-
-
-def _expected_shape(model: Any, site: str) -> tuple[int, ...] | None:
-    """``(num_slots, heads, d_head)`` of an ``attn.hook_z`` site of the model; None for other sites."""
-    if not site.endswith(DEFAULT_HOOK):
-        return None
-    cfg = model.config.mae
-    if site.startswith("encoder."):
-        return (model.grid.num_slots, cfg.num_heads, cfg.embed_dim // cfg.num_heads)
-    return (model.grid.num_slots, cfg.decoder_num_heads, cfg.decoder_embed_dim // cfg.decoder_num_heads)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _tensor_digest(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes (sorted by name)."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "activations"
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (Path, torch.device, torch.dtype)):
-        return str(obj)
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"metadata value {obj!r} of type {type(obj).__name__} is not JSON-serialisable")
-
-
-def _resolve_sites(model: Any, sites: None | str | Sequence[str] | Callable[[str], bool]) -> list[str]:
-    if sites is None:
-        names = [n for n in model.hook_dict if n.endswith(DEFAULT_HOOK)]
-    elif isinstance(sites, str):
-        names = [n for n in model.hook_dict if n == sites or n.endswith("." + sites)]
-    elif callable(sites):
-        names = [n for n in model.hook_dict if sites(n)]
-    else:
-        unknown = [s for s in sites if s not in model.hook_dict]
-        if unknown:
-            raise KeyError(f"no hook points named {unknown[:3]}; see model.hook_dict")
-        names = list(sites)
-    if not names:
-        raise ValueError(f"sites={sites!r} matches no hook point; e.g. 'attn.hook_z' or a full hook name")
-    for name in names:
-        _stack_of(name)
-    return names
-
-
-def collect(
-    model: Any,
-    batches: Iterable[Tensor],
-    layout: PromptLayout | str = "one_shot",
-    sites: None | str | Sequence[str] | Callable[[str], bool] = None,
-    task: str | None = None,
-    dataset: Any = None,
-    seed: Any = None,
-    progress: bool = True,
-    **extra: Any,
-) -> ActivationStats:
-    """Accumulate per-slot statistics of ``sites`` over canvas batches ``[B, 3, H, W]``.
-
-    One forward per batch under ``torch.no_grad``; the hooks add each batch to float64 sums
-    on the model's device; the result is moved to the CPU once at the end. ``sites``: None
-    (every ``attn.hook_z``), a hook suffix (``"hook_resid_post"``), a list of names or a
-    filter. ``task``, ``dataset``, ``seed`` and ``extra`` go to the sidecar.
-    """
-    layout = get_layout(layout, model.grid)
-    names = _resolve_sites(model, sites)
-    stats = ActivationStats.empty(layout, model, task=task, dataset=dataset, seed=seed, **extra)
-    device = next(model.parameters()).device
-
-    def accumulate(activation: Tensor, hook: Any) -> None:
-        stats.update(hook.name, activation)
-
-    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
-    iterator: Iterable = batches
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(batches, total=total, desc=f"collect {task or ''}".strip(), unit="batch")
-    with torch.no_grad(), model.hooks([(name, accumulate) for name in names]):
-        for batch in iterator:
-            if not isinstance(batch, Tensor):
-                raise TypeError(
-                    f"collect takes batches of canvas tensors [B, 3, H, W], got {type(batch).__name__}; "
-                    "pass e.g. (b['canvas'] for b in loader)"
-                )
-            if batch.dim() == 3:
-                batch = batch[None]
-            model(batch.to(device), layout)
-            stats.n_prompts += batch.shape[0]
-    if stats.n_prompts == 0:
-        raise ValueError("collect got no batches; pass a non-empty iterable of canvas tensors")
-    return stats.to("cpu")
+__all__ = [
+    "ActivationStats", "collect", "StatsError", "CorruptStatsError", "MissingSidecarError", "ModelMismatchError",
+    "LayoutMismatchError", "ShapeMismatchError", "DEFAULT_HOOK", "FORMAT", "FORMAT_VERSION", "sidecar_path",
+    "_FIELDS", "_sha256",
+]
