@@ -22,7 +22,8 @@ from interp.models.mae_vqgan import MAEVQGAN
 from interp.run import RunDir
 from interp.taskvectors.evaluate import score_prompts
 from interp.weights.arithmetic import TaskVector
-from interp.weights.atlas import AtlasModel, train_atlas
+from interp.weights.atlas import AtlasModel
+from interp.weights.atlas_train import train_atlas
 from interp.weights.mae import FinetuneConfig, finetune_task, target_codes, weights_applied, weights_fingerprint
 
 

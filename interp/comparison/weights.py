@@ -53,9 +53,10 @@ from interp.models.mae_vqgan import MAEVQGAN
 from interp.pipeline import PipelineConfig, eval_prompts
 from interp.run import RunDir
 from interp.taskvectors.evaluate import score_prompts
-from interp.weights.arithmetic import TaskVector, search_coefficient
-from interp.weights.bases import build_basis
+from interp.weights.arithmetic import TaskVector
+from interp.weights.basis_build import build_basis
 from interp.weights.mae import DEFAULT_TASKS, FinetuneConfig, mae_parameter_names, normalised, prompts_for, split_train_pairs, weights_applied
+from interp.weights.search import search_coefficient
 
 Rows = list[dict[str, Any]]
 

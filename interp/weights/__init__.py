@@ -1,25 +1,23 @@
 """Weight-space task vectors: task arithmetic, aTLAS, task-vector bases.
 
 * :mod:`interp.weights.arithmetic`: :class:`TaskVector` (``theta_ft - theta_0`` over float
-  entries; ``+``, ``-``, scalar ``*``, ``apply_to``) and :func:`search_coefficient`.
+  entries; ``+``, ``-``, scalar ``*``, ``apply_to``); :mod:`interp.weights.search`:
+  :func:`search_coefficient`.
 * :mod:`interp.weights.atlas`: :class:`AtlasModel` (one learned coefficient per parameter block,
-  per task vector, per random partition; ``torch.func.functional_call`` on a frozen base) and
+  per task vector, per random partition; ``torch.func.functional_call`` on a frozen base); :mod:`interp.weights.atlas_train`:
   :func:`train_atlas` (supervised loss or unsupervised entropy).
-* :mod:`interp.weights.bases`: :func:`build_basis` (AE/Gram or PCA) and :class:`Basis`
-  (addition, per-task recovery for negation, the published folder format).
+* :mod:`interp.weights.basis_build`: :func:`build_basis` (AE/Gram or PCA); :mod:`interp.weights.bases`:
+  :class:`Basis` (addition, per-task recovery for negation, the published folder format).
 
 All of it works on any ``nn.Module``; files are safetensors or ``torch.load(weights_only=True)``.
 """
 
-from interp.weights.arithmetic import TaskVector, TaskVectorError, default_coefficients, search_coefficient
-from interp.weights.atlas import (
-    AtlasModel,
-    cross_entropy_loss,
-    entropy_loss,
-    softmax_entropy,
-    train_atlas,
-)
-from interp.weights.bases import Basis, BasisError, build_basis, gram_matrix
+from interp.weights.arithmetic import TaskVector, TaskVectorError
+from interp.weights.atlas import AtlasModel
+from interp.weights.atlas_train import cross_entropy_loss, entropy_loss, softmax_entropy, train_atlas
+from interp.weights.bases import Basis, BasisError
+from interp.weights.basis_build import build_basis, gram_matrix
+from interp.weights.search import default_coefficients, search_coefficient
 
 __all__ = [
     "AtlasModel",

@@ -1,4 +1,4 @@
-"""Task arithmetic: task vectors as named weight deltas, and the scalar coefficient search.
+"""Task arithmetic: task vectors as named weight deltas.
 
 A task vector is ``theta_finetuned - theta_pretrained`` (Ilharco et al., "Editing models with
 task arithmetic", ICLR 2023; official code ``mlfoundations/task_vectors``, ``src/task_vectors.py``).
@@ -13,11 +13,11 @@ a silently dropped block is the hardest bug to find in weight space.
 
 Algebra: ``tv1 + tv2``, ``tv1 - tv2``, ``-tv``, ``c * tv`` and ``sum([...])`` return new task
 vectors. ``tv.apply_to(model, coef)`` returns ``theta_0 + coef * tv`` as a module (a deep copy
-unless ``inplace=True``); :func:`search_coefficient` picks ``coef`` on a validation metric, as
-the official scripts do on a grid of coefficients in [0, 1].
+unless ``inplace=True``); :func:`interp.weights.search.search_coefficient` picks ``coef`` on a
+validation metric, as the official scripts do on a grid of coefficients in [0, 1].
 
 Files: task vectors are saved and read as safetensors; checkpoints in torch format are read
-with ``torch.load(weights_only=True)`` only (no pickle code execution, DESIGN.md section 3).
+with ``torch.load(weights_only=True)`` only (no pickle code execution).
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from interp.errors import InputError
 
@@ -80,6 +78,34 @@ def check_same_keys(
             f"{what} disagree in shape for {len(shapes)} key(s): {_listing(shapes)}; "
             "they come from different architectures or configs"
         )
+
+
+def named_task_vectors(
+    task_vectors: "TaskVector | Sequence[TaskVector] | Mapping[str, TaskVector]",
+    default_prefix: str = "tv",
+    error: type[InputError] = TaskVectorError,
+    same_keys: bool = False,
+) -> tuple[list["TaskVector"], list[str]]:
+    """``(vectors, names)`` of one vector, a list (names from ``.name``, else ``<prefix><i>``) or a
+    dict name -> vector; ``error`` for none or repeated names, ``same_keys`` checks they fit together."""
+    if isinstance(task_vectors, TaskVector):
+        task_vectors = [task_vectors]
+    if isinstance(task_vectors, Mapping):
+        names, tvs = [str(k) for k in task_vectors], list(task_vectors.values())
+    else:
+        tvs = list(task_vectors)
+        names = [tv.name if isinstance(tv, TaskVector) and tv.name else f"{default_prefix}{i}" for i, tv in enumerate(tvs)]
+    if not tvs:
+        raise error("no task vectors given; pass a list or dict of TaskVector")
+    bad = [i for i, tv in enumerate(tvs) if not isinstance(tv, TaskVector)]
+    if bad:
+        raise TypeError(f"items {bad} are not TaskVector; build them with TaskVector.from_modules(...) / from_files")
+    if len(set(names)) != len(names):
+        raise error(f"task vector names are not unique: {names}; pass a dict name -> TaskVector")
+    if same_keys:
+        for tv, name in zip(tvs[1:], names[1:]):
+            check_same_keys(tvs[0], tv, "task vectors", (names[0], name))
+    return tvs, names
 
 
 def _is_scalar(value: Any) -> bool:
@@ -259,13 +285,7 @@ class TaskVector(Mapping[str, Tensor]):
     ) -> dict[str, Any]:
         """``state_dict`` with ``coef * delta`` added to every key of this vector (a new dict;
         entries the vector does not touch are passed through)."""
-        missing = [k for k in self._vector if k not in state_dict]
-        if missing:
-            raise TaskVectorError(
-                f"task vector {self.name or ''} has {len(missing)} key(s) not in the state dict: "
-                f"{_listing(missing)}; was it built for another model?"
-            )
-        self._check_shapes({k: state_dict[k] for k in self._vector}, "the state dict")
+        self._check_fits(state_dict, "the state dict")
         out = dict(state_dict)
         with torch.no_grad():
             for key, delta in self._vector.items():
@@ -277,13 +297,7 @@ class TaskVector(Mapping[str, Tensor]):
         """``theta_0 + coef * tau`` as a module: a deep copy of ``model`` unless ``inplace``."""
         target = model if inplace else copy.deepcopy(model)
         tensors = _named_tensors(target)
-        missing = [k for k in self._vector if k not in tensors]
-        if missing:
-            raise TaskVectorError(
-                f"task vector {self.name or ''} has {len(missing)} key(s) the model does not have: "
-                f"{_listing(missing)}; was it built for another model (or with a prefix such as 'model.')?"
-            )
-        self._check_shapes({k: tensors[k] for k in self._vector}, "the model")
+        self._check_fits(tensors, "the model")
         done: set[int] = set()
         with torch.no_grad():
             for key, delta in self._vector.items():
@@ -294,7 +308,14 @@ class TaskVector(Mapping[str, Tensor]):
                 tensor.add_(delta.to(tensor.device, tensor.dtype), alpha=float(coef))
         return target
 
-    def _check_shapes(self, tensors: Mapping[str, Tensor], where: str) -> None:
+    def _check_fits(self, tensors: Mapping[str, Any], where: str) -> None:
+        """Every key of this vector is in ``tensors`` (a state dict or a model's tensors) with its shape."""
+        missing = [k for k in self._vector if k not in tensors]
+        if missing:
+            raise TaskVectorError(
+                f"task vector {self.name or ''} has {len(missing)} key(s) not in {where}: "
+                f"{_listing(missing)}; was it built for another model (or with a prefix such as 'model.')?"
+            )
         bad = [
             f"{k}: {tuple(v.shape)} vs {tuple(tensors[k].shape)}"
             for k, v in self._vector.items()
@@ -344,60 +365,3 @@ def _named_tensors(model: nn.Module) -> dict[str, Tensor]:
     named = {k: v for k, v in model.named_parameters(remove_duplicate=False)}
     named.update({k: v for k, v in model.named_buffers(remove_duplicate=False) if v is not None})
     return named
-
-
-def default_coefficients() -> np.ndarray:
-    """0, 0.05, ..., 1: the official evaluation grid (21 points in [0, 1])."""
-    return np.linspace(0.0, 1.0, 21)
-
-
-def search_coefficient(
-    pretrained: nn.Module,
-    task_vector: TaskVector,
-    evaluate: Callable[[nn.Module], float | Mapping[str, float]],
-    coefs: Sequence[float] | np.ndarray | None = None,
-    higher_is_better: bool = True,
-    metric: str | None = None,
-    constraint: Callable[[Mapping[str, float]], bool] | None = None,
-    progress: bool = True,
-) -> tuple[float, pd.DataFrame]:
-    """Pick the scaling coefficient of ``task_vector`` on a validation metric.
-
-    ``evaluate(model)`` returns a score, or a dict of scores (then ``metric`` names the one to
-    optimise, and ``constraint(scores)`` can rule a coefficient out, e.g. a control-task accuracy
-    above 95% of the pretrained one, as in the official negation experiments). The model is
-    copied once and re-weighted in place for each coefficient, so memory stays at one model.
-
-    Returns ``(best_coef, table)`` with one row per coefficient (``coef``, the scores,
-    ``admissible``); raises if no coefficient is admissible.
-    """
-    grid = default_coefficients() if coefs is None else np.asarray(list(coefs), dtype=float)
-    if grid.size == 0:
-        raise ValueError("search_coefficient: coefs is empty; pass e.g. np.linspace(0, 1, 11)")
-    work = copy.deepcopy(pretrained)
-    tensors = _named_tensors(work)
-    task_vector.apply_to(work, 0.0, inplace=True)  # validates keys and shapes before any evaluation
-    originals = {k: tensors[k].detach().clone() for k in task_vector}
-    rows = []
-    for coef in tqdm(grid, desc="coefficient search", disable=not progress):
-        with torch.no_grad():
-            for key, delta in task_vector.items():
-                t = tensors[key]
-                t.copy_(originals[key] + float(coef) * delta.to(t.device, t.dtype))
-        result = evaluate(work)
-        scores = dict(result) if isinstance(result, Mapping) else {"score": float(result)}
-        key = metric or ("score" if "score" in scores else None)
-        if key is None or key not in scores:
-            raise ValueError(
-                f"search_coefficient: evaluate returned {sorted(scores)}; pass metric= naming the score to optimise"
-            )
-        rows.append({"coef": float(coef), **{k: float(v) for k, v in scores.items()},
-                     "admissible": bool(constraint(scores)) if constraint else True})
-    table = pd.DataFrame(rows)
-    column = metric or "score"
-    ok = table[table["admissible"]]
-    if ok.empty:
-        raise ValueError("search_coefficient: no coefficient satisfies the constraint; widen the grid or relax it")
-    best = ok[column].idxmax() if higher_is_better else ok[column].idxmin()
-    table.attrs["metric"] = column
-    return float(table.loc[best, "coef"]), table

@@ -30,7 +30,7 @@ vectors are stacked once per block as ``[T, *shape]`` non-persistent buffers (op
 smaller ``dtype``), and nothing is copied per task vector. A forward builds one merged copy of
 the blocks, as any re-parameterisation must.
 
-Training: :func:`train_atlas` runs AdamW on the coefficients only (the official optimiser,
+Training (:mod:`interp.weights.atlas_train`): :func:`~interp.weights.atlas_train.train_atlas` runs AdamW on the coefficients only (the official optimiser,
 cosine schedule without warm-up, gradient clipping at 1), with a supervised loss on
 ``(outputs, targets)`` or the unsupervised softmax entropy of the outputs, and keeps the best
 coefficients when a validation function is given, as the official scripts keep the best epoch.
@@ -40,40 +40,17 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from interp.weights.arithmetic import TaskVector, TaskVectorError, _listing, check_same_keys
+from interp.weights.arithmetic import TaskVector, TaskVectorError, _listing, check_same_keys, named_task_vectors
 
 TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
-LossFn = Union[str, Callable[..., Tensor]]
-
-
-def _as_named_list(task_vectors: TaskVectors) -> tuple[list[TaskVector], list[str]]:
-    if isinstance(task_vectors, TaskVector):
-        task_vectors = [task_vectors]
-    if isinstance(task_vectors, Mapping):
-        names = [str(k) for k in task_vectors]
-        tvs = list(task_vectors.values())
-    else:
-        tvs = list(task_vectors)
-        names = [tv.name if isinstance(tv, TaskVector) and tv.name else f"tv{i}" for i, tv in enumerate(tvs)]
-    if not tvs:
-        raise TaskVectorError("no task vectors given; pass a list or dict of TaskVector")
-    bad = [i for i, tv in enumerate(tvs) if not isinstance(tv, TaskVector)]
-    if bad:
-        raise TypeError(f"items {bad} are not TaskVector; build them with TaskVector.from_modules(...)")
-    if len(set(names)) != len(names):
-        raise TaskVectorError(f"task vector names are not unique: {names}; pass a dict name -> TaskVector")
-    return tvs, names
 
 
 class _PartitionMix(torch.autograd.Function):
@@ -135,7 +112,7 @@ class AtlasModel(nn.Module):
         super().__init__()
         if not isinstance(partitions, int) or not 1 <= partitions <= 255:
             raise ValueError(f"partitions must be an int in [1, 255], got {partitions!r}")
-        tvs, names = _as_named_list(task_vectors)
+        tvs, names = named_task_vectors(task_vectors, default_prefix="tv")
         for tv, name in zip(tvs[1:], names[1:]):
             check_same_keys(tvs[0], tv, "task vectors", (names[0], name))
         self.base = base
@@ -302,146 +279,3 @@ class AtlasModel(nn.Module):
             )
         with torch.no_grad():
             self.coefficients.copy_(values)
-
-
-# --- objectives ------------------------------------------------------------------------------
-def softmax_entropy(logits: Tensor, dim: int = -1) -> Tensor:
-    """Entropy of ``softmax(logits)`` along ``dim`` (the official unsupervised objective)."""
-    return -(logits.softmax(dim) * logits.log_softmax(dim)).sum(dim)
-
-
-def entropy_loss(outputs: Tensor) -> Tensor:
-    """Mean softmax entropy of logits (class dimension last)."""
-    return softmax_entropy(outputs, dim=-1).mean()
-
-
-def cross_entropy_loss(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy with the class dimension last (``[..., C]`` logits, ``[...]`` labels)."""
-    return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
-
-
-_LOSSES: dict[str, tuple[Callable[..., Tensor], bool]] = {  # name -> (fn, needs targets)
-    "entropy": (entropy_loss, False),
-    "cross_entropy": (cross_entropy_loss, True),
-    "mse": (F.mse_loss, True),
-}
-
-
-def _default_forward(model: nn.Module, batch: Any) -> tuple[Any, Any]:
-    if isinstance(batch, Tensor):
-        return model(batch), None
-    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
-        return model(batch[0]), (batch[1] if len(batch) == 2 else None)
-    raise TypeError(
-        f"a batch must be a tensor, (inputs,) or (inputs, targets); got {type(batch).__name__}. "
-        "For other models pass forward=lambda model, batch: (outputs, targets)."
-    )
-
-
-def _batches_forever(batches: Iterable[Any]) -> Iterable[Any]:
-    while True:
-        seen = False
-        for batch in batches:
-            seen = True
-            yield batch
-        if not seen:
-            raise ValueError("train_atlas: the batches iterable is empty (or a used-up iterator); pass a list or DataLoader")
-
-
-def train_atlas(
-    model: AtlasModel,
-    batches: Iterable[Any],
-    loss: LossFn = "cross_entropy",
-    steps: int | None = None,
-    lr: float = 0.1,
-    weight_decay: float = 0.0,
-    grad_clip: float | None = 1.0,
-    schedule: str = "cosine",
-    forward: Callable[[nn.Module, Any], tuple[Any, Any]] | None = None,
-    evaluate: Callable[[AtlasModel], float] | None = None,
-    eval_every: int = 0,
-    higher_is_better: bool = True,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Learn the aTLAS coefficients of ``model`` (in place) and return the training log.
-
-    Args:
-        batches: a list / DataLoader of batches; by default a batch is a tensor, ``(inputs,)``
-            or ``(inputs, targets)``, and ``forward(model, batch) -> (outputs, targets)`` handles
-            anything else (several inputs, keyword arguments, outputs to pick from).
-        loss: ``"cross_entropy"`` / ``"mse"`` / any ``fn(outputs, targets)`` (supervised), or
-            ``"entropy"`` (unsupervised: mean softmax entropy of the logits; targets ignored).
-        steps: optimiser steps (cycling through ``batches``); default one pass.
-        lr, weight_decay, grad_clip: AdamW on the coefficients only. The official scripts use
-            lr 0.1, clipping at 1 and their ``--wd`` weight decay (which pulls toward the base).
-        schedule: ``"cosine"`` (no warm-up, as official) or ``"constant"``.
-        evaluate, eval_every: a validation score computed every ``eval_every`` steps and at the
-            end; the best coefficients (and the score at step 0) are kept.
-
-    Returns a DataFrame with ``step``, ``loss``, ``lr`` and, where evaluated, ``score``.
-    """
-    if not isinstance(model, AtlasModel):
-        raise TypeError("train_atlas trains an AtlasModel; wrap the base: AtlasModel(base, task_vectors)")
-    if isinstance(loss, str):
-        if loss not in _LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or a callable (outputs, targets)")
-        loss_fn, supervised = _LOSSES[loss]
-    else:
-        loss_fn, supervised = loss, True
-    if steps is None:
-        try:
-            steps = len(batches)  # type: ignore[arg-type]
-        except TypeError:
-            raise ValueError("train_atlas: batches has no length; pass steps=") from None
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    run = forward or _default_forward
-
-    optimizer = torch.optim.AdamW([model.coefficients], lr=lr, weight_decay=weight_decay)
-    best_score: float | None = None
-    best_coef = model.coefficients.detach().clone()
-
-    def check(step: int) -> float:
-        nonlocal best_score, best_coef
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            score = float(evaluate(model))  # type: ignore[misc]
-        model.train(was_training)
-        better = best_score is None or (score > best_score if higher_is_better else score < best_score)
-        if better:
-            best_score, best_coef = score, model.coefficients.detach().clone()
-        return score
-
-    log = []
-    if evaluate is not None:
-        log.append({"step": 0, "loss": float("nan"), "lr": lr, "score": check(0)})
-    stream = iter(_batches_forever(batches))
-    bar = tqdm(range(1, steps + 1), desc="aTLAS", disable=not progress)
-    for step in bar:
-        rate = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps)) if schedule == "cosine" else lr
-        for group in optimizer.param_groups:
-            group["lr"] = rate
-        outputs, targets = run(model, next(stream))
-        if supervised:
-            if targets is None:
-                raise ValueError("a supervised loss needs targets: give (inputs, targets) batches or use loss='entropy'")
-            value = loss_fn(outputs, targets)
-        else:
-            value = loss_fn(outputs)
-        optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_([model.coefficients], grad_clip)
-        optimizer.step()
-        row = {"step": step, "loss": float(value.detach()), "lr": rate}
-        if evaluate is not None and ((eval_every and step % eval_every == 0) or step == steps):
-            row["score"] = check(step)
-        log.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4g}")
-    if evaluate is not None:
-        with torch.no_grad():
-            model.coefficients.copy_(best_coef)
-    return pd.DataFrame(log)
