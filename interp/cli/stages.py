@@ -46,7 +46,8 @@ def stage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=model_spec, default="tiny", help="tiny | weights.safetensors | official:<mae.pth>[,<vqgan.ckpt>] (default: tiny)")
     parser.add_argument("--data", type=data_spec, default="synthetic:1234", help="synthetic[:seed] | pascal:<VOC2012 dir>[,<splits dir>] (default: synthetic:1234)")
     parser.add_argument("--device", type=device, default=default_device(), help="cpu | cuda | cuda:N | mps (default: cuda if available)")
-    parser.add_argument("--force", action="store_true", help="recompute this stage's outputs even if the run directory holds them")
+    parser.add_argument("--force", action="store_true", help="recompute what the run directory holds for this stage instead of resuming "
+                        "(collect, search; taskness, sweep and evaluate always recompute)")
     config_options(parser, PipelineConfig, PIPELINE_KINDS)
 
 
@@ -78,12 +79,8 @@ def open_stage(args: argparse.Namespace, needs_model: bool = True):
 
 
 def with_force(stage: Callable[..., Any], args: argparse.Namespace) -> dict[str, bool]:
-    """``force=`` for a stage function that takes it; ``--force`` where it does not is an error."""
-    if "force" in inspect.signature(stage).parameters:
-        return {"force": args.force}
-    if args.force:
-        raise ConfigError(f"--force is not supported by `interp {args.command}` yet", fix="Remove the outputs to recompute them, or use a new --run")
-    return {}
+    """``force=`` for a stage function that resumes; one that always recomputes takes none."""
+    return {"force": args.force} if "force" in inspect.signature(stage).parameters else {}
 
 
 def _print(table, sort: str | None = None) -> None:

@@ -72,6 +72,20 @@ def read_torch_checkpoint(path: str | Path) -> Any:
         raise CheckpointError(f"{path} could not be read with weights_only=True: {error}") from None
 
 
+def read_resume_state(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A resumable state (search or training checkpoint) written by ``torch.save``, read with
+    ``weights_only=True``; a damaged one is a :class:`CheckpointError` whose fix is starting over."""
+    fix = f"delete {path} to start over (or rerun with --force)"
+    try:
+        saved = read_torch_checkpoint(path)
+    except CheckpointError as error:
+        raise CheckpointError(error.problem, fix=fix) from None
+    missing = [k for k in required if not isinstance(saved, Mapping) or k not in saved]
+    if missing:
+        raise CheckpointError(f"{path} is not a resumable checkpoint of this kind (it lacks {missing})", fix=fix)
+    return dict(saved)
+
+
 def read_state_dict(path: str | Path, key: str | None) -> dict[str, Tensor]:
     """Tensors of a checkpoint: a ``.safetensors`` file, or ``ckpt[key]`` of a torch file."""
     path = _existing_file(path)

@@ -37,6 +37,7 @@ from interp.data.tasks import PromptBatch
 from interp.io import atomic_write, write_csv
 from interp.provenance import check_resume, normalized
 from interp.metrics import code_cross_entropy, task_metric, task_reward
+from interp.models.checkpoint import read_resume_state
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
@@ -116,7 +117,7 @@ def reinforce_loop(
     path = Path(checkpoint) if checkpoint else None
     made_by = normalized({"reinforce": asdict(cfg), **dict(provenance or {})})
     if path is not None and path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = read_resume_state(path, ("step", "logits", "optimizer", "best_logits", "best_score", "log"))
         check_resume(saved.get("provenance"), made_by, path, path.parent)
         with torch.no_grad():
             logits.copy_(saved["logits"])

@@ -200,3 +200,28 @@ def test_basis_with_a_pickle_payload_never_runs(basis_folder, tmp_path, marker) 
     with pytest.raises(Exception) as info:
         Basis.load(folder)
     assert_named(info.value, "basis_vectors.pt")
+
+
+# --------------------------------------------------------------------------------------------
+# resumable states (REINFORCE and search checkpoints)
+
+
+@pytest.mark.parametrize("kind", ["empty", "random", "pickle", "torch_payload", "truncated", "wrong dict"])
+def test_damaged_search_checkpoints_are_named_errors(kind, tmp_path, marker) -> None:
+    from interp.taskvectors.reinforce import ReinforceConfig, reinforce_loop
+
+    cfg = ReinforceConfig(steps=2, samples=4, eval_every=1)
+    losses = lambda samples: samples.double().sum(1)  # noqa: E731
+    good = tmp_path / "good" / "checkpoint.pt"
+    good.parent.mkdir()
+    reinforce_loop(5, losses, None, cfg, checkpoint=good, progress=False)
+    if kind == "truncated":
+        path = truncated(good)
+    elif kind == "wrong dict":
+        path = tmp_path / "checkpoint.pt"
+        torch.save({"logits": torch.zeros(5)}, path)
+    else:
+        path = malicious_files(tmp_path / "bad", marker, "checkpoint.pt")[kind]
+    with pytest.raises(Exception) as info:
+        reinforce_loop(5, losses, None, cfg, checkpoint=path, progress=False)
+    assert_named(info.value, path.name, "start over")

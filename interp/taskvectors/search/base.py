@@ -28,6 +28,7 @@ from torch import Tensor
 from interp.canvas import PromptLayout, get_layout
 from interp.data.tasks import PromptBatch
 from interp.metrics import code_cross_entropy
+from interp.models.checkpoint import read_resume_state
 from interp.errors import ConfigError, ResumeConflict
 from interp.io import atomic_write
 from interp.taskvectors.patching import Means, MeanPatcher
@@ -261,7 +262,7 @@ class Checkpoint:
     def load(self) -> dict | None:
         if self.path is None or not self.path.exists():
             return None
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        saved = read_resume_state(self.path)
         if saved.get("method") != self.method or saved.get("config") != self.config:
             raise SearchResumeError(
                 f"{self.path} was written by {saved.get('method')} with config {saved.get('config')}, this search is "
