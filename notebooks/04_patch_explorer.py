@@ -14,18 +14,21 @@
 # %% [markdown]
 # # The patch explorer
 #
-# Try task-vector patches by hand: pick a task and a prompt, choose which units to patch (layer
-# ranges of each stack, heads, token groups, optionally narrowed to a policy's units above a
-# threshold), and see the patched zero-shot prediction beside one-shot, plain zero-shot and the
-# target, with the task metric of each. *Means of* patches another task's means (does the
-# low-light vector turn segmentation into enhancement?); *export figure* writes the image row as
-# HTML / PNG / PDF / SVG.
+# Try task-vector patches by hand: pick a task and a prompt, start from a policy's units above a
+# threshold or from layer ranges, heads and token groups, then **click single units** in the
+# layer x head grid (one block per stack and token group; orange = patched). The prompt itself
+# (example pair, query) sits beside the one-shot, zero-shot and patched predictions and the
+# target, each with the task metric, and below them the metric over all prompts of the task
+# (mean ± sem). *Means of* patches another task's means; *export figure* writes the view as
+# HTML / PNG / PDF / SVG (names carry the mask's size and hash), *export selection* the units as
+# a policy file plus the Python that reopens the view, *save state* the widget as JSON.
 #
-# Everything the widget does is a plain method (`current_mask()`, `predictions()`, `scores()`,
-# `render()`, `export()`), so it can also be scripted, as below. Built here from 32 prompts per
-# task and two "policies" taken from the top-taskness units; to explore the demo's REINFORCE
-# policies instead, pass `interp.pipeline.load_policies(RunDir("runs/demo"), TASKS)` (and that
-# run's statistics, `load_stats`). About 30 seconds on a CPU.
+# Everything the widget does is a plain method (`current_mask()`, `toggle()`, `predictions()`,
+# `scores()`, `set_scores()`, `render()`, `export()`, `state()` / `load_state()`), so it can also be
+# scripted, as below. Built here from 32 prompts per task and two "policies" taken from the
+# top-taskness units; to explore a run's REINFORCE policies instead, pass
+# `interp.viz.explorer.run_policies("runs/demo")` (and that run's statistics,
+# `RunDir("runs/demo").load_stats(TASKS)`). About 30 seconds on a CPU.
 
 # %%
 import torch
@@ -74,8 +77,10 @@ explorer = PatchExplorer(model, prompts, means, policies, export_dir=ROOT / "run
 with explorer.hold():
     explorer.controls["task"].value = "lowlight"
     explorer.controls["policy"].value = "top 24 taskness"
+explorer.toggle(0)  # one more unit, as a click on the grid does
 print(explorer.describe_mask())
 print({name: round(value, 4) for name, value in explorer.scores().items()})
+print({name: f"{mean:.4f} ± {sem:.4f}" for name, (mean, sem, n) in explorer.set_scores().items()})
 explorer.render().show()
 
 # %%
@@ -84,11 +89,12 @@ explorer.mask_figure().show()
 # %% [markdown]
 # ## The widget
 #
-# Back to patching every unit of both stacks (no policy), on in-painting, then the live panel.
-# Move the *prompt* slider, untick the encoder, narrow the decoder layers, or start from a policy.
+# Back to nothing patched (no policy, no layer range) on in-painting, then the live panel: click
+# units of the grid, move the *prompt* slider, or start from a policy.
 
 # %%
 with explorer.hold():
     explorer.controls["task"].value = "inpainting"
     explorer.controls["policy"].value = NO_POLICY
+    explorer.controls["encoder"].value = explorer.controls["decoder"].value = False
 explorer.widget

@@ -41,7 +41,8 @@ CHROMIUM_ARGS = [
 SERVER_TIMEOUT_S = 90  # JupyterLab answering
 RUN_TIMEOUT_S = float(os.environ.get("INTERP_BROWSER_TIMEOUT", 240))  # all cells run, widget images shown
 CHANGE_TIMEOUT_S = 90  # the patched image redrawn after the slider moved
-PATCHED = 2  # image order of the explorer row: one-shot, zero-shot, patched, target
+PATCHED = 5  # image order: example input, example output, query, one-shot, zero-shot, patched, target
+SCREENSHOT = ROOT / "figures" / "explorer.png"  # the README's picture of the explorer, remade by every run
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
@@ -225,7 +226,7 @@ def test_explorer_slider_changes_prediction(tmp_path: Path) -> None:
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
                 str(work / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-                args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1400},
+                args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900},
             )
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(30_000)
@@ -252,7 +253,7 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
 
     images = page.locator(".jp-OutputArea-output .widget-image")
     start = time.monotonic()
-    ready = _wait(lambda: images.count() >= 4 and all(images.nth(i).get_attribute("src") for i in range(4)), RUN_TIMEOUT_S, 1.0)
+    ready = _wait(lambda: images.count() >= 7 and all(images.nth(i).get_attribute("src") for i in range(7)), RUN_TIMEOUT_S, 1.0)
     assert ready, f"the explorer's images did not appear within {RUN_TIMEOUT_S:.0f} s of Run All (started: {started})"
     assert _wait(lambda: page.evaluate(KERNEL_STATUS) == "idle", 60), "the kernel stayed busy after the last cell"
     print(f"notebook ran in the browser in {time.monotonic() - start:.1f} s")
@@ -285,3 +286,21 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     assert after, (f"the patched prediction did not change within {CHANGE_TIMEOUT_S} s after the prompt slider "
                    f"moved from {value_before} to {value_after}")
     print(f"prompt {value_before} -> {value_after}: patched prediction changed; screenshots in {shots}")
+
+    # click units of the grid (the decoder's target-token heads of its last layer): the mask and the prediction change
+    summary = page.locator(".widget-html", has_text=re.compile(r"units patched|nothing patched")).last
+    mask_before, image_before = summary.inner_text(), patched.evaluate(IMAGE_BYTES)
+    cells = page.locator(".interp-unit[title^='decoder L2 '][title$=' target']")
+    assert cells.count() >= 4, f"no unit grid: {cells.count()} decoder target cells found"
+    for i in range(4):
+        cells.nth(i).click()
+        _wait(lambda: re.search(rf"\b{i + 1} of \d+ units patched", summary.inner_text()), 30)
+    mask_after = summary.inner_text()
+    assert re.search(r"\b4 of \d+ units patched", mask_after), f"after 4 clicks the summary says: {mask_after!r} (before: {mask_before!r})"
+    changed = _wait(lambda: (b := patched.evaluate(IMAGE_BYTES)) != image_before and b, CHANGE_TIMEOUT_S)
+    assert changed, "the patched prediction did not change after clicking 4 units"
+    assert "mod-active" in (cells.nth(0).get_attribute("class") or ""), "a clicked unit is not shown as patched"
+    page.set_viewport_size({"width": 1280, "height": 800})
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(SCREENSHOT))
+    print(f"clicked 4 units: {mask_after.splitlines()[1] if len(mask_after.splitlines()) > 1 else mask_after}; screenshot {SCREENSHOT}")

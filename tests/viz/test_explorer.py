@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -77,9 +79,55 @@ def test_controls_select_units_and_change_the_prediction(explorer) -> None:
     assert "2 of 40 units patched" in explorer.summary.value
 
     fig = explorer.render()
-    assert [type(t) for t in fig.data] == [go.Image] * 4
+    assert [type(t) for t in fig.data] == [go.Image] * 7  # example pair, query, three predictions, target
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[2].startswith("patched zero-shot (2 units)") and "mIoU ↑" in titles[0]
+    assert titles[:3] == ["example input", "example output", "query"]
+    assert titles[5].startswith("patched zero-shot (2 units)") and "mIoU ↑" in titles[3]
+    assert "query " in fig.layout.title.text and "prompt 0" in fig.layout.title.text  # the prompt's name
+
+
+def test_grid_clicks_toggle_single_units(explorer) -> None:
+    with explorer.hold():
+        explorer.controls["task"].value = "segmentation"
+        explorer.controls["layout"].value = "zero_shot"
+        explorer.controls["policy"].value = NO_POLICY
+        explorer.controls["encoder"].value = False
+        explorer.controls["decoder"].value = False
+    assert explorer.controls["threshold"].disabled  # no policy: nothing to threshold
+    assert not explorer.current_mask().any() and len(explorer.unit_buttons) == len(explorer.space())
+    before = explorer.predictions()["patched"]
+    space = explorer.space()
+    pick = [i for i, u in enumerate(space.units)
+            if (u.stack, u.layer, u.head) == ("encoder", 1, 2) or (u.stack, u.layer, u.group) == ("decoder", 1, "target") and u.head in (0, 2)]
+    for i in pick:
+        explorer.unit_buttons[i].value = True  # what a click does
+    assert explorer.current_mask().nonzero().flatten().tolist() == pick
+    assert [explorer.unit_buttons[i].button_style for i in pick] == ["warning"] * len(pick)
+    assert not torch.equal(explorer.predictions()["patched"], before)
+    means = explorer.set_scores()
+    assert means["patched"][2] == len(explorer.prompts["segmentation"]) and "± " in explorer.summary.value
+    explorer.toggle(pick[0])
+    assert explorer.current_mask().nonzero().flatten().tolist() == pick[1:] and not explorer.unit_buttons[pick[0]].value
+
+
+def test_selection_policy_code_and_state(explorer, tmp_path) -> None:
+    from interp.taskvectors.policy import Policy
+
+    with explorer.hold():
+        explorer.controls["policy"].value = NO_POLICY
+        explorer.controls["decoder"].value = True
+        explorer.controls["decoder_layers"].value = (1, 1)
+    explorer.toggle(0)
+    mask, state = explorer.current_mask(), explorer.state()
+    policy_file, code = explorer.export_policy(tmp_path / "sel.safetensors")
+    assert torch.equal(Policy.load(policy_file).mask(), mask) and "load_state" in code.read_text()
+    compile(code.read_text(), str(code), "exec")
+    with explorer.hold():
+        explorer.controls["decoder"].value = False
+    explorer.load_state(json.loads(json.dumps(state)))
+    assert torch.equal(explorer.current_mask(), mask)
+    with pytest.raises(ValueError, match="unknown explorer state"):
+        explorer.load_state({"colour": 1})
 
 
 def test_task_layout_and_export(explorer) -> None:
@@ -114,3 +162,22 @@ def test_bad_input(setup) -> None:
         PatchExplorer(model, prompts, means, {"x": (UnitSpace.for_model(model, "group"), policy * 10 - 5)})
     with pytest.raises(ValueError, match="VQGAN"):
         PatchExplorer(random_model(0), prompts, means)
+
+
+def test_run_policies_opens_every_search_result(setup, tmp_path) -> None:
+    from interp.taskvectors.policy import Policy
+    from interp.viz.explorer import run_policies
+
+    model, prompts, means, policy = setup
+    space = UnitSpace.for_model(model, "group")
+    logits = torch.logit(policy.clamp(0.01, 0.99))
+    Policy(space, logits, logits.clone(), {"task": "segmentation"}).save(tmp_path / "reinforce" / "segmentation" / "policy.safetensors")
+    Policy(space, -logits, -logits.clone(), {"task": "lowlight"}).save(tmp_path / "greedy" / "lowlight" / "policy.safetensors")
+    found = run_policies(tmp_path)
+    assert sorted(found) == ["lowlight (greedy)", "segmentation"]
+    explorer = PatchExplorer(model, prompts, means, found, formats=("html",), export_dir=tmp_path / "figures")
+    assert explorer.controls["policy"].value == "segmentation"  # the run's policy for the first task
+    assert torch.equal(explorer.current_mask(), policy.clamp(0.01, 0.99) > 0.5)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="interp search"):
+        run_policies(tmp_path / "empty")

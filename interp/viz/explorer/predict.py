@@ -1,0 +1,97 @@
+"""The explorer's computing: unit spaces per layout, patched forwards and their scores, cached.
+
+Unpatched and patched predictions are cached per (task, prompt, layout, means, mask), so moving
+back and forth is instant; :meth:`Predictor.set_score` scores a mask on every prompt of a task
+(mean ± standard error), cached the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from interp.canvas import get_layout, normalize
+from interp.data.tasks import PromptBatch
+from interp.metrics import task_score
+from interp.taskvectors.patching import Means, MeanPatcher
+from interp.taskvectors.units import UnitSpace
+
+CACHE_LIMIT = 512
+
+
+class Predictor:
+    """Predictions and metrics of one model on a set of prompts, with and without a patch."""
+
+    def __init__(self, model: Any, prompts: Mapping[str, PromptBatch], means: Mapping[str, Means]) -> None:
+        self.model = model
+        self.prompts = prompts
+        self.means = means
+        self.device = next(model.parameters()).device
+        self._spaces: dict[str, UnitSpace] = {}
+        self.fields: dict[str, dict[str, np.ndarray]] = {}
+        self._patchers: dict[tuple[str, str], MeanPatcher] = {}
+        self._cache: dict[tuple, Any] = {}
+
+    def space(self, layout: str) -> UnitSpace:
+        """The ``group`` unit space of a layout: every token group that layout's stacks hold."""
+        if layout not in self._spaces:
+            lay = get_layout(layout, self.model.grid)
+            space = UnitSpace.for_model(self.model, "group", layout=lay, enc_groups=tuple(lay.token_groups("encoder")),
+                                        dec_groups=tuple(lay.token_groups("decoder")))
+            self._spaces[layout] = space
+            self.fields[layout] = {
+                "decoder": np.array([u.stack == "decoder" for u in space.units]),
+                "layer": np.array([u.layer for u in space.units]),
+                "head": np.array([u.head for u in space.units]),
+                "group": np.array([u.group for u in space.units], dtype=object),
+            }
+        return self._spaces[layout]
+
+    def patcher(self, means_task: str, layout: str) -> MeanPatcher:
+        key = (means_task, layout)
+        if key not in self._patchers:
+            self._patchers[key] = MeanPatcher(self.model, self.means[means_task], get_layout(layout, self.model.grid),
+                                              self.space(layout))
+        return self._patchers[key]
+
+    def _remember(self, key: tuple, value: Any) -> Any:
+        if len(self._cache) > CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = value
+        return value
+
+    @torch.no_grad()
+    def _forward(self, task: str, rows: slice, layout: str, means_task: str, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(predicted canvases in [0, 1] ``[B, 3, H, W]``, metric per prompt ``[B]``)."""
+        canvas = self.prompts[task].canvases[rows].to(self.device)
+        if mask is None or not mask.any():
+            predicted = self.model.predict_canvas(canvas, layout)
+        else:
+            logits = self.patcher(means_task, layout).forward(canvas, mask[None].expand(len(canvas), -1))
+            predicted = self.model.predict_canvas(canvas, layout, logits=logits)
+        return predicted, task_score(task, normalize(predicted), canvas, self.model.grid).double().cpu()
+
+    def predict(self, task: str, index: int, layout: str, means_task: str, mask: Tensor | None) -> tuple[Tensor, float]:
+        """(target cell in [0, 1] ``[3, c, c]``, metric) of one prompt."""
+        empty = mask is None or not mask.any()
+        key = ("one", task, index, layout, None if empty else (means_task, mask.numpy().tobytes()))
+        if key not in self._cache:
+            predicted, score = self._forward(task, slice(index, index + 1), layout, means_task, None if empty else mask)
+            cell = self.model.grid.cell(predicted[0], "target").float().cpu().clamp(0, 1)
+            self._remember(key, (cell, float(score[0])))
+        return self._cache[key]
+
+    def set_score(self, task: str, layout: str, means_task: str, mask: Tensor | None) -> tuple[float, float, int]:
+        """(mean, standard error, n) of the metric over every prompt of ``task`` (NaN scores dropped)."""
+        empty = mask is None or not mask.any()
+        key = ("set", task, layout, None if empty else (means_task, mask.numpy().tobytes()))
+        if key not in self._cache:
+            _, scores = self._forward(task, slice(None), layout, means_task, None if empty else mask)
+            valid = scores[~scores.isnan()]
+            n = int(valid.numel())
+            sem = float(valid.std() / n**0.5) if n > 1 else float("nan")
+            self._remember(key, (float(valid.mean()) if n else float("nan"), sem, n))
+        return self._cache[key]
