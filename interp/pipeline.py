@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from interp import distributed
 from interp.data.source import Pair, PromptSource, select_pairs
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
 from interp.errors import UnsafeFileError
@@ -32,7 +33,7 @@ from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
 from interp.taskvectors.policy import Policy, policy_mask
 from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
-from interp.taskvectors.collect import collect
+from interp.taskvectors.sharded import collect_sharded
 from interp.taskvectors.stats import ActivationStats
 from interp.taskvectors.sweep import sweep
 from interp.taskvectors.taskness import taskness
@@ -123,9 +124,11 @@ def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pipel
             continue
         prompts = select_prompts(model, source, task, cfg)
         batches = [prompts.canvases[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-        stats = collect(model, batches, layout="one_shot", task=task, dataset=source.name, seed=cfg.seed, progress=False)
+        stats = collect_sharded(model, batches, layout="one_shot", task=task, dataset=source.name, seed=cfg.seed, progress=False)
         stats.extra["provenance"] = normalized(made_by)
-        stats.save(path)
+        if distributed.is_main():  # rank 0 writes, the others wait (every rank holds the same stats)
+            stats.save(path)
+        distributed.barrier()
         out[task] = stats
     return out
 
@@ -183,7 +186,9 @@ def stage_search(
         meta = {"task": task, "method": "reinforce", "best_score": state.best_score, "config": asdict(rcfg),
                 "provenance": normalized({"reinforce": asdict(rcfg), **made_by})}
         policies[task] = Policy(space, state.logits, state.best_logits, meta)
-        policies[task].save(run.policy_path(task))
+        if distributed.is_main():  # rank 0 writes; every rank holds the same policy
+            policies[task].save(run.policy_path(task))
+        distributed.barrier()
     return policies
 
 
@@ -236,7 +241,9 @@ def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[
     space = UnitSpace.for_model(model, granularity)
     prompts = build_task_prompts(source, cfg.fold, n_prompts, model.grid, seed=cfg.seed + 3, split="trn", tasks=cfg.tasks)
     table = pd.concat([sweep(model, space, stats[t], prompts[t], reward=reward) for t in cfg.tasks], ignore_index=True)
-    run.write_table("sweep", table)
+    if distributed.is_main():
+        run.write_table("sweep", table)
+    distributed.barrier()
     return table
 
 
@@ -251,8 +258,10 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
     if composite and all(t in probabilities for t in cfg.composition):
         parts = {t: (stats[t], probabilities[t]) for t in cfg.composition}
         table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts)], ignore_index=True)
-    run.write_table("results", table)
-    save_examples(run, model, space, stats, probabilities, {t: prompts[t] for t in tasks})
+    if distributed.is_main():
+        run.write_table("results", table)
+        save_examples(run, model, space, stats, probabilities, {t: prompts[t] for t in tasks})
+    distributed.barrier()
     return table
 
 

@@ -48,6 +48,8 @@ def stage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device, default=default_device(), help="cpu | cuda | cuda:N | mps (default: cuda if available)")
     parser.add_argument("--force", action="store_true", help="recompute what the run directory holds for this stage instead of resuming "
                         "(collect, search; taskness, sweep and evaluate always recompute)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="shard the stage over torchrun's ranks: torchrun --nproc_per_node=N -m interp.cli -- <stage> --distributed ...")
     config_options(parser, PipelineConfig, PIPELINE_KINDS)
 
 
@@ -72,10 +74,20 @@ def open_stage(args: argparse.Namespace, needs_model: bool = True):
     from interp.run import RunDir
 
     cfg = pipeline_config(args)
-    run = RunDir.create(args.run, command=sys.argv, config=recorded(args))
+    if getattr(args, "distributed", False):  # one rank of a torchrun group: rank 0 writes, the others read
+        from interp.distributed import start
+
+        args.device = start(args.device)
+    run = RunDir.create(args.run, command=sys.argv, config=recorded(args)) if _writes() else RunDir(args.run)
     source = p.load_source(args.data)
     model = p.load_model_spec(args.model, args.device) if needs_model else None
     return cfg, run, source, model
+
+
+def _writes() -> bool:
+    from interp.distributed import is_main
+
+    return is_main()
 
 
 def with_force(stage: Callable[..., Any], args: argparse.Namespace) -> dict[str, bool]:

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from interp import distributed
 from interp.canvas import PromptLayout, get_layout, normalize
 from interp.data.tasks import PromptBatch
 from interp.hooks import FwdHooks
@@ -35,12 +36,19 @@ def score_prompts(
     layout = get_layout(layout, model.grid)
     device = next(model.parameters()).device
     scores = []
+    starts = list(range(0, len(prompts), batch_size))
     with model.hooks(fwd_hooks):
-        for start in range(0, len(prompts), batch_size):
+        for start in distributed.shard(starts):  # batch k on rank k % world (all of them on one process)
             canvases = prompts.canvases[start : start + batch_size].to(device)
             predicted = model.predict_canvas(canvases, layout)
             scores.append(task_score(prompts.task, normalize(predicted), canvases, model.grid).cpu())
-    return torch.cat(scores)
+    if not distributed.active():
+        return torch.cat(scores)
+    # gather whole batches in batch order (the last one padded with NaN), then drop the padding
+    local = torch.full((len(scores), batch_size), float("nan"))
+    for i, s in enumerate(scores):
+        local[i, : len(s)] = s
+    return distributed.gather_rows(local, len(starts)).flatten()[: len(prompts)]
 
 
 def summarize(task: str, condition: str, scores: Tensor) -> dict:

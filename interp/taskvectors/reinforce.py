@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from interp import distributed
 from interp.canvas import PromptLayout, get_layout, normalize
 from interp.data.source import derive_seed
 from interp.data.tasks import PromptBatch
@@ -132,10 +133,16 @@ def reinforce_loop(
         loss = losses(samples).double()
         row: dict = {"step": step, "train_loss": float(loss.mean()), "expected_units": float(probs.detach().sum())}
         advantage = _zscore_groups(loss, groups)
-        log_prob = torch.where(samples, probs.log(), (1 - probs).log()).mean(dim=1)
-        objective = (log_prob * advantage).mean() + cfg.sparsity * probs.mean()
+        # this rank's samples (all of them on one process); gradients summed over ranks
+        rows = distributed.shard_indices(cfg.samples)
+        mine = samples[rows]
+        log_prob = torch.where(mine, probs.log(), (1 - probs).log()).mean(dim=1)
+        objective = (log_prob * advantage[rows]).sum() / cfg.samples
+        if distributed.is_main():
+            objective = objective + cfg.sparsity * probs.mean()
         optimizer.zero_grad()
         objective.backward()
+        distributed.all_reduce_gradients([logits])
         optimizer.step()
         if evaluate is not None and step % cfg.eval_every == 0:  # as the official: after the update
             with torch.no_grad():
@@ -148,8 +155,8 @@ def reinforce_loop(
         state.log.append(row)
         state.step = step + 1
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", units=f"{row['expected_units']:.0f}")
-        if path is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
-            _save(path, state, logits, optimizer, made_by)
+        if path is not None and distributed.is_main() and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
+            _save(path, state, logits, optimizer, made_by)  # rank 0 writes; every rank holds the same state
     state.logits = logits.detach()
     state.optimizer = optimizer.state_dict()
     return state
@@ -192,7 +199,15 @@ class PatchedScorer:
 
     @torch.no_grad()
     def rewards(self, prompts: PromptBatch, which: Tensor, masks: Tensor) -> Tensor:
-        """Reward (higher is better) of patching ``masks[i]`` into prompt ``which[i]``: ``[S]``."""
+        """Reward (higher is better) of patching ``masks[i]`` into prompt ``which[i]``: ``[S]``.
+
+        Under :func:`interp.distributed.init` the rows are split over ranks and gathered back.
+        """
+        if distributed.active():
+            n, rows = len(which), distributed.shard_indices(len(which))
+            with distributed.local():
+                local = self.rewards(prompts, which[rows], masks[rows]) if len(rows) else torch.empty(0)
+            return distributed.gather_rows(local, n)
         codes = self._codes(prompts)
         out = []
         for start in range(0, len(which), self.chunk):
@@ -279,7 +294,7 @@ def search(
     model.eval()
     state = reinforce_loop(len(space), losses, evaluate, cfg, groups=len(names), checkpoint=checkpoint, progress=progress,
                            provenance=provenance)
-    if log_csv is not None:
+    if log_csv is not None and distributed.is_main():
         write_log(log_csv, state.log)
     return state
 

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from interp import distributed
 from interp.canvas import PromptLayout, get_layout
 from interp.data.tasks import PromptBatch
 from interp.models.mae_vqgan import MAEVQGAN
@@ -60,8 +61,11 @@ def sweep(
         by_layer[(unit.stack, unit.layer)].append(unit.index)
 
     rewards = torch.empty(len(space), n, dtype=torch.float64)
-    bar = tqdm(total=len(space) * n, desc=f"sweep {prompts.task}", unit="row", disable=not progress)
-    for (stack, layer), units in by_layer.items():
+    # under torch.distributed, layer k goes to rank k % world (same chunks as one process), rows gathered
+    groups = distributed.shard(list(by_layer.items()))
+    bar = tqdm(total=sum(len(u) for _, u in groups) * n, desc=f"sweep {prompts.task}", unit="row",
+               disable=not progress or not distributed.is_main())
+    for (stack, layer), units in groups:
         rows_unit = torch.tensor(units).repeat_interleave(n)  # [rows]
         rows_prompt = torch.arange(n).repeat(len(units))  # [rows]
         for start in range(0, len(rows_unit), chunk):
@@ -80,6 +84,14 @@ def sweep(
             rewards[unit_idx, prompt_idx] = score.double().cpu()
             bar.update(len(unit_idx))
     bar.close()
+    if distributed.active():  # every rank gets every layer's rows, as computed by its owner
+        layers = list(by_layer.values())
+        local = torch.full((len(groups), max(map(len, layers)), n), float("nan"), dtype=torch.float64)
+        for i, (_, units) in enumerate(groups):
+            local[i, : len(units)] = rewards[units]
+        every = distributed.gather_rows(local, len(layers))
+        for i, units in enumerate(layers):
+            rewards[units] = every[i, : len(units)]
 
     base = float(baseline.nanmean())
     mean = rewards.nanmean(dim=1)
