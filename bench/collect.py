@@ -3,13 +3,16 @@
 Both variants run the one-shot forward of the same ``N`` prompts and keep per-slot sums and
 sums of squares of every attention head's output in every block:
 
-* ``batched`` — ``interp.taskvectors.stats.collect``: batches of ``--batch`` prompts, the
+* ``interp`` — ``interp.taskvectors.stats.collect``: batches of ``--batch`` prompts, the
   head outputs ``z`` (``[pos, head, d_head]``) summed in float64 on the model's device,
   moved to the CPU once.
-* ``per_prompt_loop`` — shaped like the official ``collect_attention_heads.py``: one forward
+* ``official_work`` — what the official ``collect_attention_heads.py`` does: one forward
   per prompt, each block's per-head projected outputs (``[pos, head, d_model]``, 16x ``z`` at
   full size) recorded one head at a time (:class:`bench.common.OfficialRecord`), moved to the
   CPU and accumulated in Python per slot.
+
+FLOPs of each variant are counted once (untimed) and reported with the achieved FLOP/s as a
+fraction of the matmul probe (:mod:`bench.official`). Not done here: the official HDF5 writes.
 
 Checked, not timed: the mean projected output of the loop equals the library's mean ``z``
 projected through W_O plus the bias (``max_abs_mean_diff``).
@@ -25,6 +28,7 @@ import torch
 from einops import einsum, rearrange
 
 from bench import common
+from bench.official import count_flops, flop_report
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -87,11 +91,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             last["per_prompt"] = acc
         return acc
 
+    _, flops_interp = count_flops(lambda: batched(min(n, batch)))
+    _, flops_few = count_flops(lambda: per_prompt(min(n, 2)))
     timings = {
-        "batched": common.measure(batched, args.device, repeats, args.warmup, warmup_fn=lambda: batched(min(n, batch))),
-        "per_prompt_loop": common.measure(per_prompt, args.device, repeats, args.warmup,
-                                          warmup_fn=lambda: per_prompt(min(n, 2))),
+        "interp": common.measure(batched, args.device, repeats, args.warmup, warmup_fn=lambda: batched(min(n, batch))),
+        "official_work": common.measure(per_prompt, args.device, repeats, args.warmup,
+                                        warmup_fn=lambda: per_prompt(min(n, 2))),
     }
+    flops = {"interp": flops_interp * n // min(n, batch), "official_work": flops_few * n // min(n, 2)}
 
     # same statistics? mean result = mean z @ W_O(head) + bias
     stats, acc = last["batched"], last["per_prompt"]
@@ -109,9 +116,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "collect", args, source,
         sizes={"prompts": n, "batch": batch, "layout": layout, "sites": sites, "task": args.task,
                "explicit_attention": args.explicit_attention},
-        timings=timings, fast="batched", slow="per_prompt_loop", per="run",
+        timings=timings, fast="interp", slow="official_work", per="run",
         extra={"seconds_per_prompt": {k: v["median"] / n for k, v in timings.items()},
-               "max_abs_mean_diff": diff},
+               "max_abs_mean_diff": diff,
+               **flop_report(flops, {k: v["median"] for k, v in timings.items()}, common.probe(args.device))},
     )
     return common.emit(result, args.out)
 

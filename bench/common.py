@@ -195,6 +195,18 @@ def explicit_attention(model: Any, enabled: bool) -> None:
 # timing
 
 
+_PROBE: dict[str, float] = {}
+
+
+def probe(device: str) -> float:
+    """Float32 matmul FLOP/s of ``device``, measured once per process (:func:`bench.official.matmul_probe`)."""
+    if str(device) not in _PROBE:
+        from bench.official import matmul_probe
+
+        _PROBE[str(device)] = matmul_probe(device)
+    return _PROBE[str(device)]
+
+
 def sync(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()

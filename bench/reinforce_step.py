@@ -1,22 +1,21 @@
-"""One REINFORCE step's scoring: batched library path vs. the official per-sample loop.
+"""One REINFORCE step's scoring: interp's batched path vs. the official algorithm's work.
 
 Both variants score the same ``S`` sampled unit sets (official initial policy, logit -1) on
-``P`` training prompts (sample ``i`` on prompt ``i mod P``), zero-shot, with the same reward:
+``P`` training prompts (sample ``i`` on prompt ``i mod P``), zero-shot:
 
-* ``batched`` — the library: ``PatchedScorer.rewards`` (each row of a batched forward
-  patches its own units; ``--chunk`` rows per forward).
-* ``per_sample_loop`` — shaped like the official ``JointModel.forward``: a Python loop, one
-  forward per sample with that sample's patch (``MeanPatcher.hooks(mask_row)``), every
-  block's per-head projected outputs recorded one head at a time (the official
-  ``record=True``, see :class:`bench.common.OfficialRecord`), the sample scored alone and
-  read back with ``.item()``.
+* ``interp`` — the library: ``PatchedScorer.rewards`` (each row of a batched forward patches
+  its own units; ``--chunk`` rows per forward) with ``--reward pixel`` or ``token``.
+* ``official_work`` — what ``reinforce_train.py`` does per sample (:mod:`bench.official`): one
+  forward with that sample's patch, every block's per-head projected outputs recorded one head
+  at a time (``record=True``), the 98 codes hstack-ed to a full grid, the **whole grid**
+  VQGAN-decoded, truncated to integers, the official IoU / MSE, ``.item()``. Always the pixel
+  reward: the official code has no other.
 
-The ratio compares seconds per sample (both variants run all ``S`` samples, so it is also
-the ratio of totals). Nothing is extrapolated: for ``large`` on CPU use fewer samples.
-Both variants' rewards are compared (``max_abs_reward_diff``) to show they do the same work.
-``batched_reward_share`` is the fraction of the batched time spent in the reward alone
-(timed once from precomputed logits): the VQGAN decoder for ``pixel``, its encoder for
-``token`` (the target codes are recomputed for every row).
+``ratio`` = official_work / interp seconds (both run all ``S`` samples). Each variant's FLOPs
+are counted once (``torch.utils.flop_counter``, untimed) and reported with the achieved FLOP/s
+as a fraction of a float32 matmul probe timed in the same run. ``code_agreement``: the share
+of predicted codes on which the two variants agree (same patched forwards); with the pixel
+reward, ``max_abs_reward_diff_vs_official`` shows how far interp's reward is from the official.
 
     python -m bench.reinforce_step --model tiny --reward pixel
     python -m bench.reinforce_step --model large --samples 16 --reward token
@@ -29,6 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from bench import common
+from bench.official import count_flops, flop_report, official_reward
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -68,15 +68,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     record = [] if args.no_record else common.official_record_hooks(model)
     canvases = prompts.canvases.to(args.device)
 
-    last: dict[str, torch.Tensor] = {}  # rewards of the latest full run of each variant
+    last: dict[str, torch.Tensor] = {}  # rewards / codes of the latest full run of each variant
 
     def batched() -> torch.Tensor:
-        last["batched"] = scorer.rewards(prompts, which, masks)
-        return last["batched"]
+        last["interp"] = scorer.rewards(prompts, which, masks)
+        return last["interp"]
 
     @torch.no_grad()
     def per_sample(n: int = samples) -> torch.Tensor:
-        out = []
+        out, codes = [], []
         common.explicit_attention(model, args.explicit_attention)
         try:
             for i in range(n):
@@ -84,18 +84,21 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 canvas = canvases[k : k + 1]
                 with model.hooks(patcher.hooks(masks[i]) + record):
                     logits = model(canvas, layout)
-                reward = reward_from_logits(model, prompts.task, canvas, logits, scorer.layout, args.reward)
-                out.append(reward.item())
+                out.append(official_reward(model, prompts.task, canvas, logits, scorer.layout).item())
+                codes.append(logits.argmax(-1))
         finally:
             common.explicit_attention(model, False)
         if n == samples:
-            last["per_sample"] = torch.tensor(out)
+            last["official_work"], last["official_codes"] = torch.tensor(out), torch.cat(codes)
         return torch.tensor(out)
 
+    few = min(2, samples)
+    _, flops_interp = count_flops(batched)  # also the warm-up
+    _, flops_few = count_flops(lambda: per_sample(few))
     timings = {
-        "batched": common.measure(batched, args.device, repeats, args.warmup),
-        "per_sample_loop": common.measure(per_sample, args.device, repeats, args.warmup,
-                                          warmup_fn=lambda: per_sample(min(2, samples))),
+        "interp": common.measure(batched, args.device, repeats, args.warmup - 1),
+        "official_work": common.measure(per_sample, args.device, repeats, args.warmup,
+                                        warmup_fn=lambda: per_sample(few)),
     }
     # how much of the batched path is the reward (VQGAN encode for token, decode for pixel)
     with torch.no_grad():
@@ -109,18 +112,24 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             reward_from_logits(model, prompts.task, rows, chunk_logits, scorer.layout, args.reward)
 
     reward_t = common.measure(reward_only, args.device, 1, 0)["median"]
-    agree = (last["batched"].double() - last["per_sample"].double()).abs()
-    per_sample_seconds = {k: v["median"] / samples for k, v in timings.items()}
+    agreement = float((torch.cat(logits).argmax(-1).cpu() == last["official_codes"].cpu()).double().mean())
+    extra = {}
+    if args.reward == "pixel":
+        extra["max_abs_reward_diff_vs_official"] = float(
+            (last["interp"].double() - last["official_work"].double()).abs().nan_to_num(0).max())
+    seconds = {k: v["median"] for k, v in timings.items()}
+    flops = {"interp": flops_interp, "official_work": flops_few * samples // few}
     result = common.report(
         "reinforce_step", args, source,
         sizes={"samples": samples, "prompts": n_prompts, "units": len(space), "granularity": args.granularity,
                "reward": args.reward, "task": args.task, "chunk": chunk, "layout": layout,
                "record_heads": not args.no_record, "explicit_attention": args.explicit_attention},
-        timings=timings, fast="batched", slow="per_sample_loop", per="sample",
-        extra={"seconds_per_sample": per_sample_seconds,
-               "batched_reward_share": reward_t / timings["batched"]["median"],
-               "max_abs_reward_diff": float(agree.nan_to_num(0).max()),
-               "mean_units_patched": float(masks.float().sum(1).mean())},
+        timings=timings, fast="interp", slow="official_work", per="sample",
+        extra={"seconds_per_sample": {k: v / samples for k, v in seconds.items()},
+               "interp_reward_share": reward_t / seconds["interp"],
+               "code_agreement": agreement,
+               "mean_units_patched": float(masks.float().sum(1).mean()),
+               **extra, **flop_report(flops, seconds, common.probe(args.device))},
     )
     return common.emit(result, args.out)
 

@@ -37,8 +37,8 @@ def _also(r: dict[str, Any]) -> str:
     sizes = r.get("sizes", {})
     if r["bench"] == "reinforce_step":
         parts.append(f"{sizes.get('reward')} reward, S={sizes.get('samples')}, {sizes.get('granularity')}")
-        if "batched_reward_share" in r:
-            parts.append(f"reward = {r['batched_reward_share']:.0%} of batched")
+        if "interp_reward_share" in r:
+            parts.append(f"reward = {r['interp_reward_share']:.0%} of interp")
     elif r["bench"] == "collect":
         parts.append(f"N={sizes.get('prompts')}, batch {sizes.get('batch')}")
     elif r["bench"] == "sweep":
@@ -51,9 +51,16 @@ def _also(r: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _fraction(r: dict[str, Any], variant: str) -> str:
+    share = r.get("fraction_of_matmul_probe", {}).get(variant)
+    return "" if share is None else f" ({share:.0%})"
+
+
 def table(results: Sequence[dict[str, Any]]) -> str:
+    """Markdown: slow (official work) and fast (interp) seconds, the ratio, and in brackets each
+    side's achieved FLOP/s as a share of the matmul probe of the same run."""
     rows = [
-        "| bench | model | device | fast | fast s | slow | slow s | ratio | notes |",
+        "| bench | model | device | slow side | slow s (FLOP/s share) | fast side | fast s (FLOP/s share) | ratio | notes |",
         "|---|---|---|---|---:|---|---:|---:|---|",
     ]
     for r in results:
@@ -62,8 +69,8 @@ def table(results: Sequence[dict[str, Any]]) -> str:
             continue
         fast, slow = r["fast"], r["slow"]
         rows.append(
-            f"| {r['bench']} | {r['model']} | {r['device']} | {fast} | {r['seconds'][fast]:.4g} | "
-            f"{slow} | {r['seconds'][slow]:.4g} | {r['ratio']:.2f} | {_also(r)} |"
+            f"| {r['bench']} | {r['model']} | {r['device']} | {slow} | {r['seconds'][slow]:.4g}{_fraction(r, slow)} | "
+            f"{fast} | {r['seconds'][fast]:.4g}{_fraction(r, fast)} | {r['ratio']:.2f} | {_also(r)} |"
         )
     return "\n".join(rows)
 

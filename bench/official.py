@@ -1,0 +1,99 @@
+"""The official algorithm's work, for the slow side of the benchmarks, and the FLOP/s probe.
+
+What the official code (alhojel/visual_task_vectors, ``evaluate/reinforce_train.py`` and
+``collect_attention_heads.py``) does per sample, rebuilt on this library's modules (same
+weights, same arithmetic) — see ``bench/README.md`` and ``../shared/reference/PIXELS.md``:
+
+* one forward per sample, every block recording each head's output projected through W_O one
+  head at a time (``record=True``: :class:`bench.common.OfficialRecord`);
+* the pixel reward of ``decode_raw_predicion``: argmax codes, in the zero-shot layout the 98
+  predicted codes ``hstack``-ed into a full 14x14 grid (the top half a copy of the bottom),
+  the **whole grid** VQGAN-decoded, clamped, ``(x+1)/2``, truncated to integers 0..255;
+* the official metric on the target cell ``[113:, 113:]``: ``loss_iou`` after ``round_image``
+  or ``loss_mse`` on the integer images normalised again.
+
+:func:`official_reward` is checked against the official pixel goldens
+(``tests/test_bench.py::test_official_reward_matches_the_official_goldens``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from interp.canvas import PromptLayout, normalize
+from interp.metrics import mse, segmentation_iou, task_metric
+
+
+def official_codes(logits: Tensor, layout: PromptLayout) -> Tensor:
+    """Argmax codes in the official decode layout ``[B, num_patches]``: zero-shot's 98 codes
+    (patches 98..195) ``hstack``-ed, one-shot's 196 codes as they are."""
+    codes = logits.argmax(dim=-1)
+    n = layout.grid.num_patches
+    if codes.shape[1] == n:
+        return codes
+    if codes.shape[1] * 2 == n and tuple(layout.decoder_patches) == tuple(range(n // 2, n)):
+        return torch.cat([codes, codes], dim=1)  # torch.hstack([y, y])
+    raise ValueError(f"layout {layout.name!r}: no official full-grid code layout for {codes.shape[1]} codes")
+
+
+@torch.no_grad()
+def official_image(model: Any, logits: Tensor, layout: PromptLayout) -> Tensor:
+    """The official (unpasted) prediction in [0, 1]: the full code grid VQGAN-decoded, ``[B, 3, H, W]``."""
+    side = layout.grid.patches_per_side
+    return model.vqgan.decode_codes(official_codes(logits, layout), grid=(side, side))
+
+
+@torch.no_grad()
+def official_reward(model: Any, task: str, canvases: Tensor, logits: Tensor, layout: PromptLayout) -> Tensor:
+    """Higher-is-better official reward ``[B]``: IoU (an empty union scores 1) or -MSE, integer pixels."""
+    predicted = normalize(official_image(model, logits, layout).double())  # float64: no 255 -> 254 round trip
+    target = canvases.double()
+    if task_metric(task).name == "iou":
+        return segmentation_iou(predicted, target, model.grid, quantize=True, empty=1.0).double()
+    return -mse(predicted, target, model.grid, quantize=True).double()
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs and the matmul probe
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[Any, int]:
+    """``(fn(), FLOPs it ran)`` counted by ``torch.utils.flop_counter`` (matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        out = fn()
+    return out, int(counter.get_total_flops())
+
+
+def matmul_probe(device: str, size: int = 1024, repeats: int = 5) -> float:
+    """Achieved float32 FLOP/s of a ``size x size`` matmul on ``device`` (best of ``repeats``):
+    the yardstick every benchmark's achieved FLOP/s is divided by."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device)
+    b = torch.randn(size, size, generator=g).to(device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        (a @ b).sum().item()
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+def flop_report(flops: dict[str, int], seconds: dict[str, float], probe: float) -> dict[str, Any]:
+    """Per variant: FLOPs, achieved FLOP/s and its fraction of the probe's."""
+    achieved = {k: flops[k] / seconds[k] for k in flops if seconds.get(k)}
+    return {
+        "flops": flops,
+        "achieved_flop_s": achieved,
+        "fraction_of_matmul_probe": {k: v / probe for k, v in achieved.items()},
+        "matmul_probe_flop_s": probe,
+    }
