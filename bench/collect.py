@@ -50,7 +50,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model, source = common.get_model(args.model, args.device, args.seed)
     layout = "one_shot"
     prompts = common.make_prompts(model, args.task, n, seed=args.seed)
-    canvases = prompts.canvases.to(args.device)
+    canvases = common.to_device(prompts.canvases, args.device)
     from interp.canvas import get_layout
 
     lay = get_layout(layout, model.grid)

@@ -50,7 +50,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smallest sizes: a smoke test, not a measurement")
     p.add_argument("--out", default=None, help="also write the JSON object to this file")
+    p.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none",
+                   help="run the timed variants under torch.autocast (default none: float32, for parity)")
     return p
+
+
+_AUTOCAST: dict[str, Any] = {}  # set by setup(): the device type and dtype timed runs autocast to
+
+
+def precision():
+    """The ``--autocast`` context for a timed run (a no-op for float32)."""
+    from contextlib import nullcontext
+
+    if not _AUTOCAST:
+        return nullcontext()
+    return torch.autocast(_AUTOCAST["device_type"], dtype=_AUTOCAST["dtype"])
+
+
+def to_device(tensor: Tensor, device: str) -> Tensor:
+    """Host -> device copy; on CUDA from pinned memory, asynchronously."""
+    if str(device).startswith("cuda"):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def pick(value: Any, args: argparse.Namespace, default: Any, large_cpu: Any = None, quick: Any = None) -> Any:
@@ -79,6 +100,10 @@ def setup(args: argparse.Namespace) -> None:
               f"(with {torch.get_num_threads()} torch threads)", file=sys.stderr)
     if str(args.device).startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available in this torch ({torch.__version__})")
+    _AUTOCAST.clear()
+    if getattr(args, "autocast", "none") != "none":
+        _AUTOCAST.update(device_type=torch.device(args.device).type,
+                         dtype=torch.bfloat16 if args.autocast == "bf16" else torch.float16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +253,8 @@ def measure(
     for _ in range(max(1, repeats)):
         sync(device)
         start = time.perf_counter()
-        fn()
+        with precision():
+            fn()
         sync(device)
         runs.append(time.perf_counter() - start)
     return {"median": statistics.median(runs), "runs": runs}
@@ -274,6 +300,17 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
+def memory(device: str) -> dict[str, float]:
+    """Peak resident memory of this process so far (MiB; ``ru_maxrss``, a high-water mark over
+    everything the process ran) and, on CUDA, the peak allocated device memory."""
+    import resource
+
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if str(device).startswith("cuda"):
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+    return out
+
+
 def report(
     bench: str,
     args: argparse.Namespace,
@@ -300,6 +337,8 @@ def report(
         "fast": fast,
         "slow": slow,
         "ratio": seconds[slow] / seconds[fast] if seconds[fast] > 0 else float("inf"),
+        "autocast": getattr(args, "autocast", "none"),
+        **memory(args.device),
     }
     if per is not None:
         result["per"] = per

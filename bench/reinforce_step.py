@@ -66,7 +66,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     scorer = PatchedScorer(model, space, means, layout, args.reward, chunk)
     patcher = MeanPatcher(model, means, layout, space)
     record = [] if args.no_record else common.official_record_hooks(model)
-    canvases = prompts.canvases.to(args.device)
+    canvases = common.to_device(prompts.canvases, args.device)
 
     last: dict[str, torch.Tensor] = {}  # rewards / codes of the latest full run of each variant
 

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench import collect, common, hooks_overhead, reinforce_step, sweep
+from bench import collect, common, hooks_overhead, pixel_savings, reinforce_step, sweep
 
 #: (label, module, extra arguments)
 JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
@@ -27,6 +27,7 @@ JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("collect", collect, ()),
     ("sweep", sweep, ("--reward", "token")),
     ("hooks_overhead", hooks_overhead, ()),
+    ("pixel_savings", pixel_savings, ()),
 )
 HERE = Path(__file__).resolve().parent
 
@@ -45,6 +46,10 @@ def _also(r: dict[str, Any]) -> str:
         parts.append(f"{sizes.get('granularity')}, {sizes.get('rows')} rows, {sizes.get('reward')} reward")
         if r.get("ratio_forward_only") is not None:
             parts.append(f"forward only x{r['ratio_forward_only']:.2f}")
+    elif r["bench"] == "pixel_savings":
+        parts.append(f"{sizes.get('steps')} steps x {sizes.get('samples')} samples; official / interp step "
+                     f"x{r['ratio_first']:.1f} first, x{r['ratio_last']:.1f} last; decode cache saves "
+                     f"x{r['decode_saving_last']:.1f} at the end ({r['distinct_share_last']:.0%} distinct grids)")
     elif r["bench"] == "hooks_overhead":
         parts.append(f"batch {sizes.get('batch')}, {sizes.get('layout')}")
         parts.append(f"cache hook_z x{r['ratio_cache_z']:.2f}")
@@ -84,6 +89,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--only", nargs="+", default=None, choices=sorted({j[0] for j in JOBS}))
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="default: bench/results.json (quick: bench/results.quick.json)")
+    p.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none")
     p.add_argument("--keep-going", action="store_true", help="record a failing benchmark and go on")
     args = p.parse_args(argv)
 
@@ -98,6 +104,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             argv_job = ["--model", model, "--device", args.device, *extra]
             if args.quick:
                 argv_job.append("--quick")
+            if args.autocast != "none":
+                argv_job += ["--autocast", args.autocast]
             if args.threads is not None:
                 argv_job += ["--threads", str(args.threads)]
             try:
