@@ -304,3 +304,24 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     widget.scroll_into_view_if_needed()
     widget.screenshot(path=str(SCREENSHOT))
     print(f"clicked 4 units: {mask_after.splitlines()[1] if len(mask_after.splitlines()) > 1 else mask_after}; screenshot {SCREENSHOT}")
+
+
+def test_exported_html_renders_offline(tmp_path: Path) -> None:
+    """An exported figure's HTML draws its plot in Chromium with every network request refused."""
+    _requirements()
+    import plotly.graph_objects as go
+    from playwright.sync_api import sync_playwright
+
+    from interp.viz.export import save_figure
+
+    path, = save_figure(go.Figure(go.Heatmap(z=[[0, 1], [1, 0]])), tmp_path / "offline", ["html"])
+    refused = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.route(re.compile(r"^(?!file:).*"), lambda route: (refused.append(route.request.url), route.abort()))
+        page.goto(path.as_uri())
+        drawn = page.wait_for_selector(".main-svg .heatmaplayer image, .main-svg .hm", timeout=30_000, state="attached")
+        browser.close()
+    assert drawn is not None, "the heatmap was not drawn offline"
+    assert not [u for u in refused if not u.startswith("data:")], f"the page asked the network for {refused}"

@@ -181,3 +181,26 @@ def test_run_policies_opens_every_search_result(setup, tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="interp search"):
         run_policies(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_two_exports_of_two_masks_are_two_consistent_sets(setup, tmp_path) -> None:
+    """Every format of one export shows the same mask; another mask gets another set, the first is kept."""
+    from interp.viz.export import chrome_available
+
+    if not chrome_available():
+        pytest.skip("kaleido or Chromium absent here: static export is checked where they are (CI)")
+    model, prompts, means, policy = setup
+    space = UnitSpace.for_model(model, "group")
+    explorer = PatchExplorer(model, prompts, means, {"segmentation": (space, policy)}, export_dir=tmp_path,
+                             formats=("html", "svg", "pdf"))
+    sets = []
+    for threshold in (0.5, 0.8):
+        with explorer.hold():
+            explorer.controls["threshold"].value = threshold
+        files = explorer.export()
+        count = f"{int(explorer.current_mask().sum())} of {len(explorer.space())} units patched"
+        assert [p.suffix for p in files] == [".html", ".svg", ".pdf"] and len({p.stem for p in files}) == 1
+        assert count in files[0].read_text() and count in files[1].read_text()  # HTML and SVG show this mask
+        sets.append(files)
+    assert sets[0][0].stem != sets[1][0].stem and all(p.exists() for files in sets for p in files)
