@@ -63,13 +63,11 @@ def test_stages_write_their_artifacts(tiny_run, capsys) -> None:
     assert (config["steps"], config["samples"], config["seed"]) == (2, 4, 3)  # --seed reaches ReinforceConfig
 
 
-def test_figures_of_the_tiny_run(tiny_run, monkeypatch, capsys) -> None:
-    from interp.viz import figures
-
-    monkeypatch.setattr(figures, "write_run_figures", functools.partial(figures.write_run_figures, formats=("html",)))
-    assert main(["figures", str(tiny_run)]) == 0
+def test_figures_of_the_tiny_run(tiny_run, capsys) -> None:
+    assert main(["figures", str(tiny_run), "--formats", "html", "--only", "results", "--only", "reinforce-curves"]) == 0
     written = [Path(line) for line in capsys.readouterr().out.splitlines() if line.endswith(".html")]
     assert tiny_run / "figures" / "results.html" in written and all(p.is_file() for p in written)
+    assert any("reinforce" in p.name for p in written)
 
 
 def test_import_policy_needs_allow_pickle(tiny_run, model_file, tmp_path, capsys) -> None:
