@@ -31,7 +31,7 @@ from interp.pipeline import PipelineConfig, eval_prompts
 from interp.run import RunDir
 from interp.taskvectors.controls import control_masks
 from interp.taskvectors.evaluate import patch_hooks_for, score_prompts
-from interp.taskvectors.search import METHODS, SearchProblem, SearchResult, method_config, run_search
+from interp.taskvectors.search import METHODS, Budget, SearchProblem, SearchResult, method_config, run_search
 from interp.taskvectors.stats import ActivationStats
 from interp.taskvectors.taskness import taskness as taskness_table
 from interp.taskvectors.taskness import unit_taskness
@@ -39,11 +39,11 @@ from interp.taskvectors.units import UnitSpace
 
 #: per-method settings sized for the tiny model on a CPU (each overridable)
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
-    "reinforce": {"steps": 60, "samples": 64, "eval_every": 10, "reward": "token", "select": "threshold"},
-    "gradient": {"steps": 40, "eval_every": 5},
+    "reinforce": {"steps": 40, "samples": 48, "eval_every": 5, "reward": "token", "select": "threshold"},
+    "gradient": {"steps": 30, "eval_every": 5},
     "attribution": {"max_units": 48},
-    "greedy": {"pool": 16, "max_units": 12},
-    "random": {"draws": 12, "max_units": 48},
+    "greedy": {"pool": 12, "max_units": 8},
+    "random": {"draws": 8, "max_units": 48},
     "taskness": {"max_units": 48},
 }
 
@@ -149,11 +149,12 @@ def compare_search(run: RunDir, model: Any, source: Any, stats: dict[str, Activa
         bar.set_postfix(task=task, seed=seed)
         train, held_out = search_prompts(source, model, task, cfg, ccfg, seed)
         results = {}
+        problem = SearchProblem(model, space, stats[task], train, held_out, taskness=taskness)
         for method in ccfg.methods:
-            problem = SearchProblem(model, space, stats[task], train, held_out, taskness=taskness)
+            problem.budget = Budget()  # each method counts its own cost
             results[method] = _result(run, problem, method, task, seed, ccfg, cfg)
         reference = results.get(ccfg.reference) or next(iter(results.values()))
-        problem = SearchProblem(model, space, stats[task], train, held_out)
+        problem.budget = Budget()
         sweep = _sweep_scores(run, problem, task, seed)
         controls = control_masks(problem, reference.mask, reference.budget.select_forwards, seed, taskness, sweep)
         masks = {m: r.mask[None] for m, r in results.items()} | {f"control:{c}": s for c, s in controls.items()}
@@ -176,7 +177,7 @@ def _sweep_scores(run: RunDir, problem: SearchProblem, task: str, seed: int) -> 
     path = run.path / f"search/sweep/{task}/seed{seed}.safetensors"
     if path.exists():
         return load_file(path)["reward"]
-    reward = problem.train_score(torch.eye(len(problem.space), dtype=torch.bool))
+    reward = problem.single_unit if problem.single_unit is not None else problem.train_score(torch.eye(len(problem.space), dtype=torch.bool))
     run.write_tensors(f"search/sweep/{task}/seed{seed}", {"reward": reward}, {"task": task})
     return reward
 

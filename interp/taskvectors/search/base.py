@@ -129,6 +129,7 @@ class SearchProblem:
         self.reward, self.select_reward, self.chunk = reward, select_reward, chunk
         self.device = next(model.parameters()).device
         self.budget = Budget()
+        self.single_unit: Tensor | None = None  # [U] training reward of each unit alone, once measured
         self._codes: dict[int, Tensor] = {}
 
     def __len__(self) -> int:

@@ -39,6 +39,7 @@ def run(problem: SearchProblem, cfg: GreedyConfig = GreedyConfig(), checkpoint: 
     else:
         with problem.budget.timing():
             single = problem.train_score(torch.eye(n_units, dtype=torch.bool))  # [U] each unit alone
+            problem.single_unit = single  # the sweep control reuses it
         chosen, trace, done = [], [], False
         store.save({"single": single, "chosen": chosen, "trace": trace, "done": done}, problem.budget)
     pool = torch.sort(-single, stable=True).indices[: cfg.pool].tolist()
