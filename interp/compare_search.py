@@ -101,6 +101,7 @@ def search_tasks(run: RunDir, model: Any, source: Any, stats: dict[str, Activati
     for task in cfg.tasks:
         train, held_out = search_prompts(source, model, task, cfg, ccfg, seed)
         out[task] = _result(run, SearchProblem(model, space, stats[task], train, held_out, taskness=taskness), method, task, seed, ccfg, cfg)
+        out[task].to_policy(space, task).save(run.policy_path(task, method))  # `interp evaluate` reads it like REINFORCE's
     return out
 
 
@@ -135,11 +136,15 @@ def paired_bootstrap(diff: Tensor, n: int, seed: int = 0) -> tuple[float, float]
 
 
 def compare_search(run: RunDir, model: Any, source: Any, stats: dict[str, ActivationStats], cfg: PipelineConfig,
-                   ccfg: CompareConfig = CompareConfig(), progress: bool = True) -> pd.DataFrame:
-    """Run (or resume) the comparison and write ``search_comparison.csv``; returns the table."""
+                   ccfg: CompareConfig = CompareConfig(), progress: bool = True,
+                   taskness_stats: dict[str, ActivationStats] | None = None) -> pd.DataFrame:
+    """Run (or resume) the comparison and write ``search_comparison.csv``; returns the table.
+
+    ``taskness_stats`` (default ``stats``): the tasks taskness contrasts (two or more)."""
     model.eval()
     space = UnitSpace.for_model(model, cfg.granularity)
-    taskness = unit_taskness(taskness_table(list(stats.values()), by="group"), space) if len(stats) > 1 else None
+    contrast = stats if taskness_stats is None else taskness_stats
+    taskness = unit_taskness(taskness_table(list(contrast.values()), by="group"), space) if len(contrast) > 1 else None
     val = eval_prompts(model, source, list(cfg.tasks), PipelineConfig(**{**asdict(cfg), "n_eval": ccfg.n_eval}))
     rows = []
     jobs = [(t, s) for t in cfg.tasks for s in ccfg.seeds]
@@ -217,3 +222,36 @@ def best_method(table: pd.DataFrame, task: str) -> str:
     """The method whose kept unit sets scored best on the held-out search prompts (mean over seeds)."""
     methods = table[(table.task == task) & (table.kind == "method")]
     return str(methods.sort_values("held_out_score", ascending=False).iloc[0]["condition"])
+
+
+def seed_summary(table: pd.DataFrame) -> str:
+    """Per task: the method picked by held-out score, and every method's val mean +- spread over seeds."""
+    lines = []
+    for task in dict.fromkeys(table["task"]):
+        part = table[(table.task == task) & (table.kind == "method")]
+        metric = part.iloc[0]["metric"]
+        cells = ", ".join(f"{r.condition} {r.mean:.4f} ± {r.spread:.4f}" for r in part.itertuples())
+        pick = best_method(table, task)
+        chosen = part.set_index("condition").loc[pick]
+        lines.append(f"{task} ({metric}, val, mean ± sd over {int(chosen.seeds)} seeds): {cells}; "
+                     f"picked by held-out score: {pick} ({chosen['diff_zero_shot']:+.4f} vs zero-shot, "
+                     f"95% CI [{chosen['ci_low_zero_shot']:+.4f}, {chosen['ci_high_zero_shot']:+.4f}])")
+    return "\n".join(lines)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The README's comparison table: per task and condition, val mean ± spread over seeds, the
+    difference to zero-shot and to the strongest control with 95% intervals, units and cost."""
+    def ci(r, name: str) -> str:
+        return f"{r[f'diff_{name}']:+.3f} [{r[f'ci_low_{name}']:+.3f}, {r[f'ci_high_{name}']:+.3f}]"
+
+    lines = ["| task | condition | val metric (mean ± sd over seeds) | Δ zero-shot [95% CI] | Δ strongest control [95% CI] | units | forwards | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        if r["condition"] == "control:none":
+            continue
+        cost = lambda key: "" if pd.isna(r[key]) else f"{r[key]:.0f}" if key != "seconds" else f"{r[key]:.1f}"  # noqa: E731
+        metric = "mIoU" if r["metric"] == "iou" else "MSE"
+        lines.append(f"| {r['task']} | {r['condition']} | {metric} {r['mean']:.3f} ± {r['spread']:.3f} | {ci(r, 'zero_shot')} | "
+                     f"{ci(r, 'strongest_control')} | {cost('units')} | {cost('forwards')} | {cost('seconds')} |")
+    return "\n".join(lines)

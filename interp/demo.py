@@ -27,7 +27,10 @@ DEMO_PIPELINE = PipelineConfig(n_collect=64, n_candidates=160, n_train=10, n_sea
 DEMO_REINFORCE = ReinforceConfig(steps=400, samples=128, eval_every=10, reward="token", select="threshold")
 
 
-def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rcfg: ReinforceConfig = DEMO_REINFORCE) -> int:
+def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rcfg: ReinforceConfig = DEMO_REINFORCE,
+             compare_seeds: int = 3) -> int:
+    """The pipeline, then (``compare_seeds > 0``) every search method over that many seeds:
+    the demo says which method the held-out search prompts pick, and each one's mean and spread."""
     import interp
 
     torch.manual_seed(seed)
@@ -55,7 +58,17 @@ def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rc
         timed("figures", write_run_figures, run.path)
     except FigureError as error:  # the results stand; say which figures failed
         print(f"some figures could not be drawn: {error}")
+    comparison = None
+    if compare_seeds > 0:
+        from interp.compare_search import CompareConfig, compare_search
+
+        ccfg = CompareConfig(seeds=tuple(range(seed, seed + compare_seeds)), n_train=cfg.n_train)
+        comparison = timed("compare-search", compare_search, run, model, source, stats, cfg, ccfg)
     run.update_manifest(timings_s=timings)
     print(table[["task", "condition", "metric", "mean", "sem", "n"]].to_markdown(index=False, floatfmt=".4f"))
+    if comparison is not None:
+        from interp.compare_search import seed_summary
+
+        print("\nsearch methods over seeds (search_comparison.csv):\n" + seed_summary(comparison))
     print(f"\nresults, figures and statistics written to {run.path}  (stage timings: {timings})")
     return 0

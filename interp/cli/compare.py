@@ -29,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
     stats = p.load_stats(run, cfg.tasks, model)
     ccfg = CompareConfig(methods=tuple(args.methods), seeds=tuple(range(args.seeds)), n_train=cfg.n_train,
                          n_search_eval=args.compare_search_eval, n_eval=args.compare_eval)
-    table = compare_search(run, model, source, stats, cfg, ccfg)
+    collected = sorted(path.stem for path in (run.path / "stats").glob("*.safetensors"))
+    table = compare_search(run, model, source, stats, cfg, ccfg, taskness_stats=p.load_stats(run, collected, model))
     columns = ["task", "condition", "mean", "spread", "diff_zero_shot", "ci_low_zero_shot", "ci_high_zero_shot",
                "diff_strongest_control", "units", "forwards", "seconds"]
     print(table[columns].to_markdown(index=False, floatfmt=".4f"))

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from interp.data.source import derive_seed
+from interp.taskvectors.policy import random_like, stratified_like
 from interp.taskvectors.search.base import SearchProblem, top_k_masks
 from interp.taskvectors.search.random_sets import RandomConfig
 from interp.taskvectors.search.random_sets import run as random_search
@@ -29,29 +30,13 @@ CONTROLS: tuple[str, ...] = ("random", "stratified", "best_of_random", "taskness
 
 def random_sets(n_units: int, k: int, seed: int, draws: int = 3) -> Tensor:
     """``[draws, U]`` sets of ``k`` units drawn uniformly."""
-    generator = torch.Generator().manual_seed(derive_seed("control-random", seed))
-    out = torch.zeros(draws, n_units, dtype=torch.bool)
-    for i in range(draws):
-        out[i, torch.randperm(n_units, generator=generator)[:k]] = True
-    return out
-
-
-def strata(space: UnitSpace) -> list[tuple[str, str | None]]:
-    """Each unit's stratum: (stack, token group) (group None at head/layer granularity)."""
-    return [(u.stack, u.group) for u in space.units]
+    empty = torch.zeros(n_units, dtype=torch.bool)
+    return torch.stack([random_like(empty, derive_seed("control-random", seed, i), k=k) for i in range(draws)])
 
 
 def stratified_sets(reference: Tensor, space: UnitSpace, seed: int, draws: int = 3) -> Tensor:
     """``[draws, U]`` random sets with as many units per (stack, token group) as ``reference``."""
-    labels = strata(space)
-    generator = torch.Generator().manual_seed(derive_seed("control-stratified", seed))
-    out = torch.zeros(draws, len(space), dtype=torch.bool)
-    for stratum in dict.fromkeys(labels):
-        members = torch.tensor([i for i, s in enumerate(labels) if s == stratum])
-        k = int(reference[members].sum())
-        for d in range(draws):
-            out[d, members[torch.randperm(len(members), generator=generator)[:k]]] = True
-    return out
+    return torch.stack([stratified_like(space, reference, derive_seed("control-stratified", seed, i)) for i in range(draws)])
 
 
 def best_of_random(problem: SearchProblem, k: int, select_forwards: int, seed: int) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from interp.taskvectors.controls import random_sets, strata, stratified_sets
+from interp.taskvectors.controls import random_sets, stratified_sets
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
@@ -14,7 +14,7 @@ def test_stratified_sets_match_the_reference_composition() -> None:
     reference = torch.zeros(len(space), dtype=torch.bool)
     reference[[0, 1, 3, len(space) - 1, len(space) - 2]] = True
     sets = stratified_sets(reference, space, seed=0, draws=4)
-    labels = strata(space)
+    labels = [(u.stack, u.group) for u in space.units]
     for s in sets:
         for stratum in set(labels):
             members = [i for i, l in enumerate(labels) if l == stratum]

@@ -98,6 +98,16 @@ class SearchResult:
         with atomic_write(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
 
+    def to_policy(self, space: UnitSpace, task: str | None = None) -> Any:
+        """The kept set as a :class:`~interp.taskvectors.policy.Policy` (logit +-6 on / off units:
+        ``mask()`` gives it back), with method, score, budget and config as metadata."""
+        from interp.taskvectors.policy import Policy
+
+        logits = torch.where(self.mask, 6.0, -6.0)
+        meta = {"task": task, "method": self.method, "best_score": self.held_out_score,
+                "budget": asdict(self.budget), "config": self.config}
+        return Policy(space, logits, logits.clone(), meta)
+
     @classmethod
     def load(cls, path: str | Path) -> SearchResult:
         from safetensors import safe_open

@@ -88,7 +88,7 @@ def run(problem: SearchProblem, cfg: GradientConfig = GradientConfig(), checkpoi
             loss.backward()
             problem.count_backward(len(which))
             optimizer.step()
-            row = {"step": step, "train_reward": float(reward.detach()), "expected_units": float(open_probability(logits, cfg).sum())}
+            row = {"step": step, "train_reward": float(reward.detach()), "expected_units": float(open_probability(logits.detach(), cfg).sum())}
             if step % cfg.eval_every == 0 or step == cfg.steps - 1:
                 mask = logits.detach() > 0
                 key = mask.numpy().tobytes()

@@ -1,0 +1,67 @@
+"""What a search comparison cost, and whether ``gradient`` matches REINFORCE at 1/10 of its forwards.
+
+Reads a run written by ``interp compare-search`` (no timing of its own: the searches counted
+their forwards and seconds while they ran). Prints one JSON line: per task, each method's
+held-out search score (mean over seeds), forwards and seconds; gradient's forwards as a
+fraction of REINFORCE's (the comparison's REINFORCE, and the demo's 400 x 128 REINFORCE);
+whether gradient reaches REINFORCE's held-out score at most 1/10 of its forwards; and the
+seconds summed over every search of the run.
+
+    python -m bench.search_budget --run runs/compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def summarize(run: Path) -> dict:
+    from interp.demo import DEMO_PIPELINE, DEMO_REINFORCE
+    from interp.taskvectors.search import SearchResult
+
+    rows = []
+    for path in sorted((run / "search").glob("*/*/seed*.safetensors")):
+        method, task = path.parent.parent.name, path.parent.name
+        if method in ("val", "sweep"):
+            continue
+        r = SearchResult.load(path)
+        rows.append({"task": task, "method": method, "seed": path.stem, "held_out": r.held_out_score,
+                     "forwards": r.budget.forwards, "backwards": r.budget.backwards, "seconds": r.budget.seconds, "units": r.units})
+    table = pd.DataFrame(rows)
+    demo_forwards = DEMO_REINFORCE.steps * DEMO_REINFORCE.samples + (DEMO_REINFORCE.steps // DEMO_REINFORCE.eval_every) * DEMO_PIPELINE.n_search_eval
+    out: dict = {"bench": "search_budget", "run": str(run), "searches": len(table), "search_seconds_total": float(table.seconds.sum()),
+                 "demo_reinforce_forwards": demo_forwards, "tasks": {}}
+    for task, part in table.groupby("task"):
+        means = part.groupby("method")[["held_out", "forwards", "backwards", "seconds", "units"]].mean()
+        entry = {m: {k: round(float(v), 5) for k, v in r.items()} for m, r in means.iterrows()}
+        if {"gradient", "reinforce"} <= set(means.index):
+            g, rf = means.loc["gradient"], means.loc["reinforce"]
+            entry["gradient_forward_fraction"] = round(float(g.forwards / rf.forwards), 4)
+            entry["gradient_forward_fraction_of_demo_reinforce"] = round(float(g.forwards / demo_forwards), 4)
+            entry["gradient_held_out_minus_reinforce"] = round(float(g.held_out - rf.held_out), 5)
+            per_seed = part.pivot(index="seed", columns="method", values="held_out")
+            entry["gradient_at_least_reinforce_seeds"] = f"{int((per_seed.gradient >= per_seed.reinforce).sum())}/{len(per_seed)}"
+            entry["gradient_reaches_reinforce_at_1_10"] = bool(g.held_out >= rf.held_out and g.forwards <= rf.forwards / 10)
+        out["tasks"][task] = entry
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="a run directory written by interp compare-search")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    result = summarize(args.run)
+    text = json.dumps(result)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
