@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.compare_search import CompareConfig, best_method, compare_search, paired_bootstrap
+from interp.compare_search import CompareConfig, best_method, compare_search, markdown_table, paired_bootstrap, seed_summary
 
 
 def test_paired_bootstrap_covers_the_mean_and_narrows_with_more_prompts() -> None:
@@ -50,5 +50,9 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
         assert (ok.ci_low_zero_shot <= ok.diff_zero_shot + 1e-12).all() and (ok.diff_zero_shot <= ok.ci_high_zero_shot + 1e-12).all()
         assert part.loc["reinforce", "forwards"] == 4 * 8 + 2 * 3  # steps x samples + evaluations x held-out prompts
         assert best_method(table, task) in ("reinforce", "random", "taskness")
+    summary = seed_summary(table)
+    assert all(f"{task} (" in summary and f"picked by held-out score: {best_method(table, task)}" in summary for task in tasks)
+    markdown = markdown_table(table)
+    assert markdown.count("\n") == 1 + len(table) - len(tasks)  # header, rule, one row per condition but zero-shot itself
     again = compare_search(run, model, source, stats, cfg, ccfg, progress=False)  # resumed from the run: same table
     assert again.drop(columns=["seconds"]).equals(table.drop(columns=["seconds"]))
