@@ -61,7 +61,7 @@ def test_gates_at_0_and_1_are_the_clean_and_hard_patched_forwards(double_problem
 @pytest.mark.slow
 def test_attribution_tracks_single_unit_effects_on_the_tiny_model() -> None:
     """Pearson r between the first-order estimate and the measured effect of each unit alone
-    (token reward, 168 group units, lowlight): measured 0.93 (seed below); asserted > 0.8."""
+    (token reward, 168 group units, lowlight): measured 0.956 with these prompts; asserted > 0.8."""
     import interp
 
     model = interp.load_model("tiny")
