@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench import collect, common, hooks_overhead, pixel_savings, reinforce_step, sweep
+from bench import collect, common, decode, hooks_overhead, pixel_savings, reinforce_step, sweep
 
 #: (label, module, extra arguments)
 JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
@@ -28,6 +28,7 @@ JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("sweep", sweep, ("--reward", "token")),
     ("hooks_overhead", hooks_overhead, ()),
     ("pixel_savings", pixel_savings, ()),
+    ("decode", decode, ()),
 )
 HERE = Path(__file__).resolve().parent
 
@@ -50,6 +51,9 @@ def _also(r: dict[str, Any]) -> str:
         parts.append(f"{sizes.get('steps')} steps x {sizes.get('samples')} samples; official / interp step "
                      f"x{r['ratio_first']:.1f} first, x{r['ratio_last']:.1f} last; decode cache saves "
                      f"x{r['decode_saving_last']:.1f} at the end ({r['distinct_share_last']:.0%} distinct grids)")
+    elif r["bench"] == "decode":
+        for task, a in r.get("agreement", {}).items():
+            parts.append(f"{task}: band r={a['reward_pearson']:.3f}, sign {a['advantage_sign_agreement']:.0%}")
     elif r["bench"] == "hooks_overhead":
         parts.append(f"batch {sizes.get('batch')}, {sizes.get('layout')}")
         parts.append(f"cache hook_z x{r['ratio_cache_z']:.2f}")

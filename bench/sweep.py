@@ -33,7 +33,7 @@ def _reward_stub() -> Iterator[None]:
     import interp.taskvectors.sweep as sweep_module
 
     real = sweep_module.reward_from_logits
-    sweep_module.reward_from_logits = lambda model, task, canvases, logits, layout, kind, codes=None: logits.new_zeros(
+    sweep_module.reward_from_logits = lambda model, task, canvases, logits, layout, kind, codes=None, **_: logits.new_zeros(
         logits.shape[0]
     )
     try:

@@ -18,12 +18,18 @@ evaluate/evaluate_multitask.py ``evaluate_mse`` and evaluate/reinforce_train.py
   image's integer type, so pass integers to match it); IoU of the white pixels. Both empty:
   ``empty`` (NaN, like the official 0/0);
 * **MSE**: mean squared difference over the cell's channels and pixels in normalised space.
-  The official code first truncates both canvases to 0..255 (``quantize=True``); the default
-  here skips that (exact and differentiable).
+  The official code first truncates both canvases to 0..255 and normalises the integers again
+  in float32 (``quantize=True``, :func:`pixel_mse`); the float default skips that (exact and
+  differentiable).
+
+:func:`pixel_mse`, :func:`pixel_iou` are the official ``loss_mse`` / ``loss_iou`` bit for bit
+on integer canvases (what :func:`interp.models.pixels.predict_pixels` and ``canvas_pixels``
+return); :mod:`interp.scoring` scores predictions with them.
 
 :func:`code_cross_entropy` is the token-space score: cross-entropy of the decoder's logits
 against the target cell's VQGAN codes, averaged over the target quadrant's patches (it needs no
-VQGAN decoding).
+VQGAN decoding); :func:`masked_code_cross_entropy` is the training loss on a layout's masked patches and
+:func:`decoder_rows` says which logits rows predict which patches (the one place for both).
 """
 
 from __future__ import annotations
@@ -95,8 +101,15 @@ def segmentation_iou(
 ) -> Tensor:
     """IoU of the white pixels of the target cell after rounding to white/black, ``[B]``."""
     _check_pair(pred, target, grid)
+    if quantize:
+        pixels = [to_pixels(x, normalized).to(torch.int32) for x in (pred, target)]
+        return pixel_iou(*pixels, grid, offsets, empty)
     ours = round_to_white(to_pixels(grid.cell(pred, "target"), normalized, quantize), offsets)
     truth = round_to_white(to_pixels(grid.cell(target, "target"), normalized, quantize))
+    return _iou(ours, truth, empty)
+
+
+def _iou(ours: Tensor, truth: Tensor, empty: float) -> Tensor:
     intersection = (ours & truth).sum(dim=(-2, -1)).to(torch.float32)
     union = (ours | truth).sum(dim=(-2, -1)).to(torch.float32)
     iou = intersection / union.clamp(min=1)
@@ -112,15 +125,59 @@ def mse(
 ) -> Tensor:
     """Mean squared error on the target cell in ImageNet-normalised space, ``[B]``."""
     _check_pair(pred, target, grid)
-    cells = []
-    for canvas in (pred, target):
-        cell = grid.cell(canvas, "target")
-        if quantize:
-            cell = normalize(to_pixels(cell, normalized, quantize=True) / 255.0).to(canvas.dtype)
-        elif not normalized:
-            cell = normalize(cell)
-        cells.append(cell)
+    if quantize:
+        return pixel_mse(*(to_pixels(x, normalized).to(torch.int32) for x in (pred, target)), grid)
+    cells = [grid.cell(canvas, "target") for canvas in (pred, target)]
+    if not normalized:
+        cells = [normalize(cell) for cell in cells]
     return ((cells[0] - cells[1]) ** 2).mean(dim=(-3, -2, -1))
+
+
+# --------------------------------------------------------------------------------------------
+# the official metrics on integer canvases (interp.models.pixels makes them)
+
+
+def _check_pixels(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
+    _check_pair(pred, target, grid)
+    if pred.is_floating_point() or target.is_floating_point():
+        raise ValueError("pixel metrics take integer canvases 0..255 (interp.models.pixels.predict_pixels / "
+                         "canvas_pixels); for float canvases use mse / segmentation_iou")
+
+
+def pixel_mse(pred: Tensor, target: Tensor, grid: CanvasGrid) -> Tensor:
+    """Official ``loss_mse`` of integer canvases ``[B, 3, H, W]``: both normalised again in
+    float32, ``(x / 255 - mean) / std``, mean squared difference over the target cell, ``[B]``."""
+    _check_pixels(pred, target, grid)
+    cells = [normalize(grid.cell(x, "target").float() / 255.0) for x in (pred, target)]
+    return ((cells[0] - cells[1]) ** 2).mean(dim=(-3, -2, -1))
+
+
+def pixel_iou(
+    pred: Tensor, target: Tensor, grid: CanvasGrid, offsets: Sequence[float] = (0, 0, 0), empty: float = float("nan")
+) -> Tensor:
+    """Official ``loss_iou`` of integer canvases: ``round_image`` of the target cell (int32
+    ``offsets`` added to the prediction only), IoU of the white pixels in float32, ``[B]``."""
+    _check_pixels(pred, target, grid)
+    shift = torch.tensor(offsets).to(torch.int32).view(1, 3, 1, 1).to(pred.device)  # the official cast
+    ours = round_to_white((grid.cell(pred, "target").to(torch.int32) + shift).double())
+    truth = round_to_white(grid.cell(target, "target").double())
+    return _iou(ours, truth, empty)
+
+
+def pixel_task_score(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwargs) -> Tensor:
+    """The task's official metric (IoU or MSE) of integer canvases, ``[B]``."""
+    if task_metric(task).name == "iou":
+        return pixel_iou(pred, target, grid, **kwargs)
+    return pixel_mse(pred, target, grid)
+
+
+def decoder_rows(layout: PromptLayout, patches: Sequence[int], what: str = "the requested") -> list[int]:
+    """Rows of the logits ``[B, len(layout.decoder_patches), vocab]`` that predict ``patches``."""
+    row = {patch: i for i, patch in enumerate(layout.decoder_patches)}
+    missing = [p for p in patches if p not in row]
+    if missing:
+        raise ValueError(f"layout {layout.name!r} predicts no codes for {what} patches {missing[:5]}")
+    return [row[p] for p in patches]
 
 
 def code_cross_entropy(
@@ -128,11 +185,15 @@ def code_cross_entropy(
     target_codes: Tensor,
     layout: PromptLayout,
     quadrant: Quadrant = "target",
+    patches: Sequence[int] | None = None,
 ) -> Tensor:
-    """Cross-entropy of a quadrant's VQGAN codes, averaged over its patches, ``[B]``.
+    """Cross-entropy of a quadrant's (or ``patches``') VQGAN codes, averaged over them, ``[B]``.
 
     ``logits [B, len(layout.decoder_patches), vocab]`` (rows follow ``layout.decoder_patches``),
-    ``target_codes [B, num_patches]`` integer codes of the whole canvas.
+    ``target_codes [B, num_patches]`` integer codes of the whole canvas. With
+    ``patches=layout.masked_patches`` this is the official ``nll_loss`` of
+    ``decode_raw_predicion`` (the mean over the masked patches of ``-log_softmax`` at the
+    canvas's codes).
     """
     grid = layout.grid
     if logits.dim() != 3 or logits.shape[1] != len(layout.decoder_patches):
@@ -144,12 +205,9 @@ def code_cross_entropy(
         raise ValueError(
             f"target_codes must be [{logits.shape[0]}, {grid.num_patches}]; got {tuple(target_codes.shape)}"
         )
-    patches = grid.quadrant_patches(quadrant)
-    row = {patch: i for i, patch in enumerate(layout.decoder_patches)}
-    missing = [p for p in patches if p not in row]
-    if missing:
-        raise ValueError(f"layout {layout.name!r} predicts no codes for {quadrant} patches {missing[:5]}")
-    rows = torch.tensor([row[p] for p in patches], device=logits.device)
+    what = quadrant if patches is None else "the requested"
+    patches = grid.quadrant_patches(quadrant) if patches is None else tuple(patches)
+    rows = torch.tensor(decoder_rows(layout, patches, what), device=logits.device)
     chosen = logits.index_select(1, rows)  # [B, P, vocab]
     codes = target_codes.index_select(1, torch.tensor(patches, device=target_codes.device)).long()  # [B, P]
     loss = F.cross_entropy(chosen.flatten(0, 1).float(), codes.flatten(), reduction="none")
@@ -177,7 +235,7 @@ def masked_code_logits(logits: Tensor, codes: Tensor, layout: PromptLayout) -> t
     ``logits [B, len(layout.decoder_patches), vocab]`` as the model returns them (no CLS row),
     ``codes [B, num_patches]`` of the whole canvas.
     """
-    rows = [r - 1 for r in layout.positions("decoder", [1 + p for p in layout.masked_patches])]  # logits drop CLS
+    rows = decoder_rows(layout, layout.masked_patches, "masked")
     return logits[:, rows], codes[:, list(layout.masked_patches)]
 
 

@@ -31,7 +31,7 @@ from interp.models.mae_vqgan import MAEVQGAN
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
-from interp.taskvectors.policy import Policy, policy_mask
+from interp.taskvectors.policy import Policy
 from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
 from interp.taskvectors.sharded import collect_sharded
 from interp.taskvectors.stats import ActivationStats
@@ -254,28 +254,25 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
     tasks = list(cfg.tasks)
     composite = "_".join(cfg.composition) if cfg.composition else None
     prompts = eval_prompts(model, source, tasks + ([composite] if composite else []), cfg)
-    table = evaluate_task_vectors(model, space, stats, probabilities, {t: prompts[t] for t in tasks}, seed=cfg.seed)
+    examples: dict[str, dict[str, torch.Tensor]] = {}
+    table = evaluate_task_vectors(model, space, stats, probabilities, {t: prompts[t] for t in tasks}, seed=cfg.seed,
+                                  examples=examples)
     if composite and all(t in probabilities for t in cfg.composition):
         parts = {t: (stats[t], probabilities[t]) for t in cfg.composition}
         table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts)], ignore_index=True)
     if distributed.is_main():
         run.write_table("results", table)
-        save_examples(run, model, space, stats, probabilities, {t: prompts[t] for t in tasks})
+        save_examples(run, {t: prompts[t] for t in tasks}, examples)
     distributed.barrier()
     return table
 
 
-@torch.no_grad()
-def save_examples(run: RunDir, model: MAEVQGAN, space: UnitSpace, stats: dict[str, ActivationStats],
-                  probabilities: dict[str, torch.Tensor], prompts: dict[str, PromptBatch], k: int = 4) -> None:
-    """``prompts/<task>.safetensors``: ``k`` canvases and each condition's predicted canvas in [0, 1]."""
-    from interp.taskvectors.evaluate import patch_hooks_for
-
-    for task, batch in prompts.items():
-        canvases = batch.canvases[:k]
-        tensors = {"canvases": canvases}
-        for layout in ("one_shot", "zero_shot"):
-            tensors[f"prediction.{layout}"] = model.predict_canvas(canvases, layout)
-        with model.hooks(patch_hooks_for(model, space, [(stats[task], policy_mask(probabilities[task]))], "zero_shot")):
-            tensors["prediction.zero_shot+tv"] = model.predict_canvas(canvases, "zero_shot")
+def save_examples(run: RunDir, prompts: dict[str, PromptBatch], examples: dict[str, dict[str, torch.Tensor]]) -> None:
+    """``prompts/<task>.safetensors``: the first canvases and each condition's predicted canvas in
+    [0, 1] (the official pasted integer image / 255), as :func:`evaluate_task_vectors` scored them."""
+    for task, images in examples.items():
+        k = min(len(image) for image in images.values())
+        tensors = {"canvases": prompts[task].canvases[:k]}
+        for condition, image in images.items():
+            tensors[f"prediction.{condition}"] = image[:k].float() / 255.0
         run.write_tensors(f"prompts/{task}", tensors, {"task": task})

@@ -50,3 +50,21 @@ def tiny_random():
 @pytest.fixture
 def canvases() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def mae_vqgan_small(reference_dir: Path):
+    """The reference MAE (``mae_small``) with the reference VQGAN (``vqgan_small``) as its tokenizer."""
+    from interp.models import MAEConfig, ModelConfig, VQGANConfig, load_official
+
+    mae = MAEConfig.from_dict(json.loads((reference_dir / "mae_small.config.json").read_text()))
+    vqgan = VQGANConfig.from_taming(json.loads((reference_dir / "vqgan_small.config.json").read_text()))
+    return load_official(reference_dir / "mae_small.safetensors", reference_dir / "vqgan_small.safetensors",
+                         config=ModelConfig(mae, vqgan))
+
+
+@pytest.fixture(scope="session")
+def pixels_golden(reference_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(reference_dir / "pixels.golden.safetensors")

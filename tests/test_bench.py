@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "pixel_savings", "run_all")
+MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "pixel_savings",
+           "decode", "run_all")
 KEYS = {"bench", "model", "model_source", "device", "torch", "threads", "sizes", "seconds", "fast", "slow", "ratio"}
 
 
@@ -50,7 +51,7 @@ def test_run_all_quick_tiny(tmp_path, capsys) -> None:
     saved = json.loads(out.read_text())
     assert saved["quick"] is True and saved["models"] == ["tiny"]
     results = saved["results"]
-    assert {r["bench"] for r in results} == {"reinforce_step", "collect", "sweep", "hooks_overhead", "pixel_savings"}
+    assert {r["bench"] for r in results} == {"reinforce_step", "collect", "sweep", "hooks_overhead", "pixel_savings", "decode"}
     for r in results:
         assert KEYS <= set(r), (r["bench"], KEYS - set(r))
         assert r["fast"] in r["seconds"] and r["slow"] in r["seconds"]
@@ -63,6 +64,7 @@ def test_run_all_quick_tiny(tmp_path, capsys) -> None:
         assert 0 < r["fraction_of_matmul_probe"]["interp"] and r["matmul_probe_flop_s"] > 0
     assert by["collect"]["max_abs_mean_diff"] < 1e-4
     assert len(by["pixel_savings"]["steps"]) == 3  # each step checked: cached rewards == plain, bitwise
+    assert -1 <= by["decode"]["agreement"]["lowlight"]["reward_pearson"] <= 1
     assert by["sweep"]["max_abs_reward_diff"] < 1e-4
     assert by["hooks_overhead"]["max_abs_logit_diff"] <= 1e-5
     printed = capsys.readouterr().out

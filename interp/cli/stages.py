@@ -134,6 +134,7 @@ REINFORCE_KINDS: dict[str, Kind] = {
     "reward": choice(REWARDS),
     "chunk": integer(1),
     "select": choice(("sample", "threshold")),
+    "decode": choice(("official", "band")),
 }
 
 

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from interp.canvas import CanvasGrid, PromptLayout, denormalize, get_layout
+from interp.canvas import CanvasGrid, PromptLayout, get_layout
 from interp.errors import InputError
 from interp.hooks import HookedModule, HookPoint
+from interp.models.pixels import Decode, predict_pixels
 from interp.models.vit import Block
 from interp.models.vqgan import VQGAN, VQGANConfig
 
@@ -272,39 +273,23 @@ class MAEVQGAN(HookedModule):
 
     @torch.no_grad()
     def predict_canvas(
-        self, canvas: Tensor, layout: PromptLayout | str = "one_shot", logits: Tensor | None = None
+        self, canvas: Tensor, layout: PromptLayout | str = "one_shot", logits: Tensor | None = None,
+        decode: Decode = "official",
     ) -> Tensor:
-        """The canvas in [0, 1] with the hidden patches replaced by the model's prediction.
+        """The official pasted prediction in [0, 1] (integer pixels / 255), ``[B, 3, H, W]``.
 
-        The predicted codes of the rows of patches the decoder covers are decoded by the VQGAN
-        (as the official ``decode_raw_predicion`` does for the full grid); only the masked
-        patches are pasted into the input. Pass ``logits`` to reuse a forward you already ran.
+        The predicted codes are laid out and VQGAN-decoded as the official
+        ``decode_raw_predicion`` does (zero-shot: the bottom-half codes repeated into the top
+        half, the full grid decoded), quantised to integers and pasted into the integer canvas
+        on the masked patches (:mod:`interp.models.pixels`). ``decode="band"`` decodes only the
+        rows the decoder covers (faster, not the official image). Pass ``logits`` to reuse a
+        forward you already ran.
         """
         if self.vqgan is None:
             raise RuntimeError("this model has no VQGAN; build it with a ModelConfig that has one")
         layout = get_layout(layout, self.grid)
         codes = (self(canvas, layout) if logits is None else logits).argmax(dim=-1)
-        pixels = self.decode_patches(codes, layout.decoder_patches)
-        image = denormalize(canvas).clamp(0, 1)
-        hidden = torch.zeros(self.grid.num_patches, dtype=torch.bool, device=canvas.device)
-        hidden[list(layout.masked_patches)] = True
-        keep = _patch_mask_to_pixels(hidden, self.grid).to(image.dtype)
-        return image * (1 - keep) + pixels * keep
-
-    def decode_patches(self, codes: Tensor, patches: tuple[int, ...]) -> Tensor:
-        """Pixels in [0, 1] of full canvases whose ``patches`` carry ``codes [B, len(patches)]``.
-
-        Only the band of patch rows that holds ``patches`` is decoded (others stay white); a
-        band must be fully covered, as it is for the one-shot and zero-shot layouts.
-        """
-        n, p = self.grid.patches_per_side, self.grid.patch_size
-        first, last = patches[0] // n, patches[-1] // n
-        if len(patches) != (last - first + 1) * n:
-            raise ValueError("decode_patches needs whole rows of patches; got a partial band")
-        band = self.vqgan.decode_codes(codes, grid=(last - first + 1, n))
-        out = band.new_ones(codes.shape[0], 3, self.grid.canvas_size, self.grid.canvas_size)
-        out[:, :, first * p : (last + 1) * p] = band
-        return out
+        return predict_pixels(self.vqgan, canvas, codes, layout, decode).float() / 255.0
 
     def enable_all_hook_points(self, enabled: bool = True) -> None:
         """Compute ``hook_result`` and the attention pattern even when no torch hook watches.
@@ -334,8 +319,3 @@ def sincos_pos_embed(dim: int, grid_size: int) -> Tensor:
     table = torch.cat([embed(cols), embed(rows)], dim=1)
     return torch.cat([torch.zeros(1, dim, dtype=torch.float64), table]).float()
 
-
-def _patch_mask_to_pixels(mask: Tensor, grid: CanvasGrid) -> Tensor:
-    """``[num_patches]`` bool -> ``[1, 1, H, W]`` pixel mask."""
-    n, p = grid.patches_per_side, grid.patch_size
-    return mask.view(n, n).repeat_interleave(p, 0).repeat_interleave(p, 1)[None, None]

@@ -16,39 +16,64 @@ import torch
 from torch import Tensor
 
 from interp import distributed
-from interp.canvas import PromptLayout, get_layout, normalize
+from interp.canvas import PromptLayout
 from interp.data.tasks import PromptBatch
 from interp.hooks import FwdHooks
-from interp.metrics import task_metric, task_score
+from interp.metrics import task_metric
 from interp.models.mae_vqgan import MAEVQGAN
+from interp.scoring import Score, Scorer
 from interp.taskvectors.policy import policy_mask, random_like  # noqa: F401  (re-exported)
 
 
 @torch.no_grad()
+def score_condition(
+    model: MAEVQGAN,
+    prompts: PromptBatch,
+    layout: PromptLayout | str,
+    fwd_hooks: FwdHooks = (),
+    batch_size: int = 64,
+    decode: str = "official",
+    keep_images: int = 0,
+) -> Score:
+    """Score every prompt once under one condition (:class:`~interp.scoring.Scorer`, pixel kind).
+
+    ``metric`` [N] is the task metric (NaN for empty IoUs); ``image`` holds the first
+    ``keep_images`` official pasted predictions (int32 ``[k, 3, H, W]``) so that nothing has to
+    run the forward again to show them.
+    """
+    scorer = Scorer(model, prompts.task, layout, "pixel", decode, empty_iou=float("nan"))
+    device = next(model.parameters()).device
+    metrics, images = [], []
+    starts = list(range(0, len(prompts), batch_size))
+    with model.hooks(fwd_hooks):
+        for start in distributed.shard(starts):  # batch k on rank k % world (all of them on one process)
+            canvases = prompts.canvases[start : start + batch_size].to(device)
+            score = scorer(canvases, model(canvases, scorer.layout))
+            metrics.append(score.metric.cpu())
+            if start < keep_images:  # the first batches (rank 0 under torchrun) keep their images
+                images.append(score.image[: keep_images - start].cpu())
+    image = torch.cat(images) if images else None
+    if not distributed.active():
+        metric = torch.cat(metrics)
+        return Score(metric.double(), metric, image)
+    # gather whole batches in batch order (the last one padded with NaN), then drop the padding
+    local = torch.full((len(metrics), batch_size), float("nan"))
+    for i, m in enumerate(metrics):
+        local[i, : len(m)] = m
+    metric = distributed.gather_rows(local, len(starts)).flatten()[: len(prompts)]
+    return Score(metric.double(), metric, image)
+
+
 def score_prompts(
     model: MAEVQGAN,
     prompts: PromptBatch,
     layout: PromptLayout | str,
     fwd_hooks: FwdHooks = (),
     batch_size: int = 64,
+    decode: str = "official",
 ) -> Tensor:
     """The task metric of every prompt under one condition, ``[N]`` (NaN for empty IoUs)."""
-    layout = get_layout(layout, model.grid)
-    device = next(model.parameters()).device
-    scores = []
-    starts = list(range(0, len(prompts), batch_size))
-    with model.hooks(fwd_hooks):
-        for start in distributed.shard(starts):  # batch k on rank k % world (all of them on one process)
-            canvases = prompts.canvases[start : start + batch_size].to(device)
-            predicted = model.predict_canvas(canvases, layout)
-            scores.append(task_score(prompts.task, normalize(predicted), canvases, model.grid).cpu())
-    if not distributed.active():
-        return torch.cat(scores)
-    # gather whole batches in batch order (the last one padded with NaN), then drop the padding
-    local = torch.full((len(scores), batch_size), float("nan"))
-    for i, s in enumerate(scores):
-        local[i, : len(s)] = s
-    return distributed.gather_rows(local, len(starts)).flatten()[: len(prompts)]
+    return score_condition(model, prompts, layout, fwd_hooks, batch_size, decode).metric
 
 
 def summarize(task: str, condition: str, scores: Tensor) -> dict:
@@ -117,31 +142,43 @@ def evaluate_task_vectors(
     batch_size: int = 64,
     controls: int = 3,
     extra_controls: Mapping[str, Mapping[str, Tensor]] | None = None,
+    examples: dict[str, dict[str, Tensor]] | None = None,
+    n_examples: int = 4,
 ) -> pd.DataFrame:
     """Per task: one-shot, zero-shot, zero-shot + task vector (thresholded policy, and the
     mean over ``sampled`` draws from it), zero-shot + as many random units (the control: the
     mean over ``controls`` random unit sets, so one lucky draw does not decide it).
     ``extra_controls[task][name]`` (``[sets, U]`` bool, e.g. from
-    :func:`interp.taskvectors.controls.control_masks`) add conditions ``zero_shot+control:<name>``."""
+    :func:`interp.taskvectors.controls.control_masks`) add conditions ``zero_shot+control:<name>``.
+
+    ``examples``, if given, is filled with ``{task: {condition: image}}``: the first
+    ``n_examples`` official pasted predictions (int32) of one-shot, zero-shot and zero-shot + tv,
+    from the same forwards that were scored."""
     rows = []
+    keep = n_examples if examples is not None else 0
     for task, batch in prompts.items():
         kept = policy_mask(probabilities[task], threshold)
+        shown: dict[str, Score] = {}
 
-        def patched(mask: Tensor) -> Tensor:
-            return score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means[task], mask)], "zero_shot"), batch_size)
+        def patched(mask: Tensor, keep_images: int = 0) -> Score:
+            hooks = patch_hooks_for(model, space, [(means[task], mask)], "zero_shot")
+            return score_condition(model, batch, "zero_shot", hooks, batch_size, keep_images=keep_images)
 
+        for name, layout in (("one_shot", "one_shot"), ("zero_shot", "zero_shot")):
+            shown[name] = score_condition(model, batch, layout, batch_size=batch_size, keep_images=keep)
+        shown["zero_shot+tv"] = patched(kept, keep)
+        if examples is not None:
+            examples[task] = {name: score.image for name, score in shown.items()}
         conditions: dict[str, Tensor] = {
-            "one_shot": score_prompts(model, batch, "one_shot", batch_size=batch_size),
-            "zero_shot": score_prompts(model, batch, "zero_shot", batch_size=batch_size),
-            "zero_shot+tv": patched(kept),
-            "zero_shot+random": torch.stack([patched(random_like(kept, seed + i)) for i in range(controls)]).nanmean(0),
+            **{name: score.metric for name, score in shown.items()},
+            "zero_shot+random": torch.stack([patched(random_like(kept, seed + i)).metric for i in range(controls)]).nanmean(0),
         }
         if sampled:
             g = torch.Generator().manual_seed(seed)
             draws = [torch.bernoulli(probabilities[task].double(), generator=g).bool() for _ in range(sampled)]
-            conditions["zero_shot+tv_sampled"] = torch.stack([patched(d) for d in draws]).nanmean(0)
+            conditions["zero_shot+tv_sampled"] = torch.stack([patched(d).metric for d in draws]).nanmean(0)
         for name, sets in (extra_controls or {}).get(task, {}).items():
-            conditions[f"zero_shot+control:{name}"] = torch.stack([patched(m) for m in sets]).nanmean(0)
+            conditions[f"zero_shot+control:{name}"] = torch.stack([patched(m).metric for m in sets]).nanmean(0)
         for condition, scores in conditions.items():
             row = summarize(task, condition, scores)
             row["units"] = int(kept.sum()) if "+" in condition else 0

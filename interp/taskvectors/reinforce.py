@@ -32,14 +32,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp import distributed
-from interp.canvas import PromptLayout, get_layout, normalize
+from interp.canvas import PromptLayout, get_layout
 from interp.data.source import derive_seed
 from interp.data.tasks import PromptBatch
 from interp.io import atomic_write, write_csv
 from interp.provenance import check_resume, normalized
-from interp.metrics import code_cross_entropy, task_metric, task_reward
 from interp.models.checkpoint import read_resume_state
 from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.pixels import check_decode
+from interp.scoring import Scorer, check_kind, reward_from_logits, reward_name  # noqa: F401 (re-exported)
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
@@ -57,6 +58,7 @@ class ReinforceConfig:
     sparsity: float = 0.0  # the official regularization_strength
     eval_every: int = 50
     reward: str = "pixel"  # "pixel" (official) or "token"
+    decode: str = "official"  # pixel reward: "official" full-grid decode or the faster "band"
     chunk: int = 320  # rows per forward (memory)
     seed: int = 0
     # which unit set the held-out evaluation scores: "sample" (official: one draw of the policy)
@@ -64,8 +66,8 @@ class ReinforceConfig:
     select: str = "sample"
 
     def __post_init__(self) -> None:
-        if self.reward not in ("pixel", "token"):
-            raise ValueError(f"reward must be 'pixel' or 'token', got {self.reward!r}")
+        check_kind(self.reward)
+        check_decode(self.decode)
         if self.select not in ("sample", "threshold"):
             raise ValueError(f"select must be 'sample' or 'threshold', got {self.select!r}")
 
@@ -186,9 +188,11 @@ def _save(path: Path, state: PolicyState, logits: Tensor, optimizer: torch.optim
 
 
 class PatchedScorer:
-    """Scores unit sets on prompts of one task: batched patched forwards, pixel or token reward."""
+    """Scores unit sets on prompts of one task: batched patched forwards, scored by one
+    :class:`~interp.scoring.Scorer` (pixel or token reward)."""
 
-    def __init__(self, model: MAEVQGAN, space: UnitSpace, means: Means, layout: PromptLayout | str, reward: str, chunk: int) -> None:
+    def __init__(self, model: MAEVQGAN, space: UnitSpace, means: Means, layout: PromptLayout | str, reward: str, chunk: int,
+                 decode: str = "official") -> None:
         self.model = model
         self.layout = get_layout(layout, model.grid)
         self.patcher = MeanPatcher(model, means, self.layout, space)
@@ -196,6 +200,14 @@ class PatchedScorer:
         self.chunk = chunk
         self.device = next(model.parameters()).device
         self._code_cache: dict[int, Tensor] = {}
+        self._task: str | None = None
+        self._scorer: Scorer | None = None
+        self.decode = decode
+
+    def scorer(self, task: str) -> Scorer:
+        if self._task != task:
+            self._task, self._scorer = task, Scorer(self.model, task, self.layout, self.reward, self.decode)
+        return self._scorer
 
     @torch.no_grad()
     def rewards(self, prompts: PromptBatch, which: Tensor, masks: Tensor) -> Tensor:
@@ -209,13 +221,14 @@ class PatchedScorer:
                 local = self.rewards(prompts, which[rows], masks[rows]) if len(rows) else torch.empty(0)
             return distributed.gather_rows(local, n)
         codes = self._codes(prompts)
+        scorer = self.scorer(prompts.task)
         out = []
         for start in range(0, len(which), self.chunk):
             rows = which[start : start + self.chunk]
             canvases = prompts.canvases[rows].to(self.device)
             logits = self.patcher.forward(canvases, masks[start : start + self.chunk])
             target = codes[rows.to(self.device)] if codes is not None else None
-            out.append(reward_from_logits(self.model, prompts.task, canvases, logits, self.layout, self.reward, target).cpu())
+            out.append(scorer.rewards(canvases, logits, target).cpu())
         return torch.cat(out)
 
     def _codes(self, prompts: PromptBatch) -> Tensor | None:
@@ -226,32 +239,6 @@ class PatchedScorer:
         if key not in self._code_cache:
             self._code_cache[key] = self.model.vqgan.encode_to_codes(prompts.canvases.to(self.device))
         return self._code_cache[key]
-
-
-def reward_name(task: str, kind: str) -> str:
-    """What a reward measures: ``iou``, ``-mse`` (pixel) or ``-code_ce`` (token)."""
-    if kind == "token":
-        return "-code_ce"
-    return "iou" if task_metric(task).name == "iou" else "-mse"
-
-
-@torch.no_grad()
-def reward_from_logits(
-    model: MAEVQGAN, task: str, canvases: Tensor, logits: Tensor, layout: PromptLayout, kind: str,
-    target_codes: Tensor | None = None,
-) -> Tensor:
-    """Higher-is-better score of each row's prediction, ``[B]``.
-
-    ``pixel``: decode the predicted codes, IoU (empty masks score 1) or -MSE on the target
-    cell, as the official reward. ``token``: minus the cross-entropy of the target cell's
-    VQGAN codes (no decoding; pass ``target_codes`` to skip encoding the canvases again).
-    """
-    if kind == "token":
-        codes = model.vqgan.encode_to_codes(canvases) if target_codes is None else target_codes
-        return -code_cross_entropy(logits, codes, layout)
-    predicted = normalize(model.predict_canvas(canvases, layout, logits=logits))
-    extra = {"empty": 1.0} if task_metric(task).name == "iou" else {}
-    return task_reward(task, predicted, canvases, model.grid, **extra)
 
 
 def search(
@@ -272,8 +259,8 @@ def search(
     of the evaluated unit set, averaged over tasks.
     """
     names = list(tasks)
-    scorers = {t: PatchedScorer(model, space, tasks[t].means, layout, cfg.reward, cfg.chunk) for t in names}
-    held_out_scorers = {t: PatchedScorer(model, space, tasks[t].means, layout, "pixel", cfg.chunk) for t in names}
+    scorers = {t: PatchedScorer(model, space, tasks[t].means, layout, cfg.reward, cfg.chunk, cfg.decode) for t in names}
+    held_out_scorers = {t: PatchedScorer(model, space, tasks[t].means, layout, "pixel", cfg.chunk, cfg.decode) for t in names}
 
     def losses(samples: Tensor) -> Tensor:
         loss = torch.empty(len(samples), dtype=torch.float64)

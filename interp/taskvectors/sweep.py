@@ -22,8 +22,8 @@ from interp import distributed
 from interp.canvas import PromptLayout, get_layout
 from interp.data.tasks import PromptBatch
 from interp.models.mae_vqgan import MAEVQGAN
+from interp.scoring import reward_from_logits, reward_name
 from interp.taskvectors.patching import Means, MeanPatcher
-from interp.taskvectors.reinforce import reward_from_logits, reward_name
 from interp.taskvectors.units import UnitSpace
 
 
@@ -38,11 +38,13 @@ def sweep(
     reuse_prefix: bool = True,
     chunk: int = 512,
     progress: bool = True,
+    decode: str = "official",
 ) -> pd.DataFrame:
     """One row per unit: its mean reward over the prompts and the delta vs. no patch.
 
     Rewards are higher-is-better (IoU, -MSE, or -code cross-entropy; see ``metric``), so a
-    positive ``delta`` means patching the unit alone helps.
+    positive ``delta`` means patching the unit alone helps. Scored by :mod:`interp.scoring`
+    (``decode``: the pixel reward's official full-grid decode or the faster ``"band"``).
     """
     model.eval()
     layout = get_layout(layout, model.grid)
@@ -54,7 +56,7 @@ def sweep(
     resid_names = lambda name: name.endswith("hook_resid_pre")  # noqa: E731
     clean_logits, cache = model.run_with_cache(canvases, layout, names_filter=resid_names if reuse_prefix else "decoder.hook_logits")
     codes = model.vqgan.encode_to_codes(canvases) if reward == "token" else None  # encoded once
-    baseline = reward_from_logits(model, prompts.task, canvases, clean_logits, layout, reward, codes).double()
+    baseline = reward_from_logits(model, prompts.task, canvases, clean_logits, layout, reward, codes, decode=decode).double()
 
     by_layer: dict[tuple[str, int], list[int]] = defaultdict(list)
     for unit in space.units:
@@ -80,7 +82,8 @@ def sweep(
                 else:
                     logits = model(canvases[prompt_idx.to(device)], layout)
             rows = prompt_idx.to(device)
-            score = reward_from_logits(model, prompts.task, canvases[rows], logits, layout, reward, None if codes is None else codes[rows])
+            score = reward_from_logits(model, prompts.task, canvases[rows], logits, layout, reward,
+                                       None if codes is None else codes[rows], decode=decode)
             rewards[unit_idx, prompt_idx] = score.double().cpu()
             bar.update(len(unit_idx))
     bar.close()

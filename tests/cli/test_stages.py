@@ -100,7 +100,7 @@ PIPELINE_ARGS = {"tasks": ("lowlight", ("lowlight",)), "fold": ("2", 2), "seed":
                  "n_search_eval": ("5", 5), "n_eval": ("6", 6), "composition": ("none", None)}
 REINFORCE_ARGS = {"steps": ("3", 3), "samples": ("6", 6), "lr": ("0.5", 0.5), "init": ("-2", -2.0),
                   "sparsity": ("0.1", 0.1), "eval_every": ("2", 2), "reward": ("token", "token"), "chunk": ("8", 8),
-                  "select": ("threshold", "threshold")}
+                  "select": ("threshold", "threshold"), "decode": ("band", "band")}
 
 
 def _argv(values: dict) -> list[str]:

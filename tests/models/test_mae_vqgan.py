@@ -134,12 +134,13 @@ def test_nnsight_sees_lazy_hook_points_when_enabled(tiny_random, canvases) -> No
 
 def test_predict_canvas_pastes_only_hidden_patches(canvases) -> None:
     model = random_model(with_vqgan=True)
-    from interp.canvas import denormalize
+    from interp.models.pixels import canvas_pixels
 
     for layout in (one_shot(model.grid), zero_shot(model.grid)):
         predicted = model.predict_canvas(canvases, layout)
         assert predicted.shape == canvases.shape and 0 <= predicted.min() and predicted.max() <= 1
-        visible = denormalize(canvases).clamp(0, 1)
+        assert torch.equal(predicted * 255, (predicted * 255).round())  # official integer pixels / 255
+        visible = canvas_pixels(canvases).float() / 255.0
         target = model.grid.cell(predicted, "target")
         assert torch.equal(model.grid.cell(predicted, "query"), model.grid.cell(visible, "query"))
         assert not torch.equal(target, model.grid.cell(visible, "target"))

@@ -1,0 +1,136 @@
+"""One scoring seam: a model's logits -> a higher-is-better reward per row, plus the task metric.
+
+A :class:`Scorer` is made for one (model, task, layout, reward kind, decode) and scores a batch
+of logits once; everything that scores predictions uses it: REINFORCE's reward, the
+single-unit sweep, evaluation, the explorer and the other search methods.
+
+* ``kind="pixel"`` (the official REINFORCE reward): the predicted codes become the official
+  pasted integer image (:func:`interp.models.pixels.predict_pixels`: official code layout,
+  full-grid VQGAN decode, truncation to 0..255, paste), scored by the official ``loss_iou`` /
+  ``loss_mse`` on the target cell (:func:`interp.metrics.pixel_iou`, :func:`~interp.metrics.pixel_mse`).
+  Reward: IoU (an empty prediction and truth scores ``empty_iou``, 1 by default, where the
+  metric is NaN) or -MSE.
+* ``kind="token"``: minus the cross-entropy of the target cell's VQGAN codes (no VQGAN
+  decode, which dominates the pixel reward's cost). Metric: that cross-entropy.
+
+``decode="band"`` is a faster, non-official pixel path: only the rows of patches the decoder
+covers are decoded (zero-shot: the bottom half, without the official copy in the top half).
+The README gives its measured distance from the official reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from interp.canvas import PromptLayout, get_layout
+from interp.metrics import code_cross_entropy, pixel_iou, pixel_mse, task_metric
+from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.pixels import DECODES, Decode, Decoder, canvas_pixels, check_decode, predict_pixels
+
+KINDS = ("pixel", "token")
+
+
+@dataclass
+class Score:
+    """What scoring one batch gives, one entry per row.
+
+    ``reward`` [B] float64, higher is better; ``metric`` [B] the task metric in its natural
+    sign (IoU, MSE, or the code cross-entropy for the token kind; NaN for an empty IoU);
+    ``image`` [B, 3, H, W] int32 0..255 the official pasted prediction (pixel kind only).
+    """
+
+    reward: Tensor
+    metric: Tensor
+    image: Tensor | None = None
+
+
+def reward_name(task: str, kind: str) -> str:
+    """What a reward measures: ``iou``, ``-mse`` (pixel) or ``-code_ce`` (token)."""
+    check_kind(kind)
+    if kind == "token":
+        return "-code_ce"
+    return "iou" if task_metric(task).name == "iou" else "-mse"
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"reward kind must be one of {KINDS} ('pixel': official IoU / -MSE, 'token': "
+                         f"-code cross-entropy, no decode); got {kind!r}")
+
+
+class Scorer:
+    """Scores logits of one (model, task, layout, reward kind, decode).
+
+    ``decoder`` replaces the VQGAN decode (``decoder(codes [B, h*w], grid=(h, w))`` -> pixels in
+    [0, 1]), e.g. with a cache keyed by the code grid; by default ``model.vqgan.decode_codes``.
+    """
+
+    def __init__(
+        self, model: MAEVQGAN, task: str, layout: PromptLayout | str = "zero_shot", kind: str = "pixel",
+        decode: Decode = "official", empty_iou: float = 1.0, decoder: Decoder | None = None,
+    ) -> None:
+        check_kind(kind)
+        check_decode(decode)
+        if model.vqgan is None:
+            raise RuntimeError("scoring needs the model's VQGAN (to decode or to encode the target codes); "
+                               "load a model with one")
+        self.model, self.task, self.kind, self.decode = model, task, kind, decode
+        self.layout = get_layout(layout, model.grid)
+        self.metric = task_metric(task)
+        self.empty_iou = empty_iou
+        self.decoder = decoder
+
+    @property
+    def name(self) -> str:
+        return reward_name(self.task, self.kind)
+
+    @torch.no_grad()
+    def target_codes(self, canvases: Tensor) -> Tensor:
+        """The canvases' VQGAN codes ``[B, num_patches]`` (token kind; encode once, pass them back in)."""
+        return self.model.vqgan.encode_to_codes(canvases)
+
+    @torch.no_grad()
+    def __call__(self, canvases: Tensor, logits: Tensor, target_codes: Tensor | None = None,
+                 truth: Tensor | None = None) -> Score:
+        """Score ``logits [B, len(layout.decoder_patches), vocab]`` of ``canvases [B, 3, H, W]``.
+
+        ``target_codes`` (token) and ``truth`` (pixel: :func:`canvas_pixels` of the canvases)
+        can be passed to skip recomputing them.
+        """
+        if self.kind == "token":
+            codes = self.target_codes(canvases) if target_codes is None else target_codes
+            ce = code_cross_entropy(logits, codes.to(logits.device), self.layout)
+            return Score(-ce.double(), ce)
+        image = self.image(canvases, logits)
+        truth = canvas_pixels(canvases).to(image.device) if truth is None else truth
+        if self.metric.name == "iou":
+            metric = pixel_iou(image, truth, self.model.grid)
+            reward = torch.nan_to_num(metric, nan=self.empty_iou).double()
+        else:
+            metric = pixel_mse(image, truth, self.model.grid)
+            reward = -metric.double()
+        return Score(reward, metric, image)
+
+    @torch.no_grad()
+    def image(self, canvases: Tensor, logits: Tensor) -> Tensor:
+        """The official pasted integer prediction ``[B, 3, H, W]`` (int32 0..255) of the logits."""
+        codes = logits.argmax(dim=-1)
+        return predict_pixels(self.model.vqgan, canvases, codes, self.layout, self.decode, self.decoder)
+
+    def rewards(self, canvases: Tensor, logits: Tensor, target_codes: Tensor | None = None) -> Tensor:
+        """Just the reward, ``[B]`` float64."""
+        return self(canvases, logits, target_codes).reward
+
+
+def reward_from_logits(
+    model: MAEVQGAN, task: str, canvases: Tensor, logits: Tensor, layout: PromptLayout | str, kind: str,
+    target_codes: Tensor | None = None, decode: Decode = "official",
+) -> Tensor:
+    """One-off form of :class:`Scorer`: the higher-is-better reward of each row, ``[B]``."""
+    return Scorer(model, task, layout, kind, decode)(canvases, logits, target_codes).reward
+
+
+__all__ = ["DECODES", "KINDS", "Score", "Scorer", "check_kind", "reward_from_logits", "reward_name"]

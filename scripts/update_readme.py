@@ -1,0 +1,153 @@
+"""Regenerate the README's measured tables from run outputs (no hand-copied numbers).
+
+    python scripts/update_readme.py                 # every section whose source exists
+    python scripts/update_readme.py --only demo     # one section
+    python scripts/update_readme.py --check         # exit 1 if the README is out of date
+
+A section is the text between ``<!-- BEGIN table:NAME -->`` and ``<!-- END table:NAME -->``.
+Each NAME has a renderer in :data:`RENDERERS`: ``(source path relative to the repo, function
+source -> Markdown)``. To add one, write the function and register it with :func:`renderer`.
+Sections whose source is missing are left as they are (and listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RENDERERS: dict[str, tuple[str, Callable[[Path], str]]] = {}
+SECTION = re.compile(r"(<!-- BEGIN table:(?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- END table:(?P=name) -->)", re.S)
+
+
+def renderer(name: str, source: str) -> Callable[[Callable[[Path], str]], Callable[[Path], str]]:
+    """Register ``fn(source_path) -> markdown`` as the renderer of section ``name``."""
+
+    def register(fn: Callable[[Path], str]) -> Callable[[Path], str]:
+        RENDERERS[name] = (source, fn)
+        return fn
+
+    return register
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
+    align = align or ["---"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _arrow(metric: str) -> str:
+    return "mIoU ↑" if metric == "iou" else "MSE ↓"
+
+
+def _label(task: str) -> str:
+    return {"inpainting_lowlight": "inpainting + low-light", "segmentation_inpainting": "segmentation + in-painting"}.get(
+        task, task)
+
+
+@renderer("in_context", "interp/assets/in_context_learning.csv")
+def render_in_context(path: Path) -> str:
+    """The tiny model's one-shot vs zero-shot table (written by scripts/publish_tiny.py)."""
+    table = pd.read_csv(path, comment="#")
+    rows = []
+    for task, part in table.groupby("task", sort=False):
+        by = part.set_index("condition")
+        gain = by.loc["one_shot", "gain_vs_zero_shot"]
+        rows.append([_label(task), _arrow(part["metric"].iloc[0]), f"{by.loc['one_shot', 'mean']:.3f}",
+                     f"{by.loc['zero_shot', 'mean']:.3f}", f"{gain:+.0%}"])
+    return markdown_table(["task", "metric", "one-shot", "zero-shot", "gain"], rows)
+
+
+@renderer("demo", "runs/demo/results.csv")
+def render_demo(path: Path) -> str:
+    """The demo's results.csv: per task, one-shot / zero-shot / + task vector / + random units."""
+    table = pd.read_csv(path)
+    rows = []
+    for task, part in table.groupby("task", sort=False):
+        by = part.set_index("condition")["mean"]
+        tv = by.get("zero_shot+tv")
+        composed = [c for c in by.index if c.startswith("zero_shot+tv[")]
+        label = f"{_label(task)} ({_arrow(part['metric'].iloc[0])})"
+        if tv is None and composed:
+            tv, label = by[composed[-1]], f"{_label(task)}, both vectors ({_arrow(part['metric'].iloc[0])})"
+        cells = [by.get("one_shot"), by.get("zero_shot"), tv, by.get("zero_shot+random")]
+        rows.append([label] + ["" if v is None or pd.isna(v) else f"{v:.3f}" for v in cells])
+    return markdown_table(["task", "one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units"], rows)
+
+
+@renderer("weights", "runs/weights/comparison.csv")
+def render_weights(path: Path) -> str:
+    """The weight- vs activation-space comparison table, as the comparison wrote it."""
+    return pd.read_csv(path).to_markdown(index=False, floatfmt=".4f")
+
+
+@renderer("bench", "bench/results.json")
+def render_bench(path: Path) -> str:
+    """The benchmark table of bench/run_all.py."""
+    sys.path.insert(0, str(ROOT))
+    from bench.run_all import table
+
+    return table(json.loads(path.read_text())["results"])
+
+
+@renderer("decode", "bench/decode.reference.json")
+def render_decode(path: Path) -> str:
+    """How far the band decode is from the official one (``python -m bench.decode --reference``)."""
+    result = json.loads(path.read_text())
+    rows = []
+    for task, a in result["agreement"].items():
+        rows.append([f"{task}, band decode", str(a["samples"]), f"{a['reward_pearson']:.4f}",
+                     f"{a['advantage_sign_agreement']:.1%}"])
+        if "before" in a:
+            b = a["before"]
+            rows.append([f"{task}, before (band, float MSE)", str(a["samples"]), f"{b['reward_pearson']:.4f}",
+                         f"{b['advantage_sign_agreement']:.1%}"])
+    rows.append(["cost of the official decode", str(result["sizes"]["rows"]), "", f"{result['ratio']:.2f}x the band's"])
+    return markdown_table(["task, reward", "samples", "Pearson r with the official reward", "advantage sign agreement"],
+                          rows)
+
+
+def update(text: str, root: Path = ROOT, only: set[str] | None = None) -> tuple[str, list[str], list[str]]:
+    """``(new text, sections updated, sections skipped for a missing source)``."""
+    updated, skipped = [], []
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if (only and name not in only) or name not in RENDERERS:
+            return match[0]
+        source, fn = RENDERERS[name]
+        path = root / source
+        if not path.exists():
+            skipped.append(f"{name} ({source} missing)")
+            return match[0]
+        updated.append(name)
+        return match[1] + fn(path).rstrip("\n") + "\n" + match[4]
+
+    return SECTION.sub(replace, text), updated, skipped
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--only", nargs="+", default=None, choices=sorted(RENDERERS))
+    parser.add_argument("--check", action="store_true", help="do not write; exit 1 if a section would change")
+    args = parser.parse_args()
+    old = args.readme.read_text()
+    new, updated, skipped = update(old, only=set(args.only) if args.only else None)
+    for line in skipped:
+        print(f"skipped {line}")
+    if args.check:
+        sys.exit(int(new != old))
+    args.readme.write_text(new)
+    print(f"updated {', '.join(updated) or 'nothing'} in {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
