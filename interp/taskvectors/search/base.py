@@ -32,7 +32,7 @@ from interp.models.checkpoint import read_resume_state
 from interp.errors import ConfigError, ResumeConflict
 from interp.io import atomic_write
 from interp.taskvectors.patching import Means, MeanPatcher
-from interp.taskvectors.reinforce import reward_from_logits
+from interp.scoring import reward_from_logits
 from interp.taskvectors.units import UnitSpace
 
 #: ``(logits [B, P, V], canvases [B, 3, H, W], rows [B] prompt indices) -> reward [B]``
