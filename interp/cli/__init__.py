@@ -66,8 +66,9 @@ def parse(argv: list[str], prog: str = "interp") -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
-    debug = debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+    if argv[:1] == ["--"]:  # `torchrun ... -m interp.cli -- <command> ...` passes the separator on
+        argv = argv[1:]
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
     prog = " ".join(["interp", *[a for a in argv if not a.startswith("-")][:1]])
     try:
         args = parse(argv, prog)

@@ -242,6 +242,8 @@ def test_failures_print_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_
 def test_missing_statistics_is_an_input_error(tmp_path, capsys) -> None:
     assert main(["taskness", "--run", str(tmp_path)]) == 2
     assert "interp collect" in capsys.readouterr().err
+    assert main(["--", "taskness", "--run", str(tmp_path)]) == 2  # as torchrun passes it
+    assert capsys.readouterr().err.startswith("interp taskness: error: ")
 
 
 def test_help_lists_choices_and_ranges(capsys) -> None:
