@@ -24,16 +24,8 @@ zero-shot by default, as in the paper): its token groups and its sequence length
 Group names resolve by slot (``"query"`` is the query cell wherever a layout puts it), so a
 space built for the one-shot layout patches the one-shot query tokens.
 
-``apply_to`` reproduces a quirk of the official code on purpose and only when asked: it
-applies the defining layout's *position indices* to another layout's sequences. The
-official ``construct_indices(..., zero_shot=False)`` does exactly this: group and token
-units keep their zero-shot positions (encoder 0..49, decoder 0..98) and are used as
-positions of the one-shot sequences (where position 1 is a patch of the example input, not
-of the query), while ``head`` units cover the whole one-shot sequence. Hence::
-
-    official construct_indices(g, zero_shot)  ==
-        UnitSpace.for_model(model, g, layout=zero_shot,
-                            apply_to=None if zero_shot else one_shot).official_triples(mask)
+``apply_to`` reproduces a quirk of the official code on purpose and only when asked (see
+:mod:`interp.taskvectors.unit_maps`).
 
 Patching (:mod:`interp.taskvectors.patching`) runs a forward in the space's
 :attr:`UnitSpace.target` layout (``apply_to`` if given, else ``layout``) and replaces the
@@ -44,65 +36,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from interp.canvas import QUADRANTS, CanvasGrid, PromptLayout, Stack, get_layout, zero_shot
+from interp.canvas import CanvasGrid, PromptLayout, Stack, get_layout, zero_shot
 from interp.errors import InputError
 
-Granularity = Literal["layer", "head", "group", "token"]
-GRANULARITIES: tuple[str, ...] = ("layer", "head", "group", "token")
-OFFICIAL_GRANULARITY = {"head": 0, "group": 1, "token": 2}
-ENCODER_GROUPS: tuple[str, ...] = ("cls", "query")
-DECODER_GROUPS: tuple[str, ...] = ("cls", "query", "target")
-GROUP_NAMES: tuple[str, ...] = ("cls", *QUADRANTS)
-STACKS: tuple[Stack, ...] = ("encoder", "decoder")
-
-
-def _listing(values: Sequence[Any]) -> str:
-    """``0..11`` for a run of integers, else the values themselves."""
-    if len(values) > 2 and all(isinstance(v, int) for v in values) and list(values) == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}..{values[-1]}"
-    return ", ".join(map(repr, values))
-
-
-def site_name(stack: str, layer: int, hook: str = "attn.hook_z") -> str:
-    """Hook name of one layer's site: ``encoder.blocks.3.attn.hook_z``."""
-    return f"{stack}.blocks.{layer}.{hook}"
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One Bernoulli variable: a layer (and head, group or token) of one stack.
-
-    ``layer`` counts within the stack; ``head`` is None at granularity ``layer``; ``group`` is
-    set only at ``group``, ``token`` (a position of the defining layout) only at ``token``.
-    """
-
-    index: int
-    stack: Stack
-    layer: int
-    head: int | None = None
-    group: str | None = None
-    token: int | None = None
-
-    @property
-    def site(self) -> str:
-        """The ``hook_z`` this unit patches."""
-        return site_name(self.stack, self.layer)
-
-    def __str__(self) -> str:
-        parts = [f"{self.stack} L{self.layer}"]
-        if self.head is not None:
-            parts.append(f"H{self.head}")
-        if self.group is not None:
-            parts.append(self.group)
-        if self.token is not None:
-            parts.append(f"token {self.token}")
-        return " ".join(parts)
+from interp.taskvectors.unit import (  # noqa: F401  (re-exported: they lived here)
+    DECODER_GROUPS, ENCODER_GROUPS, GRANULARITIES, GROUP_NAMES, OFFICIAL_GRANULARITY, STACKS, Granularity, Unit,
+    _listing, site_name,
+)
 
 
 @dataclass(frozen=True)
@@ -398,20 +343,9 @@ class UnitSpace:
 
     def from_official(self, vector: Any) -> Tensor:
         """An official Bernoulli sample (0/1 floats, ``[..., units]``) as a bool mask of this space."""
-        t = torch.as_tensor(np.asarray(vector) if not isinstance(vector, Tensor) else vector)
-        if t.dim() == 0 or t.shape[-1] != len(self):
-            raise InputError(
-                f"unit mask (or official vector) has shape {tuple(t.shape)}; a {self.granularity!r} space of this model "
-                f"has {len(self)} units (last dim). Is the granularity or the model right?"
-            )
-        if t.dtype != torch.bool:
-            bad = t.real[(t != 0) & (t != 1)] if not t.is_complex() else t.real.flatten()
-            if bad.numel():
-                raise InputError(f"a unit mask must hold only 0 and 1 (Bernoulli outcomes), got {t.dtype} values such as "
-                                 + ", ".join(f"{v:g}" for v in bad[:3].tolist()),
-                                 fix="Threshold probabilities first (policy.mask(0.5)) or pass a bool mask")
-            t = t != 0
-        return t
+        from interp.taskvectors.unit_maps import from_official
+
+        return from_official(self, vector)
 
     def to_official(self, mask: Tensor) -> Tensor:
         """A mask ``[..., units]`` as the official float 0/1 vector (same order)."""
@@ -434,24 +368,10 @@ class UnitSpace:
         return unit.site, heads, self._positions(unit.stack, unit.group, unit.token)
 
     def official_triples(self, mask: Any, layout: PromptLayout | None = None) -> list[tuple[int, int, int]]:
-        """The official ``(layer, head, position)`` list of a 1-D mask, in the official order.
+        """The official ``(layer, head, position)`` list of a 1-D mask (:func:`~interp.taskvectors.unit_maps.official_triples`)."""
+        from interp.taskvectors.unit_maps import official_triples
 
-        Layers are numbered encoder ``0..L_enc-1`` then decoder ``L_enc..``; positions are of
-        the :attr:`target` layout's sequences (pass ``layout`` only to assert which that is).
-        Order: active units ascending, then heads, then positions ascending.
-        """
-        if layout is not None:
-            self.check_target(layout)
-        mask = self.from_official(mask)
-        if mask.dim() != 1:
-            raise ValueError(f"official_triples takes one sample [units], got shape {tuple(mask.shape)}")
-        triples: list[tuple[int, int, int]] = []
-        for i in mask.nonzero().flatten().tolist():
-            unit = self.unit(i)
-            layer = unit.layer + (self.n_enc_layers if unit.stack == "decoder" else 0)
-            _, heads, positions = self.unit_cells(i)
-            triples += [(layer, h, p) for h in heads for p in positions]
-        return triples
+        return official_triples(self, mask, layout)
 
     def check_target(self, layout: PromptLayout) -> None:
         """Raise unless ``layout`` is the layout this space patches (same slots)."""
@@ -473,28 +393,7 @@ class UnitSpace:
         in one gather. Cached.
         """
         if "site_index" not in self._cache:
-            n = len(self)
-            maps: dict[str, Tensor] = {}
-            for stack in STACKS:
-                n_pos, n_heads = len(self.target.slots(stack)), self.heads(stack)
-                per_head = self.per_head(stack)
-                # local[pos, head]: index of the covering unit within its layer (n = none)
-                if self.granularity == "layer":
-                    local = np.zeros((n_pos, n_heads), dtype=np.int64)
-                elif self.granularity == "head":
-                    local = np.broadcast_to(np.arange(n_heads), (n_pos, n_heads)).copy()
-                else:
-                    sub = np.full(n_pos, -1, dtype=np.int64)  # group / token of each position
-                    if self.granularity == "group":
-                        groups = self.layout.token_groups(stack)
-                        for g, name in enumerate(self.groups(stack)):
-                            sub[list(groups[name])] = g
-                    else:
-                        sub[: per_head] = np.arange(per_head)
-                    local = np.arange(n_heads)[None, :] * per_head + sub[:, None]
-                    local[sub < 0] = -1
-                for layer in range(self.layers(stack)):
-                    base = self.offset(stack) + layer * self.per_layer(stack)
-                    maps[site_name(stack, layer)] = torch.from_numpy(np.where(local < 0, n, base + local))
-            self._cache["site_index"] = maps
+            from interp.taskvectors.unit_maps import site_index
+
+            self._cache["site_index"] = site_index(self)
         return self._cache["site_index"]
