@@ -88,6 +88,14 @@ def render_weights(path: Path) -> str:
     return pd.read_csv(path).to_markdown(index=False, floatfmt=".4f")
 
 
+@renderer("search", "runs/demo/search_comparison.csv")
+def render_search(path: Path) -> str:
+    """The demo's search-method comparison (``interp compare-search``, run by ``make demo``)."""
+    from interp.compare_search import markdown_table as search_table
+
+    return search_table(pd.read_csv(path))
+
+
 @renderer("bench", "bench/results.json")
 def render_bench(path: Path) -> str:
     """The benchmark table of bench/run_all.py."""

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interp.canvas import get_layout, normalize
+from interp.canvas import get_layout
 from interp.data.tasks import PromptBatch
-from interp.metrics import task_score
+from interp.scoring import Scorer
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
@@ -33,6 +33,7 @@ class Predictor:
         self._spaces: dict[str, UnitSpace] = {}
         self.fields: dict[str, dict[str, np.ndarray]] = {}
         self._patchers: dict[tuple[str, str], MeanPatcher] = {}
+        self._scorers: dict[tuple[str, str], Scorer] = {}
         self._cache: dict[tuple, Any] = {}
 
     def space(self, layout: str) -> UnitSpace:
@@ -68,11 +69,13 @@ class Predictor:
         """(predicted canvases in [0, 1] ``[B, 3, H, W]``, metric per prompt ``[B]``)."""
         canvas = self.prompts[task].canvases[rows].to(self.device)
         if mask is None or not mask.any():
-            predicted = self.model.predict_canvas(canvas, layout)
+            logits = self.model(canvas, get_layout(layout, self.model.grid))
         else:
             logits = self.patcher(means_task, layout).forward(canvas, mask[None].expand(len(canvas), -1))
-            predicted = self.model.predict_canvas(canvas, layout, logits=logits)
-        return predicted, task_score(task, normalize(predicted), canvas, self.model.grid).double().cpu()
+        if (task, layout) not in self._scorers:  # the official pixel path and metric, as every stage scores
+            self._scorers[task, layout] = Scorer(self.model, task, layout)
+        score = self._scorers[task, layout](canvas, logits)
+        return score.image.float() / 255, score.metric.double().cpu()
 
     def predict(self, task: str, index: int, layout: str, means_task: str, mask: Tensor | None) -> tuple[Tensor, float]:
         """(target cell in [0, 1] ``[3, c, c]``, metric) of one prompt."""
