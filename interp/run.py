@@ -28,10 +28,6 @@ import torch
 from interp.errors import InputError, InterpError
 from interp.io import atomic_write, clean_temporaries, write_csv, write_json
 
-#: the old name of :func:`interp.io.atomic_write`, kept for callers not yet moved over
-atomic_path = atomic_write
-
-
 def package_versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     from importlib.metadata import PackageNotFoundError, version
@@ -168,6 +164,11 @@ class RunDir:
 
     def log_path(self, task: str, method: str = "reinforce") -> Path:
         return self.search_dir(task, method) / "log.csv"
+
+    def searched_tasks(self, method: str = "reinforce", artifact: str = "policy.safetensors") -> list[str]:
+        """The tasks for which ``method`` left ``artifact`` (``policy.safetensors``, ``log.csv``), by name."""
+        folder = self.path / method
+        return sorted(p.parent.name for p in folder.glob(f"*/{artifact}")) if folder.is_dir() else []
 
     def _require(self, paths: Mapping[str, Path], what: str, command: str) -> None:
         missing = [t for t, p in paths.items() if not p.exists()]

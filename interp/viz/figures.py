@@ -39,6 +39,7 @@ import torch
 
 from interp.canvas import QUADRANTS, CanvasGrid, denormalize
 from interp.errors import InterpError
+from interp.run import RunDir
 from interp.taskvectors.units import UnitSpace
 from interp.viz.curves import reinforce_curves, results_bars
 from interp.viz.export import FORMATS, STATIC_HELP, chrome_available, check_formats, export_session, save_figure
@@ -124,8 +125,8 @@ def taskness_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
 
 
 def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
-    folder = run_dir / "reinforce"
-    policies = _task_sorted(folder.glob("*/policy.safetensors")) if folder.is_dir() else []
+    run = RunDir(run_dir)
+    policies = _task_sorted([run.policy_path(task) for task in run.searched_tasks()])
     if not policies:
         raise _Skip("no reinforce/<task>/policy.safetensors")
     out = []
@@ -140,8 +141,8 @@ def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
 
 
 def curve_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
-    folder = run_dir / "reinforce"
-    logs = _task_sorted(folder.glob("*/log.csv")) if folder.is_dir() else []
+    run = RunDir(run_dir)
+    logs = _task_sorted([run.log_path(task) for task in run.searched_tasks(artifact="log.csv")])
     if not logs:
         raise _Skip("no reinforce/<task>/log.csv")
     frames = {path.parent.name: pd.read_csv(path) for path in logs}
