@@ -1,13 +1,13 @@
-"""A short pipeline run is bit-identical run to run, and close at 1 vs 2 torch threads (issue 13).
+"""A short pipeline run is bit-identical run to run and at 1 vs 2 torch threads (issue 13).
 
-Each run is a fresh subprocess (so no state is shared) on the random test model: collect,
+Each run is a fresh subprocess (so no state is shared) on the bundled tiny model: collect,
 REINFORCE (pixel reward, official decode), evaluate; it prints a SHA-256 of the results table,
 the policies and the example predictions, and the numbers themselves.
 
-Across thread counts the CPU kernels (VQGAN convolutions) sum in another order, so a decoded
-value next to a truncation boundary can land on the other integer: a few pixels move by one
-level and the metrics by ~1e-6 (measured: one-shot MSE 0.8688478 vs 0.8688454). The
-statistics and codes stay identical; the test bounds the rest.
+Across thread counts oneDNN's small-batch convolutions sum in another order, which would move
+a decoded value next to a truncation boundary onto the other integer; the VQGAN decode therefore
+runs on the native CPU kernels (``interp.models.vqgan``), and the pixels are the same at any
+thread count.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from safetensors.torch import load_file
 from interp.pipeline import PipelineConfig, load_source, stage_collect, stage_evaluate, stage_search
 from interp.run import RunDir
 from interp.taskvectors.reinforce import ReinforceConfig
-from tests.conftest import random_model
-model, source = random_model(with_vqgan=True), load_source("synthetic:3")
+import interp
+model, source = interp.load_model("tiny"), load_source("synthetic:3")
 cfg = PipelineConfig(tasks=("segmentation", "lowlight"), n_collect=4, n_candidates=8, n_train=3, n_search_eval=2,
                      n_eval=4, composition=None)
 run = RunDir.create(Path(sys.argv[1]), command="determinism", config={})
@@ -57,11 +57,10 @@ def _run(tmp_path: Path, name: str, threads: int) -> dict:
 
 
 @pytest.mark.slow
-def test_pipeline_bit_identical_run_to_run_and_close_across_threads(tmp_path) -> None:
+def test_pipeline_bit_identical_run_to_run_and_across_threads(tmp_path) -> None:
     first = _run(tmp_path, "a", 1)
     assert len(first["hash"]) == 64
     assert _run(tmp_path, "b", 1)["hash"] == first["hash"], "two runs at 1 thread differ"
     other = _run(tmp_path, "c", 2)
-    assert other["means"] == pytest.approx(first["means"], rel=1e-4, abs=1e-5, nan_ok=True), "1 and 2 threads differ"
-    for task, logits in first["policies"].items():
-        assert other["policies"][task] == pytest.approx(logits, abs=1e-2), task
+    assert other["means"] == first["means"], "1 and 2 threads give other metrics"
+    assert other["hash"] == first["hash"], "1 and 2 threads differ (tables, policies or predicted pixels)"

@@ -22,8 +22,9 @@ Nothing here forces ``torch.no_grad``; that is the caller's choice.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,20 @@ from torch import Tensor, nn
 from interp.canvas import denormalize
 
 __all__ = ["VQGANConfig", "VQGAN"]
+
+
+@contextmanager
+def _native_cpu_kernels(device: torch.device) -> Iterator[None]:
+    """Run CPU convolutions without oneDNN (whose small-batch kernels depend on the thread count)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 @dataclass(frozen=True)
@@ -312,12 +327,16 @@ class VQGAN(nn.Module):
     def decode_codes(self, codes: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
         """[B, N] int64 codes -> [B, 3, h*f, w*f] pixels in [0, 1].
 
-        ``grid`` is the (h, w) code layout, square by default.
+        ``grid`` is the (h, w) code layout, square by default. On the CPU the decoder runs without
+        oneDNN: for small batches oneDNN picks kernels by thread count, which moves values by ~1e-7
+        and so flips integer pixels at truncation boundaries; the native kernels give the same
+        pixels at any thread count (``tests/test_determinism.py``).
         """
         if grid is None:
             side = int(round(codes.shape[1] ** 0.5))
             if side * side != codes.shape[1]:
                 raise ValueError(f"{codes.shape[1]} codes are not a square grid; pass grid=")
             grid = (side, side)
-        x = self.decode(self.quantize.lookup(codes.long(), grid))
+        with _native_cpu_kernels(codes.device):
+            x = self.decode(self.quantize.lookup(codes.long(), grid))
         return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
