@@ -7,7 +7,7 @@ PIP_TORCH_ARGS ?=
 RUN_DIR ?= runs/demo
 BIN := $(VENV)/bin
 
-.PHONY: demo test notebooks install clean
+.PHONY: demo test notebooks readme install clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,17 @@ test: install
 # rewrite notebooks/*.ipynb from their sources, the jupytext scripts notebooks/*.py (tests check that they match)
 notebooks: install
 	$(BIN)/python notebooks/build_notebooks.py
+
+# after `make demo` (and `interp compare-weights --out runs/weights --activation-run runs/demo`,
+# `python -m bench.run_all`): the README's figures and every measured table, from those runs
+readme: install
+	$(BIN)/interp figures $(RUN_DIR) --formats png --only results --only taskness --out $(RUN_DIR)/readme
+	cp $(RUN_DIR)/readme/results.png figures/demo_results.png
+	cp $(RUN_DIR)/readme/taskness.png figures/demo_taskness.png
+	$(BIN)/interp figures $(RUN_DIR) --width page --only results --formats png,pdf --out $(RUN_DIR)/paper
+	cp $(RUN_DIR)/paper/results.png figures/paper_results.png
+	cp $(RUN_DIR)/paper/results.pdf figures/paper_results.pdf
+	$(BIN)/python scripts/update_readme.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

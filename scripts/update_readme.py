@@ -78,8 +78,11 @@ def render_demo(path: Path) -> str:
         if tv is None and composed:
             tv, label = by[composed[-1]], f"{_label(task)}, both vectors ({_arrow(part['metric'].iloc[0])})"
         cells = [by.get("one_shot"), by.get("zero_shot"), tv, by.get("zero_shot+random")]
-        rows.append([label] + ["" if v is None or pd.isna(v) else f"{v:.3f}" for v in cells])
-    return markdown_table(["task", "one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units"], rows)
+        one, zero = by.get("one_shot"), by.get("zero_shot")
+        recovered = "" if tv is None or one is None or zero is None or one == zero else f"{(tv - zero) / (one - zero):.0%}"
+        rows.append([label] + ["" if v is None or pd.isna(v) else f"{v:.3f}" for v in cells] + [recovered])
+    return markdown_table(["task", "one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units",
+                           "one-shot gain recovered"], rows)
 
 
 @renderer("weights", "runs/weights/comparison.csv")
