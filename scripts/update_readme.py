@@ -87,8 +87,10 @@ def render_demo(path: Path) -> str:
 
 @renderer("weights", "runs/weights/comparison.csv")
 def render_weights(path: Path) -> str:
-    """The weight- vs activation-space comparison table, as the comparison wrote it."""
-    return pd.read_csv(path).to_markdown(index=False, floatfmt=".4f")
+    """The weight- vs activation-space summary (one row per method) of ``interp compare-weights``."""
+    from interp.comparison.table import render_markdown
+
+    return render_markdown(pd.read_csv(path))
 
 
 @renderer("search", "runs/demo/search_comparison.csv")
