@@ -259,7 +259,7 @@ def results_bars(
         rows=1,
         cols=len(metrics),
         column_widths=[max(1, len(per_metric[m])) for m in metrics],
-        horizontal_spacing=0.1 if len(metrics) > 1 else 0.0,
+        horizontal_spacing=0.2 if len(metrics) > 1 else 0.0,  # room for the second axis title at column width
     )
     shown_legend: set[str] = set()
     extra = [c for c in conditions if c not in CONDITION_COLORS]  # numbered in order: fixed per figure
