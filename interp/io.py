@@ -73,29 +73,32 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     previous ``path`` (if any) stays as it was.
     """
     path = Path(path)
-    try:
+    with _named_write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
-    except OSError as error:
-        named = write_error(error, path)
-        if named is None:
-            raise
-        raise named from error
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with _named_write_errors(path):
+            yield Path(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def _named_write_errors(path: Path) -> Iterator[None]:
+    """Re-raise a failed write of ``path`` as its named error (:func:`write_error`), if it has one."""
+    try:
+        yield
     except Exception as error:
         named = write_error(error, path)
         if named is None:
             raise
         raise named from error
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def clean_temporaries(folder: str | Path) -> list[Path]:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from interp.taskvectors.search.base import (
-    Checkpoint, SearchProblem, SearchResult, best_of, config_dict, size_grid, top_k_masks,
+    Checkpoint, SearchProblem, SearchResult, best_top_k, config_dict,
 )
 
 
@@ -48,9 +48,4 @@ def run(problem: SearchProblem, cfg: AttributionConfig = AttributionConfig(), ch
         with problem.budget.timing():
             scores = estimates(problem)
         store.save({"scores": scores}, problem.budget)
-    with problem.budget.timing():
-        ks = size_grid(len(scores), cfg.max_units)
-        candidates = top_k_masks(scores, ks)
-        best, held = best_of(problem, candidates)
-    log = [{"units": k, "held_out_score": float(s)} for k, s in zip(ks, held)]
-    return SearchResult("attribution", candidates[best], scores, float(held[best]), problem.budget, config_dict(cfg), log)
+    return best_top_k(problem, "attribution", scores, cfg.max_units, config_dict(cfg))

@@ -262,6 +262,16 @@ def size_grid(n_units: int, max_units: int | None = None) -> list[int]:
     return sorted({k for k in sizes if k <= top} | {top})
 
 
+
+def best_top_k(problem: SearchProblem, method: str, scores: Tensor, max_units: int | None, config: dict) -> SearchResult:
+    """Rank units by ``scores``, keep the top-k (k on :func:`size_grid`) best on the held-out prompts."""
+    with problem.budget.timing():
+        ks = size_grid(len(scores), max_units)
+        candidates = top_k_masks(scores, ks)
+        best, held = best_of(problem, candidates)
+    log = [{"units": k, "held_out_score": float(s)} for k, s in zip(ks, held)]
+    return SearchResult(method, candidates[best], scores, float(held[best]), problem.budget, config, log)
+
 class Checkpoint:
     """An atomic, config-checked checkpoint of one search (``torch.save`` of tensors and lists,
     read back with ``weights_only=True``)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from interp.taskvectors.search.base import SearchProblem, SearchResult, best_of, config_dict, size_grid, top_k_masks
+from interp.taskvectors.search.base import SearchProblem, SearchResult, best_top_k, config_dict
 
 
 @dataclass
@@ -23,10 +23,4 @@ def run(problem: SearchProblem, cfg: TasknessConfig = TasknessConfig(), checkpoi
     if problem.taskness is None:
         raise ValueError("the taskness method needs per-unit taskness: build the SearchProblem with "
                          "taskness=unit_taskness(table, space) (the pipeline's taskness.csv)")
-    scores = problem.taskness.double()
-    with problem.budget.timing():
-        ks = size_grid(len(scores), cfg.max_units)
-        candidates = top_k_masks(scores, ks)
-        best, held = best_of(problem, candidates)
-    log = [{"units": k, "held_out_score": float(s)} for k, s in zip(ks, held)]
-    return SearchResult("taskness", candidates[best], scores, float(held[best]), problem.budget, config_dict(cfg), log)
+    return best_top_k(problem, "taskness", problem.taskness.double(), cfg.max_units, config_dict(cfg))
