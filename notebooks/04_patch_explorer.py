@@ -19,12 +19,16 @@
 # layer x head grid (one block per stack and token group; orange = patched). The prompt itself
 # (example pair, query) sits beside the one-shot, zero-shot and patched predictions and the
 # target, each with the task metric, and below them the metric over all prompts of the task
-# (mean ± sem). *Means of* patches another task's means; *export figure* writes the view as
-# HTML / PNG / PDF / SVG (names carry the mask's size and hash), *export selection* the units as
-# a policy file plus the Python that reopens the view, *save state* the widget as JSON.
+# (mean ± sem). The *compare A / B* tab pins the selection (or a policy) as set A while you edit B
+# and shows both predictions, both metrics and B - A; *shift-click* a unit to see its head's
+# attention pattern (unpatched and patched) in the *attention* tab. *Means of* patches another
+# task's means; *export figure* writes the view as HTML / PNG / PDF / SVG (names carry the mask's
+# size and hash), *export selection* the units as a policy file plus the Python that reopens the
+# view, *save state* the widget as JSON.
 #
 # Everything the widget does is a plain method (`current_mask()`, `toggle()`, `predictions()`,
-# `scores()`, `set_scores()`, `render()`, `export()`, `state()` / `load_state()`), so it can also be
+# `scores()`, `set_scores()`, `render()`, `export()`, `state()` / `load_state()`, `compare.pin()`,
+# `compare.result()`, `attention.select(stack, layer, head)`, `attention.figure()`), so it can also be
 # scripted, as below. Built here from 32 prompts per task and two "policies" taken from the
 # top-taskness units; to explore a run's REINFORCE policies instead, pass
 # `interp.viz.explorer.run_policies("runs/demo")` (and that run's statistics,
@@ -85,6 +89,19 @@ explorer.render().show()
 
 # %%
 explorer.mask_figure().show()
+
+# %% [markdown]
+# Pin this selection as set A, drop the clicked unit from B, and compare; then one decoder head's
+# attention on this prompt, without and with the patch.
+
+# %%
+explorer.compare.pin()
+explorer.toggle(0)
+result = explorer.compare.result()
+print({k: f"{m:+.4f} ± {s:.4f}" for k, (m, s, n) in result.prompt_set.items()}, result.verdict(result.prompt_set["diff"][0]))
+explorer.compare.clear()
+explorer.attention.select("decoder", 0, 3)
+explorer.attention.figure().show()
 
 # %% [markdown]
 # ## The widget

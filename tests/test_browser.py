@@ -3,7 +3,9 @@
 Starts ``jupyter lab`` (headless, random token, free port) on a copy of
 ``notebooks/04_patch_explorer.ipynb``, opens it in Debian's Chromium through playwright, runs
 all cells, waits for the explorer's image row, moves the *prompt* slider with the keyboard and
-checks that the patched prediction image changes. Screenshots (before, after, or at the
+checks that the patched prediction image changes, clicks units of the grid (mask and prediction
+change), pins them as set A and checks the compare tab, shift-clicks a unit for its head's
+attention, and checks the explorer fits 1280 x 800. Screenshots (before, after, or at the
 failure) are saved under the test's temporary directory, whose path the failure message gives
 together with the page's error outputs and the end of the JupyterLab log.
 
@@ -300,10 +302,35 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     changed = _wait(lambda: (b := patched.evaluate(IMAGE_BYTES)) != image_before and b, CHANGE_TIMEOUT_S)
     assert changed, "the patched prediction did not change after clicking 4 units"
     assert "mod-active" in (cells.nth(0).get_attribute("class") or ""), "a clicked unit is not shown as patched"
+    print(f"clicked 4 units: {mask_after.splitlines()[1] if len(mask_after.splitlines()) > 1 else mask_after}")
     page.set_viewport_size({"width": 1280, "height": 800})
+    _compare_and_attention(page, widget, cells, summary, shots)
+    page.locator(".lm-TabBar-tab", has_text=re.compile(r"^prediction$")).click()
     widget.scroll_into_view_if_needed()
+    box = widget.bounding_box()
+    assert box["width"] <= 1280 and box["height"] <= 800, f"the explorer is {box['width']:.0f} x {box['height']:.0f} px: not within 1280 x 800"
     widget.screenshot(path=str(SCREENSHOT))
-    print(f"clicked 4 units: {mask_after.splitlines()[1] if len(mask_after.splitlines()) > 1 else mask_after}; screenshot {SCREENSHOT}")
+    print(f"screenshot {SCREENSHOT} ({box['width']:.0f} x {box['height']:.0f} px)")
+
+
+def _compare_and_attention(page, widget, cells, summary, shots: Path) -> None:
+    """Pin the 4 units as A, add a fifth to B: the compare tab shows A, B and B - A; a shift-click shows a head's attention."""
+    page.locator(".lm-TabBar-tab", has_text="compare A / B").click()
+    widget.locator("button", has_text="pin B as A").click()
+    _wait(lambda: "interp-in-a" in (cells.nth(0).get_attribute("class") or ""), 30)
+    assert "interp-in-a" in (cells.nth(0).get_attribute("class") or ""), "pinning did not outline set A on the grid"
+    cells.nth(4).click()
+    table = widget.locator(".interp-compare")
+    assert _wait(lambda: table.count() and "(5 units)" in table.inner_text() and "(4 units)" in table.inner_text(), 30), \
+        f"the compare tab does not show A (4 units) and B (5 units): {table.inner_text() if table.count() else 'no table'}"
+    assert "B − A" in table.inner_text()
+    _screenshot(page, widget, shots / "compare.png")
+    cells.nth(1).click(modifiers=["Shift"])  # its head's attention, in the attention tab
+    plot = widget.locator(".js-plotly-plot")
+    assert _wait(lambda: plot.count() >= 1, 60), "shift-click on a unit did not draw its head's attention pattern"
+    assert re.search(r"decoder L2 H\d+", widget.inner_text()), "the attention tab does not name the head it shows"
+    _screenshot(page, widget, shots / "attention.png")
+    print("compare tab: A 4 units, B 5 units, B - A shown; shift-click drew the head's attention")
 
 
 def test_exported_html_renders_offline(tmp_path: Path) -> None:

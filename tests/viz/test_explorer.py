@@ -94,20 +94,21 @@ def test_grid_clicks_toggle_single_units(explorer) -> None:
         explorer.controls["encoder"].value = False
         explorer.controls["decoder"].value = False
     assert explorer.controls["threshold"].disabled  # no policy: nothing to threshold
-    assert not explorer.current_mask().any() and len(explorer.unit_buttons) == len(explorer.space())
+    assert not explorer.current_mask().any() and len(explorer.grid.mask) == len(explorer.space())
+    assert sum(len(b["units"]) * b["heads"] for b in explorer.grid.blocks) == len(explorer.space())
     before = explorer.predictions()["patched"]
     space = explorer.space()
     pick = [i for i, u in enumerate(space.units)
             if (u.stack, u.layer, u.head) == ("encoder", 1, 2) or (u.stack, u.layer, u.group) == ("decoder", 1, "target") and u.head in (0, 2)]
     for i in pick:
-        explorer.unit_buttons[i].value = True  # what a click does
+        explorer.grid.click(i)  # what a click on the cell does (the browser test clicks the cells)
     assert explorer.current_mask().nonzero().flatten().tolist() == pick
-    assert [explorer.unit_buttons[i].button_style for i in pick] == ["warning"] * len(pick)
+    assert explorer.grid.patched() == pick  # the grid is the live mask
     assert not torch.equal(explorer.predictions()["patched"], before)
     means = explorer.set_scores()
     assert means["patched"][2] == len(explorer.prompts["segmentation"]) and "± " in explorer.summary.value
     explorer.toggle(pick[0])
-    assert explorer.current_mask().nonzero().flatten().tolist() == pick[1:] and not explorer.unit_buttons[pick[0]].value
+    assert explorer.current_mask().nonzero().flatten().tolist() == pick[1:] == explorer.grid.patched()
 
 
 def test_selection_policy_code_and_state(explorer, tmp_path) -> None:

@@ -1,9 +1,10 @@
-"""The explorer's ipywidgets: controls, the clickable unit grid (the live mask), images, buttons.
+"""The explorer's ipywidgets: controls, the unit grid (the live mask), tabs of images, buttons.
 
-The grid has one small toggle per unit, laid out as layers (rows) x heads (columns), one block
-per stack and token group; orange = patched. It is rebuilt when the layout changes (another
-unit space) and re-coloured after every change; a click calls :meth:`PatchExplorer.toggle`.
-Sized for a 1280 x 800 screen: 7 image panels of 128 px, controls in three labelled rows.
+The grid (:mod:`.grid`) has one cell per unit, layers (rows) x heads (columns), one block per
+stack and token group; orange = patched, outlined = in the pinned set A; a click calls
+:meth:`PatchExplorer.toggle`, a shift-click shows the head in the attention tab. Below it three
+tabs: the prompt and its predictions, the A/B comparison (:mod:`.compare`), a head's attention
+(:mod:`.attention`). Sized for a 1280 x 800 screen: image panels of 128 px, controls in four rows.
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import traitlets
+
+from interp.viz.explorer.attention import AttentionView
+from interp.viz.explorer.compare import policy_options
+from interp.viz.explorer.grid import unit_grid
 from interp.viz.explorer.policies import NO_POLICY
 from interp.viz.explorer.render import PANELS
 from interp.viz.heatmaps import GROUP_LABELS
 
-#: grids larger than this many units (e.g. the official model) show the range controls only
-MAX_GRID_UNITS = 1200
+TABS = ("prediction", "compare A / B", "attention of a head")
 STYLE = """<style>
-.interp-explorer .interp-unit {min-width: 0; padding: 0; margin: 0; border-radius: 2px; font-size: 8px; line-height: 14px}
+.interp-explorer .interp-head {min-width: 0; padding: 0; margin: 0 1px 0 0; font-size: 10px}
+.interp-explorer .interp-compare td, .interp-explorer .interp-compare th {padding: 1px 8px; font-size: 12px; text-align: left}
 .interp-explorer .interp-title {text-align: center; font-size: 11px; line-height: 1.25; white-space: nowrap}
 .interp-explorer .widget-label {min-width: 0}
 </style>"""
@@ -54,8 +60,7 @@ def build_controls(ex: Any, w: Any) -> None:
                               layout=w.Layout(width="135px")),
         "decoder_layers": w.IntRangeSlider(value=(0, cfg.decoder_depth - 1), min=0, max=max(cfg.decoder_depth - 1, 0),
                                            description="", continuous_update=False, layout=w.Layout(width="150px")),
-        "heads": w.SelectMultiple(options=list(range(heads)), value=tuple(range(heads)), rows=min(heads, 8),
-                                  description="heads", layout=w.Layout(width="110px"), **short),
+        "heads": head_picker(w, heads),
     }
     ex.group_boxes = {g: w.Checkbox(value=True, description=GROUP_LABELS.get(g, g), indent=False,
                                     layout=w.Layout(width="auto")) for g in ("cls", "example_input", "example_output", "query", "target")}
@@ -71,8 +76,9 @@ def build_controls(ex: Any, w: Any) -> None:
     ex.export_button.on_click(lambda _: ex._on_export())
     ex.policy_button.on_click(lambda _: ex._run_button(ex.policy_button, "exporting…", ex.export_policy))
     ex.state_button.on_click(lambda _: ex._run_button(ex.state_button, "saving…", lambda: [save_state(ex)]))
-    ex.grid_box = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
-    ex._grid_layout, ex.unit_buttons = None, []
+    ex.grid = unit_grid(ex.toggle, ex.inspect)
+    build_compare(ex, w)
+    ex.attention = AttentionView(ex, w)
 
     def on_task(change: dict) -> None:
         with ex.hold():
@@ -103,59 +109,113 @@ def build_controls(ex: Any, w: Any) -> None:
 
     c = ex.controls
     row = lambda *items: w.HBox(list(items), layout=w.Layout(align_items="center", flex_flow="row wrap"))  # noqa: E731
+    pair = lambda *items: w.HBox(list(items), layout=w.Layout(align_items="center", flex_flow="row nowrap"))  # noqa: E731
     panels = [w.VBox([ex.image_titles[p], ex.images[p]], layout=w.Layout(width=f"{DISPLAY_PX + 40}px", align_items="center"))
               for p in PANELS]
-    ranges = w.VBox([row(c["encoder"], c["encoder_layers"]), row(c["decoder"], c["decoder_layers"]),
-                     row(w.HTML("token groups:"), *ex.group_boxes.values())])
+    ex.tabs = w.Tab(children=[w.VBox([w.HBox(panels, layout=w.Layout(flex_flow="row nowrap")), ex.summary]),
+                              ex.compare_box, ex.attention.widget], titles=TABS)
+    ex.tabs.observe(lambda change: ex.attention.refresh(), names="selected_index")
     ex.widget = w.VBox([
         w.HTML(STYLE),
         row(c["task"], c["means"], c["index"], c["layout"]),
-        row(c["policy"], c["threshold"], ranges, c["heads"]),
-        w.HTML("<b>patched units</b> (click to toggle; rows = layers, columns = heads):"),
-        ex.grid_box,
-        w.HBox(panels, layout=w.Layout(flex_flow="row nowrap")),
-        ex.summary,
+        row(c["policy"], c["threshold"], pair(c["encoder"], c["encoder_layers"]), pair(c["decoder"], c["decoder_layers"])),
+        row(w.HTML("token groups:"), *ex.group_boxes.values(), w.HTML("&nbsp;&nbsp;"), c["heads"]),
+        w.HTML("<b>patched units</b> (click: patch / unpatch one unit; shift-click: its attention; rows = layers, "
+               "columns = heads; outlined = set A):"),
+        ex.grid,
+        ex.tabs,
         row(ex.export_button, ex.policy_button, ex.state_button, ex.status),
     ])
     ex.widget.add_class("interp-explorer")
 
 
-def sync_grid(ex: Any, w: Any) -> None:
-    """Rebuild the unit grid for a new layout; colour every toggle by whether its unit is patched."""
+def head_picker(w: Any, heads: int) -> Any:
+    """One small toggle per head plus *all* / *none*; ``.value`` is the tuple of heads switched on."""
+
+    class HeadPicker(w.HBox):
+        value = traitlets.Tuple()
+
+        def __init__(self) -> None:
+            self.toggles = [w.ToggleButton(value=True, description=str(h), tooltip=f"head {h}",
+                                           layout=w.Layout(width="22px", height="22px")) for h in range(heads)]
+            every = w.Button(description="all", layout=w.Layout(width="34px", height="22px"))
+            nothing = w.Button(description="none", layout=w.Layout(width="42px", height="22px"))
+            for b in (*self.toggles, every, nothing):
+                b.add_class("interp-head")
+            super().__init__([w.HTML("heads:&nbsp;"), *self.toggles, every, nothing], layout=w.Layout(align_items="center"))
+            self.value = tuple(range(heads))
+            for t in self.toggles:
+                t.observe(lambda _: self._from_toggles(), names="value")
+            every.on_click(lambda _: setattr(self, "value", tuple(range(heads))))
+            nothing.on_click(lambda _: setattr(self, "value", ()))
+
+        def _from_toggles(self) -> None:
+            if not getattr(self, "_setting", False):
+                self.value = tuple(h for h, t in enumerate(self.toggles) if t.value)
+
+        @traitlets.observe("value")
+        def _to_toggles(self, change: dict) -> None:
+            self._setting = True
+            try:
+                for h, t in enumerate(self.toggles):
+                    t.value = h in change["new"]
+            finally:
+                self._setting = False
+
+    return HeadPicker()
+
+
+def build_compare(ex: Any, w: Any) -> None:
+    """The compare tab: pin / policy-as-A / clear, the prompt's query and target, A and B, the table."""
+    from interp.viz.explorer.widget import DISPLAY_PX
+
+    pin = w.Button(description="pin B as A", icon="thumb-tack", layout=w.Layout(width="120px"),
+                   tooltip="keep the current units as set A; go on editing B")
+    from_policy = w.Dropdown(options=policy_options(ex), value=NO_POLICY, layout=w.Layout(width="220px"))
+    clear = w.Button(description="clear A", icon="times", layout=w.Layout(width="90px"))
+    pin.on_click(lambda _: ex.compare.pin())
+    clear.on_click(lambda _: ex.compare.clear())
+
+    def on_policy(change: dict) -> None:
+        if change["new"] != NO_POLICY:
+            ex.compare.pin_policy(change["new"])
+            from_policy.value = NO_POLICY
+
+    from_policy.observe(on_policy, names="value")
+    ex.compare_images = {k: w.Image(format="png", width=DISPLAY_PX, height=DISPLAY_PX) for k in ("query", "target", "A", "B")}
+    ex.compare_titles = {k: w.HTML() for k in ex.compare_images}
+    ex.compare_summary = w.HTML()
+    panels = [w.VBox([ex.compare_titles[k], ex.compare_images[k]], layout=w.Layout(width=f"{DISPLAY_PX + 24}px", align_items="center"))
+              for k in ex.compare_images]
+    ex.compare_box = w.VBox([w.HBox([pin, from_policy, clear], layout=w.Layout(align_items="center")),
+                             w.HBox(panels), ex.compare_summary])
+
+
+def sync_compare(ex: Any) -> None:
+    """Redraw the compare tab (cheap when nothing is pinned: the table says how to pin)."""
+    from interp.viz.explorer.render import png
+    from interp.viz.explorer.widget import DISPLAY_PX
+
+    cells = ex.prompts[ex.task].cells
+    images = {p: getattr(cells, p)[ex.index].float().clamp(0, 1) for p in ("query", "target")}
+    titles = {"query": "query", "target": "target", "A": "A", "B": f"B ({int(ex.current_mask().sum())} units)"}
+    if ex.compare.active:
+        images.update(ex.compare.predictions())
+        titles["A"] = f"A ({int(ex.compare.mask().sum())} units)"
+    for key, image in ex.compare_images.items():
+        if key in images:
+            image.value = png(images[key], DISPLAY_PX)
+        image.layout.visibility = "visible" if key in images else "hidden"
+        ex.compare_titles[key].value = f"<div class='interp-title'><b>{titles[key]}</b></div>"
+    ex.compare_summary.value = ex.compare.summary_html()
+
+
+def sync_grid(ex: Any) -> None:
+    """Draw the current mask, the pinned set A and the attention view's head on the unit grid."""
     space = ex.space()
-    if len(space) > MAX_GRID_UNITS:
-        ex.grid_box.children = (w.HTML(f"<i>{len(space)} units: too many to draw; use the controls above</i>"),)
-        return
-    if ex._grid_layout != ex.layout:
-        ex._grid_layout, ex.unit_buttons = ex.layout, [None] * len(space)
-        blocks = {}
-        for i, unit in enumerate(space.units):
-            blocks.setdefault((unit.stack, unit.group), []).append((i, unit))
-        children = []
-        for (stack, group), units in blocks.items():
-            n_heads = max(u.head for _, u in units) + 1
-            buttons = []
-            for i, unit in units:
-                button = w.ToggleButton(value=False, description=f"{unit.head}", tooltip=f"{stack} L{unit.layer} H{unit.head} "
-                                        f"{GROUP_LABELS.get(group, group)}", layout=w.Layout(width="18px", height="16px"))
-                button.add_class("interp-unit")
-                button.unit = i
-                button.observe(lambda change, i=i: None if ex._syncing else ex.toggle(i), names="value")
-                ex.unit_buttons[i] = button
-                buttons.append(button)
-            grid = w.GridBox(buttons, layout=w.Layout(grid_template_columns=f"repeat({n_heads}, 18px)", grid_gap="1px"))
-            children.append(w.VBox([w.HTML(f"<small>{stack} · {GROUP_LABELS.get(group, group)}</small>"), grid],
-                                   layout=w.Layout(margin="0 10px 0 0")))
-        ex.grid_box.children = tuple(children)
-    mask = ex.current_mask().numpy()
-    ex._syncing = True
-    try:
-        for button, on in zip(ex.unit_buttons, mask):
-            if button.value != bool(on):
-                button.value = bool(on)
-            button.button_style = "warning" if on else ""
-    finally:
-        ex._syncing = False
+    stack, layer, head, _ = ex.attention.choice()
+    ring = [(u.stack, u.layer, u.head) == (stack, layer, head) for u in space.units]
+    ex.grid.show(space, ex.current_mask().tolist(), ex.compare.mask().tolist() if ex.compare.active else None, ring)
 
 
 def save_state(ex: Any):

@@ -2,7 +2,8 @@
 
 Unpatched and patched predictions are cached per (task, prompt, layout, means, mask), so moving
 back and forth is instant; :meth:`Predictor.set_score` scores a mask on every prompt of a task
-(mean ± standard error), cached the same way.
+(mean ± standard error; :meth:`Predictor.prompt_scores` gives the per-prompt values a paired
+comparison needs), cached the same way.
 """
 
 from __future__ import annotations
@@ -87,14 +88,22 @@ class Predictor:
             self._remember(key, (cell, float(score[0])))
         return self._cache[key]
 
-    def set_score(self, task: str, layout: str, means_task: str, mask: Tensor | None) -> tuple[float, float, int]:
-        """(mean, standard error, n) of the metric over every prompt of ``task`` (NaN scores dropped)."""
+    def prompt_scores(self, task: str, layout: str, means_task: str, mask: Tensor | None) -> Tensor:
+        """The metric of every prompt of ``task`` under ``mask``, ``[n]`` float64 (NaN where undefined)."""
         empty = mask is None or not mask.any()
         key = ("set", task, layout, None if empty else (means_task, mask.numpy().tobytes()))
         if key not in self._cache:
-            _, scores = self._forward(task, slice(None), layout, means_task, None if empty else mask)
-            valid = scores[~scores.isnan()]
-            n = int(valid.numel())
-            sem = float(valid.std() / n**0.5) if n > 1 else float("nan")
-            self._remember(key, (float(valid.mean()) if n else float("nan"), sem, n))
+            self._remember(key, self._forward(task, slice(None), layout, means_task, None if empty else mask)[1])
         return self._cache[key]
+
+    def set_score(self, task: str, layout: str, means_task: str, mask: Tensor | None) -> tuple[float, float, int]:
+        """(mean, standard error, n) of the metric over every prompt of ``task`` (NaN scores dropped)."""
+        return mean_sem(self.prompt_scores(task, layout, means_task, mask))
+
+
+def mean_sem(values: Tensor) -> tuple[float, float, int]:
+    """(mean, standard error, n) of the non-NaN values (NaN mean for none, NaN sem for one)."""
+    valid = values[~values.isnan()]
+    n = int(valid.numel())
+    sem = float(valid.std() / n**0.5) if n > 1 else float("nan")
+    return (float(valid.mean()) if n else float("nan"), sem, n)

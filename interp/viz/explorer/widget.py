@@ -4,9 +4,13 @@
 
     task [v] means of [v] prompt [--o--]  patched layout (zero-shot|one-shot)   name of the prompt
     start from: policy [v] threshold [--o--] | encoder layers [x][0==5] decoder layers [x][0=2] heads, groups
-    unit grid: one toggle per (stack, token group) x layer x head; orange = patched; click = toggle
-    example input | example output | query || one-shot | zero-shot | patched | target  (metric each)
-    metric over all prompts of the task (mean ± sem): one-shot, zero-shot, patched
+    token groups [x] ...   heads [0][1]...[all][none]
+    unit grid: one cell per (stack, token group) x layer x head; orange = patched; click = toggle,
+               shift-click = show that head's attention; outlined = the pinned set A
+    tabs: prediction   example input | example output | query || one-shot | zero-shot | patched | target
+                       (metric each), and the metric over all prompts of the task (mean ± sem)
+          compare A/B  pin the selection (or a policy) as A, edit B: both predictions, both metrics, B - A
+          attention    one head's attention pattern, unpatched and patched (:mod:`.attention`)
     [export figure] [export policy] [save state]  status
 
 What is patched is a set of units of the ``group`` unit space of the chosen layout (one unit =
@@ -15,8 +19,8 @@ in the layer ranges, heads and groups ticked, and, with a policy, those above it
 clicking a cell of the grid toggles one unit on top of it (changing a control starts again from
 its set). Patched heads output the chosen task's mean activation at the same canvas slot.
 Everything is also a plain method (:meth:`current_mask`, :meth:`toggle`, :meth:`predictions`,
-:meth:`scores`, :meth:`set_scores`, :meth:`render`, :meth:`export`, :meth:`state`), so notebooks
-and tests drive it without a browser.
+:meth:`scores`, :meth:`set_scores`, :meth:`render`, :meth:`export`, :meth:`state`, ``compare.pin()``,
+``attention.select()``), so notebooks and tests drive it without a browser.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from interp.data.tasks import PromptBatch
 from interp.metrics import task_metric
 from interp.taskvectors.patching import Means
 from interp.taskvectors.units import GROUP_NAMES, UnitSpace
+from interp.viz.explorer.compare import CompareSlot
 from interp.viz.explorer.policies import NO_POLICY, resolve_policy, values_on
 from interp.viz.explorer.predict import Predictor
 from interp.viz.explorer.render import PANEL_NAMES, PANELS, PROMPT_PANELS, fmt, image_row, png
@@ -46,7 +51,6 @@ from interp.viz.style import metric_label
 LAYOUT_NAMES = ("zero_shot", "one_shot")
 SAME_TASK = "(same task)"
 DISPLAY_PX = 128
-CELL_PX = 18  # one unit toggle of the grid
 STATE_KEYS = ("task", "means", "index", "layout", "encoder", "encoder_layers", "decoder", "decoder_layers", "heads",
               "policy", "threshold")
 
@@ -102,7 +106,7 @@ class PatchExplorer:
         self.toggled: set[int] = set()  # units clicked on top of the controls' set
         self.last_export: list[Path] = []
         self._held = 0
-        self._syncing = False
+        self.compare = CompareSlot(self)  # set A beside the current selection (B)
         self._build_widgets()
         self.update()
 
@@ -144,6 +148,11 @@ class PatchExplorer:
             raise IndexError(f"unit {unit} outside the {len(self.space())} units of the {self.layout} space")
         self.toggled ^= {unit}
         self.update()
+
+    def inspect(self, unit: int) -> None:
+        """Show the head of unit ``unit`` in the attention tab (a shift-click on the grid)."""
+        u = self.space().unit(unit)
+        self.attention.select(u.stack, u.layer, u.head, show=True)
 
     def describe_mask(self, mask: Tensor | None = None) -> str:
         """One line: how many units, in which stacks, layers and groups."""
@@ -254,14 +263,15 @@ class PatchExplorer:
     def state(self) -> dict[str, Any]:
         """The widget's state as JSON-ready values (controls and clicked units)."""
         out = {k: self.controls[k].value for k in STATE_KEYS}
-        out.update(groups=[g for g, b in self.group_boxes.items() if b.value], toggled=sorted(self.toggled))
+        out.update(groups=[g for g, b in self.group_boxes.items() if b.value], toggled=sorted(self.toggled),
+                   compare=self.compare.state())
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state` (e.g. ``json.load`` of a saved one)."""
-        unknown = sorted(set(state) - {*STATE_KEYS, "groups", "toggled"})
+        unknown = sorted(set(state) - {*STATE_KEYS, "groups", "toggled", "compare"})
         if unknown:
-            raise ValueError(f"unknown explorer state key(s) {unknown}; expected {[*STATE_KEYS, 'groups', 'toggled']}")
+            raise ValueError(f"unknown explorer state key(s) {unknown}; expected {[*STATE_KEYS, 'groups', 'toggled', 'compare']}")
         with self.hold():
             for key in STATE_KEYS:
                 if key in state:
@@ -270,6 +280,7 @@ class PatchExplorer:
             for g, box in self.group_boxes.items():
                 box.value = g in state.get("groups", list(self.group_boxes))
             self.toggled = set(state.get("toggled", []))
+            self.compare.load_state(state.get("compare"))
 
     # --- widgets -----------------------------------------------------------------------------
 
@@ -291,6 +302,8 @@ class PatchExplorer:
 
     def update(self) -> None:
         """Recompute and redraw (called on every control change and click)."""
+        from interp.viz.explorer.controls import sync_compare
+
         if self._held:
             return
         try:
@@ -308,6 +321,8 @@ class PatchExplorer:
             self.summary.value = (f"<b>{html.escape(self.prompt_name())}</b><br><i>{self.describe_mask()}</i><br>"
                                   f"{label} over all {n} prompts (mean ± sem): {means}")
             self.sync_grid()
+            sync_compare(self)
+            self.attention.refresh()
             self.status.value = ""
         except Exception as error:  # noqa: BLE001 - shown in the widget; the methods raise
             self.status.value = f"<span style='color:#b00'>{html.escape(type(error).__name__ + ': ' + one_line(error))}</span>"
@@ -315,7 +330,7 @@ class PatchExplorer:
     def sync_grid(self) -> None:
         from interp.viz.explorer.controls import sync_grid
 
-        sync_grid(self, _ipywidgets())
+        sync_grid(self)
 
     def _run_button(self, button, busy: str, action) -> None:
         """Run ``action`` with ``button`` showing it is busy; one readable line on success or failure."""
