@@ -97,3 +97,20 @@ def flop_report(flops: dict[str, int], seconds: dict[str, float], probe: float) 
         "fraction_of_matmul_probe": {k: v / probe for k, v in achieved.items()},
         "matmul_probe_flop_s": probe,
     }
+
+
+@torch.no_grad()
+def official_step(model: Any, patch_hooks: Callable[[Tensor], list], record: list, task: str, canvases: Tensor,
+                  which: Tensor, masks: Tensor, layout: PromptLayout) -> tuple[Tensor, Tensor]:
+    """One REINFORCE step's scoring as ``reinforce_train.py`` does it: per sample, one forward
+    with its patch (``patch_hooks(mask)``) and the ``record`` hooks, then the official pixel
+    reward and ``.item()``. Returns ``(rewards [S], codes [S, P])``."""
+    out, codes = [], []
+    for i in range(len(masks)):
+        k = int(which[i])
+        canvas = canvases[k : k + 1]
+        with model.hooks(patch_hooks(masks[i]) + record):
+            logits = model(canvas, layout)
+        out.append(official_reward(model, task, canvas, logits, layout).item())
+        codes.append(logits.argmax(-1))
+    return torch.tensor(out, dtype=torch.float64), torch.cat(codes)

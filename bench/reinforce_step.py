@@ -4,7 +4,10 @@ Both variants score the same ``S`` sampled unit sets (official initial policy, l
 ``P`` training prompts (sample ``i`` on prompt ``i mod P``), zero-shot:
 
 * ``interp`` — the library: ``PatchedScorer.rewards`` (each row of a batched forward patches
-  its own units; ``--chunk`` rows per forward) with ``--reward pixel`` or ``token``.
+  its own units; ``--chunk`` rows per forward) with ``--reward pixel`` or ``token``. Its decode
+  cache is emptied before every timed call (one step's decodes only); the prompts' clean
+  prefix and target codes, computed once per run, are kept after the warm-up. At the initial
+  policy rows rarely repeat: what a converging run saves is ``bench.reinforce_run``'s.
 * ``official_work`` — what ``reinforce_train.py`` does per sample (:mod:`bench.official`): one
   forward with that sample's patch, every block's per-head projected outputs recorded one head
   at a time (``record=True``), the 98 codes hstack-ed to a full grid, the **whole grid**
@@ -28,7 +31,7 @@ from typing import Any, Sequence
 import torch
 
 from bench import common
-from bench.official import count_flops, flop_report, official_reward
+from bench.official import count_flops, flop_report, official_step
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -47,7 +50,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     common.setup(args)
 
     from interp.taskvectors.patching import MeanPatcher
-    from interp.taskvectors.reinforce import PatchedScorer, reward_from_logits
+    from interp.scoring import Scorer
+    from interp.taskvectors.reinforce import PatchedScorer
     from interp.taskvectors.units import UnitSpace
 
     samples = common.pick(args.samples, args, 320, large_cpu=16, quick=4)
@@ -71,26 +75,21 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     last: dict[str, torch.Tensor] = {}  # rewards / codes of the latest full run of each variant
 
     def batched() -> torch.Tensor:
+        if scorer.decoder is not None:  # a step's decodes, not the previous repeat's
+            scorer.decoder.clear()
         last["interp"] = scorer.rewards(prompts, which, masks)
         return last["interp"]
 
-    @torch.no_grad()
     def per_sample(n: int = samples) -> torch.Tensor:
-        out, codes = [], []
         common.explicit_attention(model, args.explicit_attention)
         try:
-            for i in range(n):
-                k = int(which[i])
-                canvas = canvases[k : k + 1]
-                with model.hooks(patcher.hooks(masks[i]) + record):
-                    logits = model(canvas, layout)
-                out.append(official_reward(model, prompts.task, canvas, logits, scorer.layout).item())
-                codes.append(logits.argmax(-1))
+            out, codes = official_step(model, patcher.hooks, record, prompts.task, canvases, which[:n], masks[:n],
+                                       scorer.layout)
         finally:
             common.explicit_attention(model, False)
         if n == samples:
-            last["official_work"], last["official_codes"] = torch.tensor(out), torch.cat(codes)
-        return torch.tensor(out)
+            last["official_work"], last["official_codes"] = out, codes
+        return out
 
     few = min(2, samples)
     _, flops_interp = count_flops(batched)  # also the warm-up
@@ -100,16 +99,19 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "official_work": common.measure(per_sample, args.device, repeats, args.warmup,
                                         warmup_fn=lambda: per_sample(few)),
     }
-    # how much of the batched path is the reward (VQGAN encode for token, decode for pixel)
+    # how much of the batched path is the reward (VQGAN decode for pixel; the cross-entropy
+    # against target codes encoded once per prompt batch for token), on the same logits
     with torch.no_grad():
         logits = [patcher.forward(canvases[which[a : a + chunk].to(args.device)], masks[a : a + chunk])
                   for a in range(0, samples, chunk)]
+    target = scorer._codes(prompts)
+    plain_scorer = Scorer(model, prompts.task, scorer.layout, args.reward)  # no decode cache: every row decoded
 
     @torch.no_grad()
     def reward_only() -> None:
         for a, chunk_logits in zip(range(0, samples, chunk), logits):
-            rows = canvases[which[a : a + chunk].to(args.device)]
-            reward_from_logits(model, prompts.task, rows, chunk_logits, scorer.layout, args.reward)
+            rows = which[a : a + chunk].to(args.device)
+            plain_scorer.rewards(canvases[rows], chunk_logits, None if target is None else target[rows])
 
     reward_t = common.measure(reward_only, args.device, 1, 0)["median"]
     agreement = float((torch.cat(logits).argmax(-1).cpu() == last["official_codes"].cpu()).double().mean())

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench import collect, common, decode, hooks_overhead, pixel_savings, reinforce_step, sweep
+from bench import collect, common, decode, hooks_overhead, memory, reinforce_run, reinforce_step, sweep
 
 #: (label, module, extra arguments)
 JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
@@ -27,8 +27,13 @@ JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("collect", collect, ()),
     ("sweep", sweep, ("--reward", "token")),
     ("hooks_overhead", hooks_overhead, ()),
-    ("pixel_savings", pixel_savings, ()),
     ("decode", decode, ()),
+)
+#: long runs, only with ``--only``: a whole REINFORCE run (tiny: official 500 x 320) and memory
+LONG_JOBS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
+    ("reinforce_run", reinforce_run, ("--reward", "pixel")),
+    ("reinforce_run", reinforce_run, ("--reward", "token")),
+    ("memory", memory, ()),
 )
 HERE = Path(__file__).resolve().parent
 
@@ -47,10 +52,11 @@ def _also(r: dict[str, Any]) -> str:
         parts.append(f"{sizes.get('granularity')}, {sizes.get('rows')} rows, {sizes.get('reward')} reward")
         if r.get("ratio_forward_only") is not None:
             parts.append(f"forward only x{r['ratio_forward_only']:.2f}")
-    elif r["bench"] == "pixel_savings":
-        parts.append(f"{sizes.get('steps')} steps x {sizes.get('samples')} samples; official / interp step "
-                     f"x{r['ratio_first']:.1f} first, x{r['ratio_last']:.1f} last; decode cache saves "
-                     f"x{r['decode_saving_last']:.1f} at the end ({r['distinct_share_last']:.0%} distinct grids)")
+    elif r["bench"] == "reinforce_run":
+        start = " from a converged profile" if sizes.get("start_profile") else ""
+        parts.append(f"{sizes.get('reward')} reward, {sizes.get('steps')} steps x {sizes.get('samples')} samples{start}; "
+                     f"x{r['ratio_first']:.1f} first tenth, x{r['ratio_last']:.1f} last tenth; savings x{r['saving_vs_plain']:.1f} "
+                     f"vs plain interp (bitwise equal); {r['distinct_share_last']:.0%} distinct rows at the end")
     elif r["bench"] == "decode":
         for task, a in r.get("agreement", {}).items():
             parts.append(f"{task}: band r={a['reward_pearson']:.3f}, sign {a['advantage_sign_agreement']:.0%}")
@@ -73,6 +79,9 @@ def table(results: Sequence[dict[str, Any]]) -> str:
         "|---|---|---|---|---:|---|---:|---:|---|",
     ]
     for r in results:
+        if r.get("bench") == "memory":
+            rows.extend(memory_rows(r))
+            continue
         if "error" in r:
             rows.append(f"| {r['bench']} | {r['model']} | {r['device']} | | | | | | error: {r['error']} |")
             continue
@@ -84,13 +93,27 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def memory_rows(r: dict[str, Any]) -> list[str]:
+    """Table rows of a ``bench.memory`` result: peak RSS over the model's, per case and prompt count."""
+    out = []
+    for c in r["cases"]:
+        what = (f"{c['case']}, {c['prompts']} prompts" if c["case"] == "collect" else
+                f"sweep, {c['prompts']} prompts, {c['units']} units ({r['sizes']['granularity']}), "
+                f"{c['rows_swept']} rows swept")
+        out.append(f"| memory | {r['model']} | {r['device']} | model alone | {c['model_rss_mib']:.0f} MiB | {what} | "
+                   f"{c['peak_rss_mib']:.0f} MiB peak | | +{c['peak_rss_mib'] - c['model_rss_mib']:.0f} MiB over the model"
+                   + (f"; table {c['table_mib']:.0f} MiB" if "table_mib" in c else "") + " |")
+    return out
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=None, choices=common.MODELS,
                    help="default: tiny large (with --quick: tiny small)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", nargs="+", default=None, choices=sorted({j[0] for j in JOBS}))
+    p.add_argument("--only", nargs="+", default=None, choices=sorted({j[0] for j in JOBS + LONG_JOBS}),
+                   help="a subset; reinforce_run and memory run only when named here")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="default: bench/results.json (quick: bench/results.quick.json)")
     p.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none")
@@ -102,8 +125,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     started = time.time()
     for model in models:
-        for label, module, extra in JOBS:
-            if args.only and label not in args.only:
+        for label, module, extra in JOBS + LONG_JOBS:
+            if (args.only and label not in args.only) or (not args.only and (label, module, extra) in LONG_JOBS):
                 continue
             argv_job = ["--model", model, "--device", args.device, *extra]
             if args.quick:

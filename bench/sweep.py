@@ -27,19 +27,27 @@ from typing import Any, Iterator, Sequence
 from bench import common
 
 
+class _ZeroScorer:
+    """Stands in for :class:`interp.scoring.Scorer`: every row scores 0 (no VQGAN, no metric)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def rewards(self, canvases: Any, logits: Any, target_codes: Any = None) -> Any:
+        return logits.new_zeros(logits.shape[0])
+
+
 @contextmanager
 def _reward_stub() -> Iterator[None]:
-    """Within the block, ``sweep`` scores every row 0 (no VQGAN, no metric): model work only."""
+    """Within the block, ``sweep`` scores every row 0: model work only."""
     import interp.taskvectors.sweep as sweep_module
 
-    real = sweep_module.reward_from_logits
-    sweep_module.reward_from_logits = lambda model, task, canvases, logits, layout, kind, codes=None, **_: logits.new_zeros(
-        logits.shape[0]
-    )
+    real = sweep_module.Scorer
+    sweep_module.Scorer = _ZeroScorer
     try:
         yield
     finally:
-        sweep_module.reward_from_logits = real
+        sweep_module.Scorer = real
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:

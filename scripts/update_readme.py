@@ -103,11 +103,14 @@ def render_search(path: Path) -> str:
 
 @renderer("bench", "bench/results.json")
 def render_bench(path: Path) -> str:
-    """The benchmark table of bench/run_all.py."""
+    """The benchmark table of bench/run_all.py, then the long runs kept in bench/runs/*.json
+    (``bench.reinforce_run``, ``bench.memory``), in name order."""
     sys.path.insert(0, str(ROOT))
     from bench.run_all import table
 
-    return table(json.loads(path.read_text())["results"])
+    results = json.loads(path.read_text())["results"]
+    results += [json.loads(p.read_text()) for p in sorted((path.parent / "runs").glob("*.json"))]
+    return table(results)
 
 
 @renderer("decode", "bench/decode.reference.json")

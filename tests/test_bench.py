@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "pixel_savings",
-           "decode", "run_all")
+MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "reinforce_run",
+           "memory", "decode", "run_all")
 KEYS = {"bench", "model", "model_source", "device", "torch", "threads", "sizes", "seconds", "fast", "slow", "ratio"}
 
 
@@ -51,7 +51,7 @@ def test_run_all_quick_tiny(tmp_path, capsys) -> None:
     saved = json.loads(out.read_text())
     assert saved["quick"] is True and saved["models"] == ["tiny"]
     results = saved["results"]
-    assert {r["bench"] for r in results} == {"reinforce_step", "collect", "sweep", "hooks_overhead", "pixel_savings", "decode"}
+    assert {r["bench"] for r in results} == {"reinforce_step", "collect", "sweep", "hooks_overhead", "decode"}
     for r in results:
         assert KEYS <= set(r), (r["bench"], KEYS - set(r))
         assert r["fast"] in r["seconds"] and r["slow"] in r["seconds"]
@@ -63,7 +63,6 @@ def test_run_all_quick_tiny(tmp_path, capsys) -> None:
         assert set(r["flops"]) == {"interp", "official_work"} and min(r["flops"].values()) > 0
         assert 0 < r["fraction_of_matmul_probe"]["interp"] and r["matmul_probe_flop_s"] > 0
     assert by["collect"]["max_abs_mean_diff"] < 1e-4
-    assert len(by["pixel_savings"]["steps"]) == 3  # each step checked: cached rewards == plain, bitwise
     assert -1 <= by["decode"]["agreement"]["lowlight"]["reward_pearson"] <= 1
     assert by["sweep"]["max_abs_reward_diff"] < 1e-4
     assert by["hooks_overhead"]["max_abs_logit_diff"] <= 1e-5
@@ -106,3 +105,23 @@ def test_official_reward_matches_the_official_goldens(reference_dir) -> None:
                                    golden[f"{cond}.mse"].double(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(official_reward(model, "segmentation", canvas, logits, layout),
                                    golden[f"{cond}.iou"].double(), atol=1e-4, rtol=0)
+
+
+def test_reinforce_run_checks_its_savings_against_the_plain_path(capsys) -> None:
+    from bench import reinforce_run, run_all
+
+    r = reinforce_run.run(["--quick", "--model", "tiny", "--check-every", "1"])
+    assert len(r["steps"]) == 3 and all("plain_seconds" in s for s in r["steps"])  # every step bitwise equal
+    assert [o["step"] for o in r["official_steps"]] == [0, 2]  # first and last (every 100)
+    assert r["ratio_run"] > 0 and len(r["final_probabilities_sorted"]) > 1
+    assert "reinforce_run" in run_all.table([r])
+
+
+def test_memory_reports_each_case_from_its_own_process() -> None:
+    from bench import memory, run_all
+
+    r = memory.run(["--quick", "--model", "tiny"])
+    assert [(c["case"], c["prompts"]) for c in r["cases"]] == [("collect", 2), ("collect", 4), ("sweep", 2), ("sweep", 4)]
+    assert all(c["peak_rss_mib"] >= c["model_rss_mib"] > 0 for c in r["cases"])
+    assert r["cases"][-1]["units"] > 1000  # token granularity
+    assert len(run_all.memory_rows(r)) == 4

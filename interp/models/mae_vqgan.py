@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -214,6 +214,20 @@ class MAEVQGAN(HookedModule):
         layout = get_layout(layout, self.grid)
         canvas = self.check_canvas(canvas)
         return self.decoder(self.encoder(canvas, layout), layout)
+
+    def residual_stream(self, canvas: Tensor, layout: PromptLayout | str) -> Iterator[tuple[str, int, Tensor]]:
+        """The clean forward one block at a time: ``(stack, layer, block input [batch, pos, d])``
+        in forward order, every block's ``hook_resid_pre`` without keeping them all (what
+        :meth:`forward_from` restarts from; a sweep holds one layer's activations at a time)."""
+        layout = get_layout(layout, self.grid)
+        x = self.encoder.embed(self.check_canvas(canvas), layout)
+        for i, block in enumerate(self.encoder.blocks):
+            yield "encoder", i, x
+            x = block(x)
+        x = self.decoder.embed_tokens(self.encoder.norm(x), layout)
+        for i, block in enumerate(self.decoder.blocks):
+            yield "decoder", i, x
+            x = block(x)
 
     def forward_from(self, resid: Tensor, layout: PromptLayout | str, stack: str, layer: int) -> Tensor:
         """Finish a forward from ``{stack}.blocks.{layer}.hook_resid_pre``: code logits.

@@ -49,6 +49,19 @@ def _native_cpu_kernels(device: torch.device) -> Iterator[None]:
         torch.backends.mkldnn.enabled = before
 
 
+#: torch runs CPU convolutions of a batch of at least this many images on NNPACK (when it is
+#: built in) and smaller batches on another kernel, with other rounding; decodes pad to it
+NNPACK_MIN_BATCH = 16
+
+
+def _pad_batch(codes: Tensor) -> Tensor:
+    """``codes`` padded to :data:`NNPACK_MIN_BATCH` rows (copies of the last row) where the CPU
+    kernel torch picks would otherwise depend on the batch size."""
+    if codes.device.type != "cpu" or not torch.backends.nnpack.is_available() or len(codes) >= NNPACK_MIN_BATCH:
+        return codes
+    return torch.cat([codes, codes[-1:].expand(NNPACK_MIN_BATCH - len(codes), -1)])
+
+
 @dataclass(frozen=True)
 class VQGANConfig:
     """Hyper-parameters of a taming ``VQModel``: its ``ddconfig`` plus ``n_embed``/``embed_dim``."""
@@ -291,6 +304,8 @@ class VQGAN(nn.Module):
     #: decode on the CPU with the native kernels, so pixels do not depend on the thread count;
     #: ``False`` uses oneDNN (about 1.6x faster on the f16 VQGAN at 2 threads, measured once)
     thread_invariant: bool = True
+    #: activation memory one encode / decode call aims at; larger batches are split (same pixels)
+    max_activation_bytes: int = 1 << 30
 
     def __init__(self, config: VQGANConfig) -> None:
         super().__init__()
@@ -325,8 +340,12 @@ class VQGAN(nn.Module):
 
     def encode_to_codes(self, canvas: Tensor) -> Tensor:
         """ImageNet-normalised [B, 3, H, W] canvas -> [B, (H/f)*(W/f)] int64 codes, row-major."""
-        x = 2.0 * denormalize(canvas) - 1.0  # the vendored map_pixels
-        return self.quantize.codes(self.quant_conv(self.encoder(x)))
+        step = self.rows_per_call(canvas.shape[2], canvas.shape[3])
+        out = []
+        for part in canvas.split(step):  # batches bounded for memory
+            x = 2.0 * denormalize(part) - 1.0  # the vendored map_pixels
+            out.append(self.quantize.codes(self.quant_conv(self.encoder(x))))
+        return torch.cat(out) if len(out) > 1 else out[0]
 
     def decode_codes(self, codes: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
         """[B, N] int64 codes -> [B, 3, h*f, w*f] pixels in [0, 1].
@@ -335,12 +354,29 @@ class VQGAN(nn.Module):
         oneDNN unless ``thread_invariant`` is off: for small batches oneDNN picks kernels by thread
         count, which moves values by ~1e-7 and so flips integer pixels at truncation boundaries;
         the native kernels give the same pixels at any thread count (``tests/test_determinism.py``).
+        Batches below :data:`NNPACK_MIN_BATCH` are padded to it, so a row's pixels do not depend
+        on how many rows share its batch either (what :class:`~interp.models.decode_cache.DecodeCache`
+        and deduplicated scoring rely on; ``tests/models/test_decode_cache.py``).
         """
         if grid is None:
             side = int(round(codes.shape[1] ** 0.5))
             if side * side != codes.shape[1]:
                 raise ValueError(f"{codes.shape[1]} codes are not a square grid; pass grid=")
             grid = (side, side)
-        with _native_cpu_kernels(codes.device) if self.thread_invariant else nullcontext():
-            x = self.decode(self.quantize.lookup(codes.long(), grid))
+        step = self.rows_per_call(grid[0] * self.config.downsample_factor, grid[1] * self.config.downsample_factor)
+        out = []
+        for part in codes.split(step):
+            rows = len(part)
+            if self.thread_invariant:
+                part = _pad_batch(part)
+            with _native_cpu_kernels(codes.device) if self.thread_invariant else nullcontext():
+                out.append(self.decode(self.quantize.lookup(part.long(), grid))[:rows])
+        x = torch.cat(out) if len(out) > 1 else out[0]
         return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+    def rows_per_call(self, height: int, width: int) -> int:
+        """Images one encoder / decoder call takes so that its activations stay near
+        ``max_activation_bytes`` (estimate: six float32 maps of the widest full-resolution
+        layer per image), at least :data:`NNPACK_MIN_BATCH`."""
+        per_image = 6 * 4 * self.config.ch * self.config.ch_mult[0] * height * width
+        return max(NNPACK_MIN_BATCH, self.max_activation_bytes // max(per_image, 1))

@@ -38,9 +38,11 @@ from interp.data.tasks import PromptBatch
 from interp.io import atomic_write, write_csv
 from interp.provenance import check_resume, normalized
 from interp.models.checkpoint import read_resume_state
+from interp.models.decode_cache import DecodeCache
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.pixels import check_decode
 from interp.scoring import Scorer, check_kind, reward_from_logits, reward_name  # noqa: F401 (re-exported)
+from interp.taskvectors.patched_rows import PatchedRows
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
@@ -102,8 +104,12 @@ def reinforce_loop(
     checkpoint: str | Path | None = None,
     progress: bool = True,
     provenance: Mapping | None = None,
+    init_logits: Tensor | None = None,
 ) -> PolicyState:
     """The optimiser, independent of any model.
+
+    The policy starts at ``cfg.init`` for every unit (official), or at ``init_logits [U]``
+    (a warm start, e.g. from an earlier policy).
 
     ``provenance`` (what makes this search: model, data, config) is saved in the checkpoint; a
     checkpoint made with another one is refused (:class:`~interp.errors.ResumeConflict`), and so
@@ -114,11 +120,17 @@ def reinforce_loop(
     is better) runs every ``eval_every`` steps on one sampled unit set (``cfg.select="sample"``)
     or on the thresholded policy (``"threshold"``).
     """
-    logits = torch.full((n_units,), cfg.init, dtype=torch.float64, requires_grad=True)
+    if init_logits is None:
+        logits = torch.full((n_units,), cfg.init, dtype=torch.float64, requires_grad=True)
+    else:
+        logits = init_logits.detach().to(torch.float64).clone().requires_grad_(True)
+        if logits.shape != (n_units,):
+            raise ValueError(f"init_logits has shape {tuple(logits.shape)}; expected ({n_units},), one logit per unit")
     optimizer = torch.optim.Adam([logits], lr=cfg.lr)
     state = PolicyState(0, logits, optimizer.state_dict(), logits.detach().clone(), float("-inf"))
     path = Path(checkpoint) if checkpoint else None
-    made_by = normalized({"reinforce": asdict(cfg), **dict(provenance or {})})
+    made_by = normalized({"reinforce": asdict(cfg), **dict(provenance or {}),
+                          **({} if init_logits is None else {"init_logits": init_logits.tolist()})})
     if path is not None and path.exists():
         saved = read_resume_state(path, ("step", "logits", "optimizer", "best_logits", "best_score", "log"))
         check_resume(saved.get("provenance"), made_by, path, path.parent)
@@ -188,14 +200,23 @@ def _save(path: Path, state: PolicyState, logits: Tensor, optimizer: torch.optim
 
 
 class PatchedScorer:
-    """Scores unit sets on prompts of one task: batched patched forwards, scored by one
-    :class:`~interp.scoring.Scorer` (pixel or token reward)."""
+    """Scores unit sets on prompts of one task with one :class:`~interp.scoring.Scorer`.
+
+    The forwards go through :class:`~interp.taskvectors.patched_rows.PatchedRows` (each
+    distinct (prompt, unit set) once, the unpatched prefix reused) and the pixel reward's
+    decodes through a :class:`~interp.models.decode_cache.DecodeCache` (each distinct code
+    grid once, across steps): less work, bit-identical rewards. ``savings=False`` runs every
+    row as a full patched forward with a plain decode (the reference the tests compare with).
+    """
 
     def __init__(self, model: MAEVQGAN, space: UnitSpace, means: Means, layout: PromptLayout | str, reward: str, chunk: int,
-                 decode: str = "official") -> None:
+                 decode: str = "official", savings: bool = True, decode_cache_bytes: int = 256 << 20) -> None:
         self.model = model
         self.layout = get_layout(layout, model.grid)
         self.patcher = MeanPatcher(model, means, self.layout, space)
+        self.rows = PatchedRows(self.patcher, chunk, dedupe=savings, reuse_prefix=savings)
+        self.decoder = DecodeCache(model.vqgan.decode_codes, decode_cache_bytes) \
+            if savings and reward == "pixel" and model.vqgan is not None else None
         self.reward = reward
         self.chunk = chunk
         self.device = next(model.parameters()).device
@@ -206,7 +227,8 @@ class PatchedScorer:
 
     def scorer(self, task: str) -> Scorer:
         if self._task != task:
-            self._task, self._scorer = task, Scorer(self.model, task, self.layout, self.reward, self.decode)
+            self._task = task
+            self._scorer = Scorer(self.model, task, self.layout, self.reward, self.decode, decoder=self.decoder)
         return self._scorer
 
     @torch.no_grad()
@@ -222,14 +244,11 @@ class PatchedScorer:
             return distributed.gather_rows(local, n)
         codes = self._codes(prompts)
         scorer = self.scorer(prompts.task)
-        out = []
-        for start in range(0, len(which), self.chunk):
-            rows = which[start : start + self.chunk]
-            canvases = prompts.canvases[rows].to(self.device)
-            logits = self.patcher.forward(canvases, masks[start : start + self.chunk])
-            target = codes[rows.to(self.device)] if codes is not None else None
-            out.append(scorer.rewards(canvases, logits, target).cpu())
-        return torch.cat(out)
+
+        def reward(logits: Tensor, canvases: Tensor, rows: Tensor) -> Tensor:
+            return scorer.rewards(canvases, logits, None if codes is None else codes[rows])
+
+        return self.rows(prompts, which, masks, reward)
 
     def _codes(self, prompts: PromptBatch) -> Tensor | None:
         """The prompts' VQGAN codes, encoded once per prompt batch (token reward only)."""

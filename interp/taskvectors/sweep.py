@@ -4,15 +4,18 @@ For every unit of a :class:`~interp.taskvectors.units.UnitSpace` (every layer, e
 or every head x token group), patch only that unit with the task's mean activations in a
 zero-shot forward, score the held-out prompts, and compare with the unpatched zero-shot score.
 
-Cost is kept down in two ways (DESIGN.md §5 in ../shared): all (unit, prompt) rows of one layer go through
-the model as batches, each row with its own patch mask; and with ``reuse_prefix`` a patch at
+Cost is kept down in three ways (DESIGN.md §5 in ../shared): all (unit, prompt) rows of one layer go through
+the model as batches, each row with its own patch mask; with ``reuse_prefix`` a patch at
 layer L restarts from the clean run's cached residual stream at L
-(:meth:`~interp.models.MAEVQGAN.forward_from`), since layers before L cannot change.
+(:meth:`~interp.models.MAEVQGAN.forward_from`), since layers before L cannot change; and the
+pixel reward decodes each distinct predicted code grid once
+(:class:`~interp.models.decode_cache.DecodeCache`: most single units leave most codes as they were).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -22,7 +25,8 @@ from interp import distributed
 from interp.canvas import PromptLayout, get_layout
 from interp.data.tasks import PromptBatch
 from interp.models.mae_vqgan import MAEVQGAN
-from interp.scoring import reward_from_logits, reward_name
+from interp.models.decode_cache import DecodeCache
+from interp.scoring import Scorer, reward_name
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
@@ -39,8 +43,14 @@ def sweep(
     chunk: int = 512,
     progress: bool = True,
     decode: str = "official",
+    units: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """One row per unit: its mean reward over the prompts and the delta vs. no patch.
+    """One row per unit (of ``units``, default all): its mean reward over the prompts and the
+    delta vs. no patch.
+
+    Memory stays bounded: the clean run's residual stream is held one layer at a time
+    (``[prompts, pos, d]``), rows go through the model ``chunk`` at a time, and the table is
+    ``[units, prompts]`` float64.
 
     Rewards are higher-is-better (IoU, -MSE, or -code cross-entropy; see ``metric``), so a
     positive ``delta`` means patching the unit alone helps. Scored by :mod:`interp.scoring`
@@ -53,59 +63,64 @@ def sweep(
     canvases = prompts.canvases.to(device)
     n = len(prompts)
 
-    resid_names = lambda name: name.endswith("hook_resid_pre")  # noqa: E731
-    clean_logits, cache = model.run_with_cache(canvases, layout, names_filter=resid_names if reuse_prefix else "decoder.hook_logits")
+    clean_logits = model(canvases, layout)
     codes = model.vqgan.encode_to_codes(canvases) if reward == "token" else None  # encoded once
-    baseline = reward_from_logits(model, prompts.task, canvases, clean_logits, layout, reward, codes, decode=decode).double()
+    # a unit that leaves a prompt's codes as they were decodes to the clean pixels: decoded once
+    decoder = DecodeCache(model.vqgan.decode_codes) if reward == "pixel" else None
+    scorer = Scorer(model, prompts.task, layout, reward, decode, decoder=decoder)
+    baseline = scorer.rewards(canvases, clean_logits, codes).double()
 
     by_layer: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for unit in space.units:
+    chosen = space.units if units is None else [space.unit(int(i)) for i in units]
+    for unit in sorted(chosen, key=lambda u: (u.stack != "encoder", u.layer, u.index)):  # forward order
         by_layer[(unit.stack, unit.layer)].append(unit.index)
+    # the clean residual stream, one layer at a time: a patch at layer L restarts from its input
+    stream = model.residual_stream(canvases, layout) if reuse_prefix else None
 
-    rewards = torch.empty(len(space), n, dtype=torch.float64)
+    rewards = torch.full((len(space), n), float("nan"), dtype=torch.float64)
     # under torch.distributed, layer k goes to rank k % world (same chunks as one process), rows gathered
     groups = distributed.shard(list(by_layer.items()))
     bar = tqdm(total=sum(len(u) for _, u in groups) * n, desc=f"sweep {prompts.task}", unit="row",
                disable=not progress or not distributed.is_main())
-    for (stack, layer), units in groups:
-        rows_unit = torch.tensor(units).repeat_interleave(n)  # [rows]
-        rows_prompt = torch.arange(n).repeat(len(units))  # [rows]
+    for (stack, layer), layer_units in groups:
+        resid = _advance(stream, stack, layer) if stream is not None else None  # [n, pos, d]
+        rows_unit = torch.tensor(layer_units).repeat_interleave(n)  # [rows]
+        rows_prompt = torch.arange(n).repeat(len(layer_units))  # [rows]
         for start in range(0, len(rows_unit), chunk):
             unit_idx = rows_unit[start : start + chunk]
             prompt_idx = rows_prompt[start : start + chunk]
             mask = torch.zeros(len(unit_idx), len(space), dtype=torch.bool)
             mask[torch.arange(len(unit_idx)), unit_idx] = True
             with patcher.patched(mask):
-                if reuse_prefix:
-                    resid = cache[f"{stack}.blocks.{layer}.hook_resid_pre"][prompt_idx.to(device)]
-                    logits = model.forward_from(resid, layout, stack, layer)
+                if resid is not None:
+                    logits = model.forward_from(resid[prompt_idx.to(device)], layout, stack, layer)
                 else:
                     logits = model(canvases[prompt_idx.to(device)], layout)
             rows = prompt_idx.to(device)
-            score = reward_from_logits(model, prompts.task, canvases[rows], logits, layout, reward,
-                                       None if codes is None else codes[rows], decode=decode)
+            score = scorer.rewards(canvases[rows], logits, None if codes is None else codes[rows])
             rewards[unit_idx, prompt_idx] = score.double().cpu()
             bar.update(len(unit_idx))
     bar.close()
     if distributed.active():  # every rank gets every layer's rows, as computed by its owner
         layers = list(by_layer.values())
         local = torch.full((len(groups), max(map(len, layers)), n), float("nan"), dtype=torch.float64)
-        for i, (_, units) in enumerate(groups):
-            local[i, : len(units)] = rewards[units]
+        for i, (_, layer_units) in enumerate(groups):
+            local[i, : len(layer_units)] = rewards[layer_units]
         every = distributed.gather_rows(local, len(layers))
-        for i, units in enumerate(layers):
-            rewards[units] = every[i, : len(units)]
+        for i, layer_units in enumerate(layers):
+            rewards[layer_units] = every[i, : len(layer_units)]
 
     base = float(baseline.nanmean())
-    mean = rewards.nanmean(dim=1)
+    chosen = sorted(chosen, key=lambda u: u.index)
+    mean = rewards[[u.index for u in chosen]].nanmean(dim=1)
     return pd.DataFrame(
         {
             "task": prompts.task,
-            "unit": [u.index for u in space.units],
-            "stack": [u.stack for u in space.units],
-            "layer": [u.layer for u in space.units],
-            "head": [u.head for u in space.units],
-            "group": [u.group for u in space.units],
+            "unit": [u.index for u in chosen],
+            "stack": [u.stack for u in chosen],
+            "layer": [u.layer for u in chosen],
+            "head": [u.head for u in chosen],
+            "group": [u.group for u in chosen],
             "metric": reward_name(prompts.task, reward),
             "reward": mean.numpy(),
             "baseline": base,
@@ -113,3 +128,11 @@ def sweep(
             "n_prompts": n,
         }
     )
+
+
+def _advance(stream: Iterator[tuple[str, int, torch.Tensor]], stack: str, layer: int) -> torch.Tensor:
+    """Step the clean residual stream to ``stack`` block ``layer``'s input."""
+    for at_stack, at_layer, resid in stream:
+        if (at_stack, at_layer) == (stack, layer):
+            return resid
+    raise ValueError(f"{stack} block {layer} is not in the model")

@@ -44,3 +44,25 @@ def test_the_cache_is_bounded_lru() -> None:
     assert calls == [1, 1, 1]  # a still cached
     cache(b)
     assert calls == [1, 1, 1, 1]  # b was evicted: decoded again
+
+
+def test_a_rows_pixels_do_not_depend_on_its_batch() -> None:
+    """torch takes another CPU convolution kernel from batch 16 on; decodes pad small batches,
+    so a row decodes to the same pixels alone, in a small batch and in a large one."""
+    vqgan = random_model(with_vqgan=True).vqgan
+    codes = _codes(vqgan.config.n_embed, list(range(40)))
+    whole = vqgan.decode_codes(codes, grid=(8, 8))
+    for rows in (slice(0, 1), slice(3, 8), slice(0, 15), slice(0, 16), slice(5, 22), slice(39, 40)):
+        assert torch.equal(vqgan.decode_codes(codes[rows], grid=(8, 8)), whole[rows]), rows
+
+
+def test_large_batches_are_split_for_memory_with_the_same_pixels_and_codes() -> None:
+    vqgan = random_model(with_vqgan=True).vqgan
+    codes = _codes(vqgan.config.n_embed, list(range(40)))
+    whole = vqgan.decode_codes(codes, grid=(8, 8))
+    canvases = (whole - 0.5) * 2
+    whole_codes = vqgan.encode_to_codes(canvases)
+    vqgan.max_activation_bytes = 1  # every call takes the minimum batch
+    assert vqgan.rows_per_call(64, 64) == 16
+    assert torch.equal(vqgan.decode_codes(codes, grid=(8, 8)), whole)
+    assert torch.equal(vqgan.encode_to_codes(canvases), whole_codes)

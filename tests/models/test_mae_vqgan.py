@@ -167,3 +167,12 @@ def test_sincos_positions_match_reference(reference_dir) -> None:
     sd = load_file(reference_dir / "mae_small.safetensors")
     torch.testing.assert_close(sincos_pos_embed(96, 14), sd["pos_embed"][0], atol=1e-6, rtol=0)
     torch.testing.assert_close(sincos_pos_embed(48, 14), sd["decoder_pos_embed"][0], atol=1e-6, rtol=0)
+
+
+def test_residual_stream_yields_every_block_input_in_forward_order(tiny_random, canvases) -> None:
+    logits, cache = tiny_random.run_with_cache(canvases, "zero_shot", names_filter=lambda n: n.endswith("hook_resid_pre"))
+    seen = [(stack, layer) for stack, layer, _ in tiny_random.residual_stream(canvases, "zero_shot")]
+    expected = [(n.split(".")[0], int(n.split(".")[2])) for n in cache]
+    assert seen == sorted(expected, key=lambda s: (s[0] != "encoder", s[1]))
+    for stack, layer, resid in tiny_random.residual_stream(canvases, "zero_shot"):
+        assert torch.equal(resid, cache[f"{stack}.blocks.{layer}.hook_resid_pre"])

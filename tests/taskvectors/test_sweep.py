@@ -48,3 +48,14 @@ def test_sweep_row_equals_a_manual_patch(setup) -> None:
         expected = reward_from_logits(model, "lowlight", batch.canvases, logits, zero_shot(model.grid), "pixel")
     assert table.loc[table["unit"] == unit, "reward"].item() == pytest.approx(float(expected.mean()), abs=1e-5)
     assert table["metric"].unique().tolist() == ["-mse"]
+
+
+def test_a_sweep_of_some_units_equals_those_rows_of_the_whole_sweep(setup) -> None:
+    model, batch, means = setup
+    space = UnitSpace.for_model(model, "head")
+    whole = sweep(model, space, means, batch, reward="pixel", progress=False)
+    some = [space.index("decoder", 1, head=2), 0, space.index("encoder", 1, head=3)]
+    part = sweep(model, space, means, batch, reward="pixel", progress=False, units=some)
+    assert part["unit"].tolist() == sorted(some)
+    expected = whole.set_index("unit").loc[sorted(some)]
+    assert torch.equal(torch.tensor(part["reward"].values), torch.tensor(expected["reward"].values))

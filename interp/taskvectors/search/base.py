@@ -32,7 +32,9 @@ from interp.models.checkpoint import read_resume_state
 from interp.errors import ConfigError, ResumeConflict
 from interp.io import atomic_write
 from interp.taskvectors.patching import Means, MeanPatcher
-from interp.scoring import reward_from_logits
+from interp.models.decode_cache import DecodeCache
+from interp.scoring import Scorer
+from interp.taskvectors.patched_rows import PatchedRows
 from interp.taskvectors.units import UnitSpace
 
 #: ``(logits [B, P, V], canvases [B, 3, H, W], rows [B] prompt indices) -> reward [B]``
@@ -141,6 +143,10 @@ class SearchProblem:
         self.budget = Budget()
         self.single_unit: Tensor | None = None  # [U] training reward of each unit alone, once measured
         self._codes: dict[int, Tensor] = {}
+        # less work, same rewards: distinct rows once, unpatched prefixes reused, decodes cached
+        self.rows = PatchedRows(self.patcher, chunk)
+        self._decodes = DecodeCache(model.vqgan.decode_codes) if getattr(model, "vqgan", None) is not None else None
+        self._scorers: dict[str, Scorer] = {}
 
     def __len__(self) -> int:
         return len(self.space)
@@ -153,8 +159,15 @@ class SearchProblem:
             codes = self.codes(prompts)
             return lambda logits, canvases, rows: -code_cross_entropy(logits, codes[rows], self.layout)
         if kind == "pixel":
-            return lambda logits, canvases, rows: reward_from_logits(self.model, prompts.task, canvases, logits, self.layout, "pixel")
+            scorer = self._pixel_scorer(prompts.task)
+            return lambda logits, canvases, rows: scorer.rewards(canvases, logits)
         raise ConfigError(f"reward must be 'token', 'pixel' or a callable, got {kind!r}", fix="pass reward='token' or 'pixel'")
+
+    def _pixel_scorer(self, task: str) -> Scorer:
+        """The official pixel reward of ``task``, its decodes through one :class:`DecodeCache`."""
+        if task not in self._scorers:
+            self._scorers[task] = Scorer(self.model, task, self.layout, "pixel", decoder=self._decodes)
+        return self._scorers[task]
 
     def codes(self, prompts: PromptBatch) -> Tensor:
         """The prompts' VQGAN codes ``[N, patches]``, encoded once per batch."""
@@ -167,15 +180,10 @@ class SearchProblem:
     @torch.no_grad()
     def rewards(self, prompts: PromptBatch, which: Tensor, masks: Tensor, kind: Reward) -> Tensor:
         """Reward of patching ``masks[i]`` into prompt ``which[i]``, ``[S]`` float64 (counted)."""
-        fn = self._reward_fn(kind, prompts)
-        out = []
-        for start in range(0, len(which), self.chunk):
-            rows = which[start : start + self.chunk].to(self.device)
-            canvases = prompts.canvases[rows.cpu()].to(self.device)
-            logits = self.patcher.forward(canvases, masks[start : start + self.chunk])
-            out.append(fn(logits, canvases, rows).double().cpu())
-        self.budget.forwards += len(which)
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+        self.budget.forwards += len(which)  # rows asked for (repeats and reused prefixes still count)
+        if len(which) == 0:
+            return torch.empty(0, dtype=torch.float64)
+        return self.rows(prompts, which, masks, self._reward_fn(kind, prompts))
 
     def mean_rewards(self, masks: Tensor, prompts: PromptBatch, kind: Reward) -> Tensor:
         """Each mask's mean reward over all ``prompts``, ``[S]`` (``S * N`` forwards)."""

@@ -1,0 +1,145 @@
+"""Score many (prompt, unit set) rows with less work and the same answer.
+
+A search step scores hundreds of rows ``(prompt which[i], unit set masks[i])``. Two kinds of
+work in it are provably redundant, and :class:`PatchedRows` skips them:
+
+* **Repeated rows.** As a policy converges, its samples repeat: the same unit set drawn for
+  the same prompt gives the same logits. Rows are keyed by (prompt, mask); each distinct row
+  is run once and its reward copied to its repeats (``dedupe``).
+* **The unpatched prefix.** Blocks before a row's first patched block see the clean
+  activations of its prompt. With ``reuse_prefix`` the clean residual stream of every prompt
+  is cached once per prompt batch (``hook_resid_pre`` of every block, bounded by
+  ``prefix_cache_bytes``) and each row restarts there
+  (:meth:`~interp.models.MAEVQGAN.forward_from`); a row that patches nothing takes the clean
+  logits.
+
+Both leave every reward bit-identical to the plain path (every row a full patched forward)
+because a row's logits do not depend on which other rows share its batch. That holds for
+the CPU kernels (``tests/taskvectors/test_patched_rows.py`` checks it on the tiny and a
+random model, and ``bench.reinforce_run`` at every step of a run); GPU matmul kernels may
+pick another algorithm for another batch size, so on CUDA the savings are exact only up to
+float rounding (turn them off with ``dedupe=False, reuse_prefix=False`` for a bitwise
+comparison). :attr:`work` counts what was requested and what was run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from interp.data.tasks import PromptBatch
+from interp.taskvectors.patching import MeanPatcher
+
+#: ``(logits [B, P, V], canvases [B, 3, H, W], rows [B] prompt indices) -> reward [B]``
+RowReward = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Work:
+    """What was asked for and what ran: ``rows`` requested, ``distinct`` run, ``blocks`` run
+    (summed over distinct rows) out of ``blocks_full`` (had every row run every block)."""
+
+    rows: int = 0
+    distinct: int = 0
+    blocks: int = 0
+    blocks_full: int = 0
+
+    @property
+    def saving(self) -> float:
+        """Full-forward blocks asked for over blocks run (> 1: work saved)."""
+        return self.rows * (self.blocks_full / max(self.distinct, 1)) / max(self.blocks, 1)
+
+
+class PatchedRows:
+    """``rows(prompts, which [S], masks [S, U], reward) -> [S]`` float64, each row patched by its mask.
+
+    ``chunk`` bounds the rows per forward (memory). See the module docstring for what
+    ``dedupe`` and ``reuse_prefix`` skip; both default on.
+    """
+
+    def __init__(self, patcher: MeanPatcher, chunk: int = 256, dedupe: bool = True, reuse_prefix: bool = True,
+                 prefix_cache_bytes: int = 512 << 20) -> None:
+        self.patcher, self.model, self.layout = patcher, patcher.model, patcher.layout
+        self.chunk, self.dedupe, self.reuse_prefix = max(1, int(chunk)), dedupe, reuse_prefix
+        self.prefix_cache_bytes = int(prefix_cache_bytes)
+        self.device = next(self.model.parameters()).device
+        self.blocks = [("encoder", i) for i in range(len(self.model.encoder.blocks))] + \
+                      [("decoder", i) for i in range(len(self.model.decoder.blocks))]
+        depth = {site: k for k, site in enumerate(self.blocks)}
+        self.unit_depth = torch.tensor([depth[(u.stack, u.layer)] for u in patcher.space.units])  # [U]
+        self._clean: dict[int, tuple[PromptBatch, list[Tensor], Tensor] | None] = {}  # insertion = LRU order
+        self.work = Work()
+
+    @torch.no_grad()
+    def __call__(self, prompts: PromptBatch, which: Tensor, masks: Tensor, reward: RowReward) -> Tensor:
+        which, masks = which.long().cpu(), masks.bool().cpu()
+        if self.dedupe and len(which) > 1:
+            keys = torch.cat([which[:, None], masks.long()], dim=1)
+            distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
+            which_d, masks_d = distinct[:, 0], distinct[:, 1:].bool()
+        else:
+            which_d, masks_d, inverse = which, masks, torch.arange(len(which))
+        first = torch.where(masks_d, self.unit_depth, len(self.blocks)).amin(dim=1) if masks_d.shape[1] else \
+            torch.full((len(which_d),), len(self.blocks))
+        clean = self._clean_run(prompts) if self.reuse_prefix else None
+        if clean is None:
+            first = torch.zeros_like(first)
+        out = torch.empty(len(which_d), dtype=torch.float64)
+        for depth in first.unique().tolist():
+            rows = (first == depth).nonzero().flatten()
+            for start in range(0, len(rows), self.chunk):
+                part = rows[start : start + self.chunk]
+                logits, canvases = self._logits(prompts, which_d[part], masks_d[part], depth, clean)
+                out[part] = reward(logits, canvases, which_d[part].to(self.device)).double().cpu()
+        self.work.rows += len(which)
+        self.work.distinct += len(which_d)
+        self.work.blocks += int((len(self.blocks) - first).sum())
+        self.work.blocks_full += len(which_d) * len(self.blocks)
+        return out[inverse]
+
+    def _logits(self, prompts: PromptBatch, which: Tensor, masks: Tensor, depth: int,
+                clean: tuple[PromptBatch, list[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:
+        canvases = prompts.canvases[which].to(self.device)
+        if depth == 0 or clean is None:
+            return self.patcher.forward(canvases, masks), canvases
+        rows = which.to(self.device)
+        if depth == len(self.blocks):  # nothing patched: the clean logits
+            return clean[2][rows], canvases
+        stack, layer = self.blocks[depth]
+        with self.patcher.patched(masks):
+            return self.model.forward_from(clean[1][depth][rows], self.layout, stack, layer), canvases
+
+    def _clean_run(self, prompts: PromptBatch) -> tuple[PromptBatch, list[Tensor], Tensor] | None:
+        """Per prompt batch, once: every block's clean input ``[N, pos, d]`` and the clean logits.
+
+        Batches are kept least recently used first within ``prefix_cache_bytes``; a batch that
+        alone would pass it gets None (its rows then run whole forwards).
+        """
+        key = id(prompts)
+        if key in self._clean:
+            entry = self._clean.pop(key)
+            if entry is None or entry[0] is prompts:
+                self._clean[key] = entry  # most recently used last
+                return entry
+        names = [f"{stack}.blocks.{layer}.hook_resid_pre" for stack, layer in self.blocks]
+        chunks, logits = [], []
+        for start in range(0, len(prompts), self.chunk):
+            canvases = prompts.canvases[start : start + self.chunk].to(self.device)
+            out, cache = self.model.run_with_cache(canvases, self.layout, names_filter=lambda n: n in names)
+            chunks.append([cache[n] for n in names])
+            logits.append(out)
+            if _nbytes(chunks[0]) * len(prompts) // len(canvases) > self.prefix_cache_bytes:
+                self._clean[key] = None
+                return None
+        entry = (prompts, [torch.cat([c[k] for c in chunks]) for k in range(len(names))], torch.cat(logits))
+        while self._clean and sum(_nbytes(e[1]) for e in self._clean.values() if e) + _nbytes(entry[1]) > self.prefix_cache_bytes:
+            self._clean.pop(next(iter(self._clean)))
+        self._clean[key] = entry
+        return entry
+
+
+def _nbytes(tensors: list[Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
