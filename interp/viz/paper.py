@@ -2,7 +2,9 @@
 
 :func:`paper_figure` sizes a figure for one column (3.3 in) or the full text width (6.9 in) of a
 two-column paper, raises every font to at least :data:`MIN_FONT_PT` at print size, drops the
-baked-in title (a caption says it), stretches colour bars over the plotting area, and redraws
+baked-in title (a caption says it), stretches colour bars over the plotting area, leaves room
+between panels for their tick labels and transposes wide image tables at column width
+(:mod:`.paper_layout`), and redraws
 heatmaps as vector rectangles so that PDF/SVG cells stay crisp at any zoom (plotly otherwise
 embeds heatmaps as a low-resolution raster image).
 
@@ -19,12 +21,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
+from interp.viz.paper_layout import MIN_FONT_PX, font_px, room_for_tick_labels, tick_label_px, transpose_image_table
+
 #: print widths in inches (two-column paper: one column, the full text width)
 PAPER_WIDTHS_IN = {"column": 3.3, "page": 6.9}
 PX_PER_IN = 96  # kaleido / CSS: PDF and SVG are written at 96 px per inch
 MIN_FONT_PT = 7.0
-#: the smallest font in px at print size: 7.5 pt (a little above the 7 pt bar)
-MIN_FONT_PX = 10
 #: the least height of one row of panels (plot + its tick labels and axis title) at print size
 MIN_PANEL_PX = 150
 Width = Literal["column", "page"]
@@ -50,7 +52,9 @@ def paper_figure(fig: go.Figure, width: Width = "page", title: bool = False, hei
         margin = fig.layout.margin
         fig.update_layout(margin=dict(t=min(margin.t if margin.t is not None else 40, 40)))
     images = any(t.type == "image" for t in fig.data)
-    if images and width == "column":  # narrow image columns: titles on two lines ("example<br>input")
+    if images and width == "column" and transpose_image_table(fig, target):
+        height = height or fig.layout.height  # sized by the transposition
+    elif images and width == "column":  # narrow image columns: titles on two lines ("example<br>input")
         for annotation in fig.layout.annotations:
             if annotation.text and "<br>" not in annotation.text and annotation.textangle in (None, 0):
                 annotation.text = annotation.text.replace(" ", "<br>", 1)
@@ -68,8 +72,9 @@ def paper_figure(fig: go.Figure, width: Width = "page", title: bool = False, hei
         height = int(frame + area)
     fig.update_layout(width=target, height=height, font=dict(size=MIN_FONT_PX))
     _raise_fonts(fig)
-    _legend_below(fig, target)
     _align_colorbars(fig)
+    room_for_tick_labels(fig)
+    _legend_below(fig, target)
     vector_heatmaps(fig)
     return fig
 
@@ -122,10 +127,16 @@ def _legend_below(fig: go.Figure, width_px: int) -> None:
 
 
 def _align_colorbars(fig: go.Figure) -> None:
-    """Every colour bar in use spans the plotting area (not a fraction at mid-height)."""
+    """Every colour bar in use spans the plotting area (not a fraction at mid-height); the right
+    margin shrinks to what the bar, its labels and its title need (panels get the rest)."""
+    need = 0.0
     for name in _colour_axes_in_use(fig):
-        fig.layout[name].colorbar.update(len=1.0, lenmode="fraction", y=0.5, yanchor="middle", yref="paper",
-                                         thickness=10, xpad=28)  # clear of the row titles
+        bar = fig.layout[name].colorbar
+        bar.update(len=1.0, lenmode="fraction", y=0.5, yanchor="middle", yref="paper", thickness=10, xpad=28)  # clear of row titles
+        title = font_px(bar.title.font) + 6 if bar.title.text else 0
+        need = max(need, 28 + 10 + 5 + tick_label_px(4, font_px(bar.tickfont)) + title + 6)
+    if need and (fig.layout.margin.r or 0) > need:
+        fig.update_layout(margin=dict(r=int(need)))
 
 
 def vector_heatmaps(fig: go.Figure) -> go.Figure:

@@ -73,3 +73,66 @@ def test_cli_figures_options_reach_the_writer(tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in out.glob("*.html")) == ["reinforce_curves.html", "results.html", "results_composition.html"]
     html = (out / "results.html").read_text()
     assert '"width":317' in html.replace(" ", "") and (out / "plotly.min.js").exists()  # paper width; offline
+
+
+def _official_taskness_frame():
+    """A taskness-like table of the official model's shape: 24 encoder, 8 decoder layers, 16 heads, token groups."""
+    import numpy as np
+    import pandas as pd
+
+    rows = [(stack, layer, head, group, float(np.random.default_rng(layer * 31 + head).random()))
+            for stack, layers, groups in (("encoder", 24, ("cls", "query")), ("decoder", 8, ("cls", "query", "target")))
+            for group in groups for layer in range(layers) for head in range(16)]
+    return pd.DataFrame(rows, columns=["stack", "layer", "head", "group", "taskness"])
+
+
+@pytest.mark.parametrize("width", ["column", "page"])
+def test_side_by_side_panels_leave_room_for_tick_labels(width: str) -> None:
+    """The decoder's layer labels (and every panel's head labels) fit beside / under their panel at print size.
+
+    Glyph widths are bounded below by half the font size per digit: a gap narrower than the right
+    panel's longest layer label plus its tick means the labels overprint the encoder panel.
+    """
+    fig = paper_figure(layer_head_heatmap(_official_taskness_frame(), "taskness"), width)
+    side = lambda k: fig.layout.margin[k] if fig.layout.margin[k] is not None else fig.layout.template.layout.margin[k]  # noqa: E731
+    plot_px = fig.layout.width - side("l") - side("r")
+    pairs = 0
+    for name in [k for k in fig.layout if k.startswith("xaxis")]:
+        x = fig.layout[name]
+        y = fig.layout["yaxis" + x.anchor[1:]]
+        font = y.tickfont.size
+        neighbours = [fig.layout[k].domain[1] for k in fig.layout if k.startswith("xaxis") and fig.layout[k].domain[1] <= x.domain[0]]
+        if neighbours and y.visible is not False:
+            layers = 8 if x.domain[0] > 0.3 else 24  # the decoder panels sit right
+            gap = (x.domain[0] - max(neighbours)) * plot_px
+            assert gap >= len(str(layers - 1)) * 0.5 * font + 5 + 3, f"{name}: {gap:.1f} px between panels"
+            pairs += 1
+        labels = -(-16 // int(x.dtick or 1))  # head labels shown
+        panel = (x.domain[1] - x.domain[0]) * plot_px
+        assert labels * 2 * 0.5 * x.tickfont.size <= panel, f"{name}: {labels} head labels in {panel:.0f} px"
+    assert pairs == 3  # one decoder panel per token-group row
+
+
+def test_wide_image_table_is_transposed_at_column_width() -> None:
+    """Prompts x 7 cells at 3.3 in: one column per prompt (titles above), one row per cell (titles left, horizontal)."""
+    from interp.viz.prompts import image_rows
+
+    names = ("example input", "example output", "query", "target", "one-shot", "zero-shot", "zero-shot + task vector")
+    rows = [[torch.rand(3, 8, 8) for _ in names] for _ in range(4)]
+    fig = paper_figure(image_rows(rows, ["segmentation", "lowlight", "inpainting", "colorization"], names), "column")
+    columns = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("xaxis")})
+    lines = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("yaxis")})
+    assert (len(columns), len(lines)) == (4, 7) and fig.layout.width == paper_width_px("column")
+    plot_px = fig.layout.width - fig.layout.margin.l - fig.layout.margin.r
+    above = [a for a in fig.layout.annotations if a.yanchor == "bottom"]
+    left = [a for a in fig.layout.annotations if a.xanchor == "right"]
+    assert [a.text for a in above] == ["segmentation", "lowlight", "inpainting", "colorization"]
+    assert [a.text.replace("<br>", " ") for a in left] == list(names) and all(a.textangle in (None, 0) for a in left)
+    pitch = (columns[1][0] - columns[0][0]) * plot_px
+    font = max(a.font.size for a in fig.layout.annotations)
+    assert font * PT_PER_PX >= MIN_FONT_PT
+    assert all(len(a.text) * 0.5 * font <= pitch for a in above)  # column titles clear of each other
+    assert all(max(len(s) for s in a.text.split("<br>")) * 0.5 * font <= fig.layout.margin.l for a in left)
+    cell_w = (columns[0][1] - columns[0][0]) * plot_px
+    cell_h = (lines[0][1] - lines[0][0]) * (fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
+    assert cell_w == pytest.approx(cell_h, rel=0.02) and cell_w > 50  # square cells, larger than the untransposed ~38 px
