@@ -22,11 +22,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from interp.viz.paper import legend_below
 from interp.viz.style import (
     CONDITION_COLORS,
     CONDITION_ORDER,
     FONT_SIZE,
-    OKABE_ITO,
+    LINE_COLORS,
     apply_style,
     condition_color,
     condition_label,
@@ -98,7 +99,7 @@ def reinforce_curves(
     score_axes: dict[int, str] = {}
     for i, (name, frame) in enumerate(logs.items()):
         col = 1 if columns == 1 else i + 1
-        color = task_color(name) if name in _task_names() else OKABE_ITO[i % len(OKABE_ITO)]
+        color = task_color(name) if name in _task_names() else LINE_COLORS[i % len(LINE_COLORS)]
         label = name or "policy"
         legend = bool(name) and columns == 1
 
@@ -300,10 +301,12 @@ def results_bars(
         bargap=0.25,
         bargroupgap=0.05,
         title=title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1.0, xanchor="right", font=dict(size=FONT_SIZE)),
-        margin=dict(t=90 if title else 60, b=90),
+        legend=dict(font=dict(size=FONT_SIZE)),
+        margin=dict(t=70 if title else 40, b=90),
     )
-    return apply_style(fig, width=width, height=400)
+    apply_style(fig, width=width, height=400)
+    legend_below(fig, fig.layout.width)  # under the axes: never over the title, however many conditions
+    return fig
 
 
 def _ordered_tasks(tasks: Sequence[str]) -> list[str]:

@@ -246,7 +246,8 @@ def layer_head_heatmap(
             cmin=cmin,
             cmax=cmax,
             **({"cmid": zmid} if diverging and zmin is None and zmax is None else {}),
-            colorbar=dict(title=dict(text=label, side="right"), x=1.0, xref="paper", xpad=40, len=min(1.0, 600 / (row_height * len(facets)))),
+            colorbar=dict(title=dict(text=label, side="right"), x=1.0, xref="paper", xpad=40, len=1.0, lenmode="fraction",
+                          y=0.5, yanchor="middle", yref="paper"),  # beside every row of panels, not mid-height
         ),
         title=title,
         margin=dict(t=70 if title else 40, r=120),

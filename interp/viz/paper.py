@@ -74,7 +74,7 @@ def paper_figure(fig: go.Figure, width: Width = "page", title: bool = False, hei
     _raise_fonts(fig)
     _align_colorbars(fig)
     room_for_tick_labels(fig)
-    _legend_below(fig, target)
+    legend_below(fig, target)
     vector_heatmaps(fig)
     return fig
 
@@ -108,7 +108,7 @@ def _colour_axes_in_use(fig: go.Figure) -> list[str]:
     return [k for k in fig.layout if k.startswith("coloraxis") and k in used]
 
 
-def _legend_below(fig: go.Figure, width_px: int) -> None:
+def legend_below(fig: go.Figure, width_px: int) -> None:
     """A horizontal legend under the figure (never over a title or the bars), with room made for it."""
     names = list(dict.fromkeys(t.name for t in fig.data if t.name and t.type in ("scatter", "bar") and t.showlegend is not False))
     if not names or fig.layout.showlegend is False:

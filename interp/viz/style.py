@@ -176,12 +176,16 @@ def condition_label(condition: str) -> str:
     return condition.replace("_", "-").replace("+", " + ")
 
 
+#: line and bar colours for tasks: Okabe-Ito without yellow (invisible on white) and black (reads as an axis), then Tol's
+LINE_COLORS: tuple[str, ...] = tuple(c for c in OKABE_ITO if c not in ("#F0E442", "#000000")) + ("#882255", "#332288", "#117733")
+
+
 def task_color(task: str) -> str:
     """One colour per task, stable across figures (the order of :data:`interp.data.tasks.TASKS`)."""
     from interp.data.tasks import TASKS
 
     index = TASKS.index(task) if task in TASKS else sum(map(ord, task))  # stable across processes
-    return OKABE_ITO[index % len(OKABE_ITO)]
+    return LINE_COLORS[index % len(LINE_COLORS)]
 
 
 def metric_label(metric: str, higher_is_better: bool | None = None, arrow: bool = True) -> str:

@@ -62,6 +62,8 @@ def test_results_bars_per_metric() -> None:
     first_panel = [t.name for t in bars if t.xaxis == "x"]
     assert first_panel == ["one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units"]
     assert fig.layout.yaxis.title.text == "mIoU ↑" and fig.layout.yaxis2.title.text == "MSE ↓"
+    legend = fig.layout.legend  # under the axes, in a margin made for it: never over the title
+    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom") and fig.layout.margin.b > 90
     tv = next(t for t in bars if t.xaxis == "x2" and t.name == "zero-shot + task vector")
     assert list(tv.x) == ["lowlight", "colorization"] and np.allclose(tv.error_y.array, [0.04, 0.04])
     assert sum(t.showlegend for t in bars) == 4  # one legend entry per condition
@@ -89,3 +91,12 @@ def test_held_out_mse_is_shown_as_mse(log) -> None:
     shown = -frame["eval_score"].dropna().to_numpy()
     assert list(held_out.y) == list(shown) and list(best.y) == list(pd.Series(shown).cummin())
     assert fig.layout.yaxis3.title.text == "held-out MSE ↓" and fig.layout.yaxis4.title.text == "held-out mIoU ↑"
+
+
+def test_task_colours_are_distinct_and_visible() -> None:
+    """Every task has its own colour, never yellow (invisible on white) or black (reads as an axis)."""
+    from interp.data.tasks import TASKS
+    from interp.viz.style import task_color
+
+    colours = [task_color(t) for t in TASKS]
+    assert len(set(colours)) == len(TASKS) and not {"#F0E442", "#000000"} & set(colours)

@@ -107,6 +107,8 @@ def test_grid_clicks_toggle_single_units(explorer) -> None:
     assert not torch.equal(explorer.predictions()["patched"], before)
     means = explorer.set_scores()
     assert means["patched"][2] == len(explorer.prompts["segmentation"]) and "± " in explorer.summary.value
+    bar = explorer.mask_figure().layout.coloraxis.colorbar  # the static copy of the grid: two colours, named
+    assert list(bar.ticktext) == ["not patched", "patched"]
     explorer.toggle(pick[0])
     assert explorer.current_mask().nonzero().flatten().tolist() == pick[1:] == explorer.grid.patched()
 

@@ -81,6 +81,7 @@ def test_deltas_diverge_and_infinities_are_labelled() -> None:
     log = layer_head_heatmap(df.assign(taskness=[1.0, 100.0, 10.0]), "taskness", log=True)
     assert np.nanmax(np.asarray(log.data[0].z, dtype=float)) == pytest.approx(2.0)
     assert log.layout.coloraxis.colorbar.title.text == "log10 taskness"
+    assert log.layout.coloraxis.colorbar.len == 1.0  # spans every row of panels
 
 
 def test_bad_input_names_the_fix(model) -> None:

@@ -50,6 +50,7 @@ from interp.viz.style import metric_label
 
 LAYOUT_NAMES = ("zero_shot", "one_shot")
 SAME_TASK = "(same task)"
+TWO_COLOURS = [[0.0, "#e4e4e4"], [0.5, "#e4e4e4"], [0.5, "#E69F00"], [1.0, "#E69F00"]]  # the grid's: grey, orange = patched
 DISPLAY_PX = 128
 STATE_KEYS = ("task", "means", "index", "layout", "encoder", "encoder_layers", "decoder", "decoder_layers", "heads",
               "policy", "threshold")
@@ -172,8 +173,10 @@ class PatchExplorer:
 
     def mask_figure(self, title: str | None = None):
         """Where the current patch sits, as a static layers x heads heatmap per token group."""
-        return layer_head_heatmap(mask_frame(self.space(), self.current_mask()), "patched",
-                                  title=title or f"patched units ({self.layout.replace('_', '-')})", zmin=0.0, zmax=1.0)
+        fig = layer_head_heatmap(mask_frame(self.space(), self.current_mask()), "patched", zmin=0.0, zmax=1.0,
+                                 title=title or f"patched units ({self.layout.replace('_', '-')})", colorscale=TWO_COLOURS)
+        fig.update_layout(coloraxis_colorbar=dict(tickvals=[0.25, 0.75], ticktext=["not patched", "patched"], title=None))
+        return fig  # two colours, two labels: a 0/1 mask, not a continuous scale
 
     # --- predictions -------------------------------------------------------------------------
 
