@@ -330,7 +330,9 @@ def _compare_and_attention(page, widget, cells, summary, shots: Path) -> None:
     assert _wait(lambda: plot.count() >= 1, 60), "shift-click on a unit did not draw its head's attention pattern"
     assert re.search(r"decoder L2 H\d+", widget.inner_text()), "the attention tab does not name the head it shows"
     _screenshot(page, widget, shots / "attention.png")
-    print("compare tab: A 4 units, B 5 units, B - A shown; shift-click drew the head's attention")
+    tall = max(widget.bounding_box()["height"], 0)
+    assert tall <= 800, f"with the attention tab the explorer is {tall:.0f} px tall: not within 800"
+    print(f"compare tab: A 4 units, B 5 units, B - A shown; shift-click drew the head's attention ({tall:.0f} px tall)")
 
 
 def test_exported_html_renders_offline(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ Choose the head with the view's dropdowns or by shift-clicking a cell of the uni
 
 from __future__ import annotations
 
-import html
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,7 +24,7 @@ from interp.viz.heatmaps import GROUP_LABELS
 from interp.viz.style import apply_style
 
 STACKS = ("encoder", "decoder")
-FIGURE_PX = (820, 290)  # fits the explorer's output area at 1280 x 800 (see .grid.WIDTH_PX)
+FIGURE_PX = (820, 262)  # fits the explorer's output area at 1280 x 800 (see .grid.WIDTH_PX)
 
 
 def pattern_hook(stack: str, layer: int) -> str:
@@ -86,7 +85,8 @@ def canvas_map(row: Tensor, layout: PromptLayout, stack: str) -> tuple[np.ndarra
 
 def attention_figure(patterns: dict[str, Tensor], canvas: Tensor, layout: PromptLayout, stack: str, query: int,
                      title: str) -> go.Figure:
-    """``patterns`` {"unpatched", "patched"} ``[q, k]``: two canvas maps of row ``query``, then two matrices."""
+    """``patterns`` {"unpatched", "patched"} ``[q, k]``: two canvas maps of row ``query``, then the two matrices
+    with their tokens grouped (CLS | each cell's tokens, canvas order within a group)."""
     grid, names = layout.grid, list(patterns)
     labels = [token_label(layout, stack, i) for i in range(len(layout.slots(stack)))]
     maps = {k: canvas_map(p[query], layout, stack) for k, p in patterns.items()}
@@ -108,15 +108,26 @@ def attention_figure(patterns: dict[str, Tensor], canvas: Tensor, layout: Prompt
                                      hovertemplate="query token<extra></extra>"), row=1, col=c)
         fig.update_xaxes(visible=False, range=[-0.5, grid.canvas_size - 0.5], row=1, col=c)
         fig.update_yaxes(visible=False, range=[grid.canvas_size - 0.5, -0.5], scaleanchor=f"x{c if c > 1 else ''}", row=1, col=c)
-    groups = layout.token_groups(stack)
-    ticks = [(positions[0] + positions[-1]) / 2 for positions in groups.values()]  # each group's label at its middle
+    groups = layout.token_groups(stack)  # the matrix in group order (CLS | query | target): rows of the canvas interleave them
+    order = [p for positions in groups.values() for p in positions]
+    sizes = [len(positions) for positions in groups.values()]
+    starts = np.cumsum([0, *sizes])
+    ticks = [(a + b - 1) / 2 for a, b in zip(starts[:-1], starts[1:])]
+    ordered = [labels[p] for p in order]
     for c, key in enumerate(names, start=3):
-        fig.add_trace(go.Heatmap(z=patterns[key].numpy(), coloraxis="coloraxis2", customdata=_pair_labels(labels),
+        z = patterns[key].numpy()[np.ix_(order, order)]
+        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis2", customdata=_pair_labels(ordered),
                                  hovertemplate="%{customdata}: %{z:.3f}<extra></extra>"), row=1, col=c)
-        axis = dict(tickvals=ticks, ticktext=[GROUP_LABELS.get(g, g) for g in groups], tickfont_size=8, showgrid=False)
+        axis = dict(tickvals=ticks, ticktext=[GROUP_LABELS.get(g, g) for g in groups], tickfont_size=8, showgrid=False,
+                    tickangle=0, ticks="")
         fig.update_xaxes(row=1, col=c, **axis)
         fig.update_yaxes(row=1, col=c, autorange="reversed", **axis)
-    fig.update_layout(title=dict(text=title, font_size=11), margin=dict(l=10, r=10, t=86, b=10),
+        ref = "" if c == 1 else str(c)
+        for edge in starts[1:-1]:  # white lines between the groups' blocks
+            for line in (dict(x0=edge - 0.5, x1=edge - 0.5, y0=-0.5, y1=len(order) - 0.5),
+                         dict(y0=edge - 0.5, y1=edge - 0.5, x0=-0.5, x1=len(order) - 0.5)):
+                fig.add_shape(type="line", xref=f"x{ref}", yref=f"y{ref}", line=dict(color="white", width=1), **line)
+    fig.update_layout(title=dict(text=title, font_size=11), margin=dict(l=10, r=10, t=80, b=22),
                       coloraxis=dict(colorscale="Viridis", cmin=0, cmax=top or 1, colorbar=dict(x=0.465, len=0.8, thickness=6,
                                                                                               title="weight")),
                       coloraxis2=dict(colorscale="Viridis", cmin=0, colorbar=dict(x=1.0, len=0.8, thickness=6, title="weight")))
@@ -146,8 +157,7 @@ class AttentionView:
             "query": w.Dropdown(options=[], description="attention from", layout=w.Layout(width="260px"), **short),
         }
         self.output = w.Output(layout=w.Layout(min_height=f"{FIGURE_PX[1]}px"))
-        self.note = w.HTML("<small>shift-click a unit of the grid to show its head</small>")
-        self.widget = w.VBox([w.HBox(list(self.controls.values()) + [self.note]), self.output])
+        self.widget = w.VBox([w.HBox(list(self.controls.values())), self.output])
         self._query_for: tuple | None = None
         self._shown: tuple | None = None
         self._fill_queries()
@@ -235,7 +245,6 @@ class AttentionView:
             self.output.clear_output(wait=True)
             with self.output:
                 display(fig)
-        self.note.value = f"<small>{html.escape(fig.layout.title.text.split('<br>')[0].split(' · ')[0])} · shift-click a unit to change</small>"
 
 
 __all__ = ["AttentionView", "attention_figure", "canvas_map", "default_query", "head_pattern", "pattern_hook", "token_label"]
