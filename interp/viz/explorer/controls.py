@@ -24,6 +24,7 @@ from interp.viz.heatmaps import GROUP_LABELS
 TABS = ("prediction", "compare A / B", "attention of a head")
 STYLE = """<style>
 .interp-explorer .interp-head {min-width: 0; padding: 0; margin: 0 1px 0 0; font-size: 10px}
+.interp-explorer .interp-compare {line-height: 1.3; margin-top: 4px; border-collapse: collapse}
 .interp-explorer .interp-compare td, .interp-explorer .interp-compare th {padding: 1px 8px; font-size: 12px; text-align: left}
 .interp-explorer .interp-title {text-align: center; font-size: 11px; line-height: 1.25; white-space: nowrap}
 .interp-explorer .widget-label {min-width: 0}
