@@ -69,6 +69,7 @@ def reinforce_curves(
     smooth: int | None = None,
     overlay: bool = False,
     width: int | str | None = None,
+    wrap: int | None = None,
 ) -> go.Figure:
     """Training loss, held-out score and expected active units vs step (three stacked panels).
 
@@ -76,7 +77,8 @@ def reinforce_curves(
     several searches: one column each (tasks' losses differ in scale and sign: -IoU vs MSE),
     or all in one column with ``overlay=True`` (e.g. seeds of one task). Task names keep their
     task colour. ``smooth``: a rolling-mean window for the noisy training loss (the raw loss
-    stays as a faint line).
+    stays as a faint line). ``wrap``: at most this many searches side by side, the rest in further
+    blocks of three rows below (``interp figures --width column`` draws four tasks as 2 x 2).
     """
     if isinstance(log, Mapping) and "step" not in log:  # {name: log}; a mapping with 'step' is one log's columns
         logs = {str(k): _as_log_frame(v, str(k)) for k, v in log.items()}
@@ -87,24 +89,31 @@ def reinforce_curves(
     if smooth is not None and smooth < 1:
         raise ValueError(f"smooth must be a window of at least 1 step, got {smooth}")
     columns = 1 if overlay or len(logs) == 1 else len(logs)
+    if wrap is not None and wrap < 1:
+        raise ValueError(f"wrap must be at least 1 column, got {wrap}")
+    columns = min(columns, wrap or columns)
+    blocks = 1 if overlay else -(-len(logs) // columns)
+    names = [k.replace("_", " ") for k in logs]
     fig = make_subplots(
-        rows=3,
+        rows=3 * blocks,
         cols=columns,
         shared_xaxes=True,
-        vertical_spacing=0.06,
+        vertical_spacing=0.06 / blocks,
         horizontal_spacing=min(0.08, 0.4 / columns),
-        row_heights=[0.36, 0.36, 0.28],
-        column_titles=[k.replace("_", " ") for k in logs] if columns > 1 else None,
+        row_heights=[0.36, 0.36, 0.28] * blocks,
+        column_titles=names if columns > 1 and blocks == 1 else None,
+        subplot_titles=[names[b * columns + c] if r == 0 and b * columns + c < len(names) else ""
+                        for b in range(blocks) for r in range(3) for c in range(columns)] if blocks > 1 else None,
     )
     score_axes: dict[int, str] = {}
     for i, (name, frame) in enumerate(logs.items()):
-        col = 1 if columns == 1 else i + 1
+        block, col = (0, 1) if columns == 1 and blocks == 1 else (i // columns, i % columns + 1)
         color = task_color(name) if name in _task_names() else LINE_COLORS[i % len(LINE_COLORS)]
         label = name or "policy"
         legend = bool(name) and columns == 1
 
         def add(trace: go.Scatter, row: int) -> None:
-            fig.add_trace(trace, row=row, col=col)
+            fig.add_trace(trace, row=3 * block + row, col=col)
 
         def hover(what: str) -> str:
             return "step %{x}<br>" + what + "<extra>" + label + "</extra>"
@@ -121,7 +130,8 @@ def reinforce_curves(
         if "eval_score" in frame.columns:
             evals = frame.dropna(subset=["eval_score"])
             score, best, score_axis = _natural_score(name, evals["eval_score"].astype(float))
-            score_axes[col] = score_axis if col not in score_axes or score_axes[col] == score_axis else "held-out score ↑"
+            key = (block, col)
+            score_axes[key] = score_axis if key not in score_axes or score_axes[key] == score_axis else "held-out score ↑"
             if not evals.empty:
                 add(go.Scatter(x=evals["step"], y=score, mode="lines+markers",
                                line=dict(color=color, width=1.5), marker=dict(size=6), legendgroup=label,
@@ -141,12 +151,13 @@ def reinforce_curves(
                                legendgroup=label, showlegend=False, name=f"{label} evaluated units",
                                hovertemplate=hover("units in the evaluated set %{y}")), 3)
     _mark_legend(fig, smooth=bool(smooth and smooth > 1), evaluated=any("eval_score" in f.columns for f in logs.values()))
-    fig.update_yaxes(title_text="train loss ↓", row=1, col=1)
-    for col, axis_title in score_axes.items():
-        fig.update_yaxes(title_text=axis_title, row=2, col=col)
-    fig.update_yaxes(title_text="active units", row=3, col=1)
-    fig.update_yaxes(rangemode="tozero", row=3)
-    fig.update_xaxes(title_text="step", row=3)
+    for b in range(blocks):
+        fig.update_yaxes(title_text="train loss ↓", row=3 * b + 1, col=1)
+        fig.update_yaxes(title_text="active units", row=3 * b + 3, col=1)
+        fig.update_yaxes(rangemode="tozero", row=3 * b + 3)
+    fig.update_xaxes(title_text="step", row=3 * blocks)  # under the last block only (shared step axes)
+    for (b, col), axis_title in score_axes.items():
+        fig.update_yaxes(title_text=axis_title, row=3 * b + 2, col=col)
     fig.update_annotations(font=dict(size=FONT_SIZE + 1))
     fig.update_layout(
         title=title,
@@ -156,7 +167,7 @@ def reinforce_curves(
     )
     if width is None:
         width = "column" if columns == 1 else ("text" if columns <= 4 else 240 * columns)
-    return apply_style(fig, width=width, height=560)
+    return apply_style(fig, width=width, height=560 * blocks)
 
 
 def _natural_score(task: str, score: pd.Series) -> tuple[pd.Series, pd.Series, str]:

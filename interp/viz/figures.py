@@ -27,6 +27,7 @@ units its logits are over.
 
 from __future__ import annotations
 
+import inspect
 import json
 from contextlib import nullcontext
 from pathlib import Path
@@ -140,7 +141,8 @@ def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
     return out
 
 
-def curve_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+def curve_figures(run_dir: Path, width: str | None = None) -> list[tuple[str, go.Figure]]:
+    """REINFORCE curves, one column per task (two columns, in blocks, at ``width="column"``)."""
     run = RunDir(run_dir)
     logs = _task_sorted([run.log_path(task) for task in run.searched_tasks(artifact="log.csv")])
     if not logs:
@@ -150,7 +152,8 @@ def curve_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
     if not frames:
         raise _Skip("the REINFORCE logs are empty")
     title = "REINFORCE training" + (f": {next(iter(frames))}" if len(frames) == 1 else "")
-    return [("reinforce_curves", reinforce_curves(frames if len(frames) > 1 else next(iter(frames.values())), title=title))]
+    return [("reinforce_curves", reinforce_curves(frames if len(frames) > 1 else next(iter(frames.values())), title=title,
+                                                  wrap=2 if width == "column" else None))]
 
 
 def sweep_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
@@ -277,7 +280,8 @@ def write_run_figures(
     with export_session() if any(f != "html" for f in formats) else nullcontext():
         for name in names:
             try:
-                figures = BUILDERS[name](run_dir)
+                builder = BUILDERS[name]  # a builder taking `width` lays its figure out for that print width
+                figures = builder(run_dir, width=width) if "width" in inspect.signature(builder).parameters else builder(run_dir)
             except _Skip as skip:
                 print(f"skip {name}: {skip}")
                 continue

@@ -68,7 +68,7 @@ def paper_figure(fig: go.Figure, width: Width = "page", title: bool = False, hei
         m = fig.layout.margin
         frame = (m.t if m.t is not None else 50) + (m.b if m.b is not None else 50)
         area = max(max(old_h - frame, 100) * target / old_w, 0.8 * target if width == "column" else 0)
-        area = max(min(area, 1.4 * target - frame), 110, MIN_PANEL_PX * _panel_rows(fig))
+        area = max(min(area, 1.4 * target - frame), 110, _least_rows_px(fig))
         height = int(frame + area)
     fig.update_layout(width=target, height=height, font=dict(size=MIN_FONT_PX))
     _raise_fonts(fig)
@@ -79,10 +79,19 @@ def paper_figure(fig: go.Figure, width: Width = "page", title: bool = False, hei
     return fig
 
 
-def _panel_rows(fig: go.Figure) -> int:
-    """How many rows of subplots a figure has (distinct y-axis domains)."""
-    domains = {tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("yaxis") and fig.layout[k].domain}
-    return max(len(domains), 1)
+def _least_rows_px(fig: go.Figure) -> float:
+    """The least plotting height: :data:`MIN_PANEL_PX` per row of subplots (distinct y domains), less
+    the room for x tick labels and title in rows whose x axes show none (shared axes)."""
+    rows: dict[tuple, bool] = {}
+    for k in (k for k in fig.layout if k.startswith("xaxis") and fig.layout[k].domain):
+        ref = fig.layout[k].anchor
+        y = fig.layout["yaxis" + ref[1:]] if isinstance(ref, str) and ref.startswith("y") else None
+        if y is not None and y.domain:
+            labelled = fig.layout[k].showticklabels is not False and fig.layout[k].visible is not False
+            rows[tuple(y.domain)] = rows.get(tuple(y.domain), False) or labelled
+    if not rows:
+        return MIN_PANEL_PX
+    return sum(MIN_PANEL_PX if labelled else MIN_PANEL_PX - 40 for labelled in rows.values())
 
 
 def _bigger(font) -> dict:
@@ -120,10 +129,13 @@ def legend_below(fig: go.Figure, width_px: int) -> None:
             rows, used = rows + 1, 0.0
         used += w
     legend_px = rows * (MIN_FONT_PX + 9) + 6
-    bottom = fig.layout.margin.b if fig.layout.margin.b is not None else 50
+    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    before = meta.get("legend_below_px", 0)  # made room already (a figure drawn so, then put in paper mode): once only
+    bottom = (fig.layout.margin.b if fig.layout.margin.b is not None else 50) - before
     fig.update_layout(legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left",
                                   font=dict(size=MIN_FONT_PX)),
-                      margin=dict(b=bottom + legend_px), height=(fig.layout.height or 0) + legend_px)
+                      margin=dict(b=bottom + legend_px), height=(fig.layout.height or 0) - before + legend_px,
+                      meta={**meta, "legend_below_px": legend_px})
 
 
 def _align_colorbars(fig: go.Figure) -> None:

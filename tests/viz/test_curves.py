@@ -100,3 +100,21 @@ def test_task_colours_are_distinct_and_visible() -> None:
 
     colours = [task_color(t) for t in TASKS]
     assert len(set(colours)) == len(TASKS) and not {"#F0E442", "#000000"} & set(colours)
+
+
+def test_curves_wrap_tasks_into_blocks(log) -> None:
+    """``wrap=2``: four tasks as two blocks of two columns (the column-width layout), titles per task, one step title."""
+    from interp.viz.paper import paper_figure
+
+    tasks = ("segmentation", "lowlight", "inpainting", "colorization")
+    fig = reinforce_curves({t: pd.DataFrame(log) for t in tasks}, wrap=2)
+    axes = {t: {tr.xaxis for tr in fig.data if tr.name and tr.name.startswith(t)} for t in tasks}
+    assert axes["segmentation"] == {"x", "x3", "x5"} and axes["colorization"] == {"x8", "x10", "x12"}  # 6 rows x 2 cols
+    assert [a.text for a in fig.layout.annotations] == list(tasks)
+    assert [fig.layout[f"xaxis{i}"].title.text for i in (5, 6, 11, 12)] == [None, None, "step", "step"]
+    bars = results_bars(_results(), title="results")  # legend room made once, also when paper mode redoes it
+    once = bars.layout.margin.b - 90
+    paper = paper_figure(bars, "page")
+    assert paper.layout.margin.b - paper.layout.meta["legend_below_px"] <= 90 and once > 0
+    with pytest.raises(ValueError, match="wrap"):
+        reinforce_curves({t: pd.DataFrame(log) for t in tasks}, wrap=0)

@@ -169,3 +169,38 @@ def test_grid_of_the_official_model_fits_and_covers_every_unit(layout, enc_group
     width, height = grid_size(blocks, px)
     assert px >= 7 and width <= WIDTH_PX and height <= HEIGHT_PX
     assert grid_size(blocks, 16)[1] > HEIGHT_PX  # full-size cells would not fit: the size is chosen
+
+
+def test_explorer_on_the_official_unit_spaces() -> None:
+    """24 + 8 layers of 16 heads (narrow, so it runs in a second): 1152 / 2176 units on one grid, 16 head toggles."""
+    import dataclasses
+
+    from interp.data.synthetic import SyntheticPascal
+    from interp.data.tasks import build_task_prompts
+    from interp.models.mae_vqgan import MAEVQGAN
+    from interp.models.presets import random_config
+    from interp.taskvectors.stats import collect
+
+    config = random_config(with_vqgan=True)
+    config = dataclasses.replace(config, mae=dataclasses.replace(config.mae, depth=24, num_heads=16, decoder_depth=8,
+                                                                 decoder_num_heads=16))
+    torch.manual_seed(0)
+    model = MAEVQGAN(config).eval()
+    prompts = build_task_prompts(SyntheticPascal(seed=0, size_per_split=40), fold=0, n=2, grid=model.grid, seed=0,
+                                 tasks=("lowlight",))
+    means = {t: collect(model, [b.canvases], "one_shot", task=t, progress=False) for t, b in prompts.items()}
+    ex = PatchExplorer(model, prompts, means, formats=("html",))
+    assert len(ex.space()) == len(ex.grid.mask) == 1152 and len(ex.grid.blocks) == 5
+    assert len(ex.controls["heads"].toggles) == 16 and ex.controls["heads"].value == tuple(range(16))
+    last = len(ex.space()) - 1  # decoder L7 H15 target
+    ex.grid.click(last)
+    assert ex.grid.patched() == [last] and "1 of 1152 units patched" in ex.summary.value and ex.status.value == ""
+    with ex.hold():
+        ex.controls["layout"].value = "one_shot"
+    assert len(ex.grid.mask) == 2176 and len(ex.grid.blocks) == 9
+    width, height = grid_size(ex.grid.blocks, ex.grid.cell_px)
+    assert width <= WIDTH_PX and height <= HEIGHT_PX
+    ex.controls["heads"].toggles[3].value = False  # one head off: the preset loses that head everywhere
+    assert 3 not in ex.controls["heads"].value
+    ex.attention.select("encoder", 23, 15)
+    assert ex.attention.patterns()["unpatched"].shape == (1 + 3 * 16, 1 + 3 * 16)  # CLS + three visible 4x4 cells
