@@ -44,7 +44,11 @@ def official_codes(logits: Tensor, layout: PromptLayout) -> Tensor:
 def official_image(model: Any, logits: Tensor, layout: PromptLayout) -> Tensor:
     """The official (unpasted) prediction in [0, 1]: the full code grid VQGAN-decoded, ``[B, 3, H, W]``."""
     side = layout.grid.patches_per_side
-    return model.vqgan.decode_codes(official_codes(logits, layout), grid=(side, side))
+    vqgan = model.vqgan
+    # the official vae.decode_code: the batch as it comes (one sample), torch's default kernels;
+    # not decode_codes, which pads CPU batches to 16 rows so interp's pixels are batch-invariant
+    x = vqgan.decode(vqgan.quantize.lookup(official_codes(logits, layout).long(), (side, side)))
+    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
 
 
 @torch.no_grad()

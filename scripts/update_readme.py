@@ -113,6 +113,49 @@ def render_bench(path: Path) -> str:
     return table(results)
 
 
+@renderer("speed_goals", "bench/results.json")
+def render_speed_goals(path: Path) -> str:
+    """Issue 17's speed goals against what bench/ measured (run_all rows and bench/runs/*.json)."""
+    results = json.loads(path.read_text())["results"]
+    runs = [json.loads(p.read_text()) for p in sorted((path.parent / "runs").glob("*.json"))]
+
+    def step(model: str, reward: str) -> dict | None:
+        return next((r for r in results if r.get("bench") == "reinforce_step" and r["model"] == model
+                     and r["sizes"].get("reward") == reward and "error" not in r), None)
+
+    def run_of(model: str, reward: str) -> list[dict]:
+        return [r for r in runs if r.get("bench") == "reinforce_run" and r["model"] == model
+                and r["sizes"]["reward"] == reward]
+
+    def cell(parts: list[tuple[str, float]]) -> str:
+        return "; ".join(f"{what} x{ratio:.1f}" for what, ratio in parts) or "not measured"
+
+    rows = []
+    for reward, goal in (("pixel", 10.0), ("token", 50.0)):
+        parts, on_large = [], []
+        for model in ("tiny", "small", "large"):
+            r = step(model, reward)
+            if r:
+                parts.append((f"{model}, step at the initial policy (S={r['sizes']['samples']})", r["ratio"]))
+                on_large += [r["ratio"]] if model == "large" else []
+            for run in run_of(model, reward):
+                if run["sizes"].get("start_profile"):
+                    parts.append((f"{model}, late step (policy profile of a finished run, S={run['sizes']['samples']})",
+                                  run["ratio_run"]))
+                else:
+                    parts.append((f"{model}, whole {run['sizes']['steps']}-step run (S={run['sizes']['samples']})",
+                                  run["ratio_run"]))
+                on_large += [run["ratio_run"]] if model == "large" else []
+        met = "not measured on large" if not on_large else ("met" if min(on_large) >= goal else "not met")
+        where = "large, over a 500-step run" if reward == "pixel" else "large"
+        rows.append([f"{reward}-reward REINFORCE step >= {goal:.0f}x ({where})", cell(parts), met])
+    collect = [r for r in results if r.get("bench") == "collect" and "error" not in r]
+    large = [r["ratio"] for r in collect if r["model"] == "large"]
+    rows.append(["collection >= 25x (large)", cell([(f"{r['model']}, N={r['sizes']['prompts']}", r["ratio"]) for r in collect]),
+                 "not measured on large" if not large else ("met" if min(large) >= 25 else "not met")])
+    return markdown_table(["goal (official work / interp, same run)", "measured", "on large"], rows)
+
+
 @renderer("decode", "bench/decode.reference.json")
 def render_decode(path: Path) -> str:
     """How far the band decode is from the official one (``python -m bench.decode --reference``)."""
