@@ -118,7 +118,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=None, help="default: bench/results.json (quick: bench/results.quick.json)")
     p.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none")
     p.add_argument("--keep-going", action="store_true", help="record a failing benchmark and go on")
+    p.add_argument("--join", nargs="+", default=None, metavar="RESULTS",
+                   help="run nothing: join the results of earlier run_all files into --out (e.g. one model per run)")
     args = p.parse_args(argv)
+    if args.join:
+        return _join([Path(f) for f in args.join], Path(args.out) if args.out else HERE / "results.json")
 
     models = args.models or (["tiny", "small"] if args.quick else ["tiny", "large"])
     out = Path(args.out) if args.out else HERE / ("results.quick.json" if args.quick else "results.json")
@@ -156,6 +160,24 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print()
     print(table(results))
     print(f"\nwrote {out} ({summary['wall_seconds']:.0f} s)")
+    return summary
+
+
+def _join(files: Sequence[Path], out: Path) -> dict[str, Any]:
+    """One results file from several ``run_all`` outputs, in the order given."""
+    parts = [json.loads(f.read_text()) for f in files]
+    summary = {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "joined_from": [{"file": f.name, "generated": s.get("generated"), "models": s.get("models")} for f, s in zip(files, parts)],
+        "quick": any(s.get("quick") for s in parts),
+        "models": [m for s in parts for m in s.get("models", [])],
+        "device": parts[0].get("device"),
+        "wall_seconds": sum(s.get("wall_seconds", 0) for s in parts),
+        "results": [r for s in parts for r in s["results"]],
+    }
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(table(summary["results"]))
+    print(f"\nwrote {out} (joined {len(files)} files)")
     return summary
 
 

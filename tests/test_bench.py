@@ -125,3 +125,14 @@ def test_memory_reports_each_case_from_its_own_process() -> None:
     assert all(c["peak_rss_mib"] >= c["model_rss_mib"] > 0 for c in r["cases"])
     assert r["cases"][-1]["units"] > 1000  # token granularity
     assert len(run_all.memory_rows(r)) == 4
+
+
+def test_run_all_joins_earlier_results(tmp_path) -> None:
+    from bench import run_all
+
+    for name, bench in (("a.json", "collect"), ("b.json", "sweep")):
+        row = {"bench": bench, "model": "tiny", "device": "cpu", "error": "x"}
+        (tmp_path / name).write_text(json.dumps({"models": ["tiny"], "results": [row], "wall_seconds": 1}))
+    joined = run_all.run(["--join", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "r.json")])
+    assert [r["bench"] for r in joined["results"]] == ["collect", "sweep"]
+    assert json.loads((tmp_path / "r.json").read_text())["joined_from"][1]["file"] == "b.json"
