@@ -57,7 +57,7 @@ NNPACK_MIN_BATCH = 16
 def _pad_batch(codes: Tensor) -> Tensor:
     """``codes`` padded to :data:`NNPACK_MIN_BATCH` rows (copies of the last row) where the CPU
     kernel torch picks would otherwise depend on the batch size."""
-    if codes.device.type != "cpu" or not torch.backends.nnpack.is_available() or len(codes) >= NNPACK_MIN_BATCH:
+    if codes.device.type != "cpu" or not torch.backends.nnpack.is_available() or not 0 < len(codes) < NNPACK_MIN_BATCH:
         return codes
     return torch.cat([codes, codes[-1:].expand(NNPACK_MIN_BATCH - len(codes), -1)])
 
@@ -342,7 +342,7 @@ class VQGAN(nn.Module):
         """ImageNet-normalised [B, 3, H, W] canvas -> [B, (H/f)*(W/f)] int64 codes, row-major."""
         step = self.rows_per_call(canvas.shape[2], canvas.shape[3], canvas.device)
         out = []
-        for part in canvas.split(step):  # batches bounded for memory
+        for part in canvas.split(step) if len(canvas) else [canvas]:  # batches bounded for memory
             x = 2.0 * denormalize(part) - 1.0  # the vendored map_pixels
             out.append(self.quantize.codes(self.quant_conv(self.encoder(x))))
         return torch.cat(out) if len(out) > 1 else out[0]
@@ -366,7 +366,7 @@ class VQGAN(nn.Module):
         step = self.rows_per_call(grid[0] * self.config.downsample_factor, grid[1] * self.config.downsample_factor,
                                   codes.device)
         out = []
-        for part in codes.split(step):
+        for part in codes.split(step) if len(codes) else [codes]:
             rows = len(part)
             if self.thread_invariant:
                 part = _pad_batch(part)

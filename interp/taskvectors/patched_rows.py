@@ -15,8 +15,8 @@ work in it are provably redundant, and :class:`PatchedRows` skips them:
 
 Both leave every reward bit-identical to the plain path (every row a full patched forward)
 because a row's logits do not depend on which other rows share its batch. That holds for
-the CPU kernels (``tests/taskvectors/test_patched_rows.py`` checks it on the tiny and a
-random model, and ``bench.reinforce_run`` at every step of a run); GPU matmul kernels may
+the CPU kernels (``tests/taskvectors/test_patched_rows.py`` checks it on a random model,
+``bench.reinforce_run`` every 25 steps of a run on the bundled one); GPU matmul kernels may
 pick another algorithm for another batch size, so on CUDA the savings are exact only up to
 float rounding (turn them off with ``dedupe=False, reuse_prefix=False`` for a bitwise
 comparison). :attr:`work` counts what was requested and what was run.
