@@ -9,7 +9,7 @@ tabulates the usual one-shot vs zero-shot comparison, per task.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -64,16 +64,11 @@ def score_condition(
     return Score(metric.double(), metric, image)
 
 
-def score_prompts(
-    model: MAEVQGAN,
-    prompts: PromptBatch,
-    layout: PromptLayout | str,
-    fwd_hooks: FwdHooks = (),
-    batch_size: int = 64,
-    decode: str = "official",
-) -> Tensor:
-    """The task metric of every prompt under one condition, ``[N]`` (NaN for empty IoUs)."""
-    return score_condition(model, prompts, layout, fwd_hooks, batch_size, decode).metric
+def score_prompts(model: MAEVQGAN, prompts: PromptBatch, layout: PromptLayout | str, fwd_hooks: FwdHooks = (),
+                  **options: Any) -> Tensor:
+    """The task metric of every prompt under one condition, ``[N]`` (NaN for empty IoUs):
+    :func:`score_condition`'s ``metric`` (``options``: its ``batch_size``, ``decode``)."""
+    return score_condition(model, prompts, layout, fwd_hooks, **options).metric
 
 
 def summarize(task: str, condition: str, scores: Tensor) -> dict:
@@ -205,8 +200,9 @@ def evaluate_composition(
         "zero_shot": score_prompts(model, composite, "zero_shot", batch_size=batch_size),
     }
     for task, part in masks.items():
-        conditions[f"zero_shot+tv[{task}]"] = score_prompts(model, composite, "zero_shot", patch_hooks_for(model, space, [part], "zero_shot"), batch_size)
+        hooks = patch_hooks_for(model, space, [part], "zero_shot")
+        conditions[f"zero_shot+tv[{task}]"] = score_prompts(model, composite, "zero_shot", hooks, batch_size=batch_size)
     conditions[f"zero_shot+tv[{'+'.join(masks)}]"] = score_prompts(
-        model, composite, "zero_shot", patch_hooks_for(model, space, list(masks.values()), "zero_shot"), batch_size
+        model, composite, "zero_shot", patch_hooks_for(model, space, list(masks.values()), "zero_shot"), batch_size=batch_size
     )
     return pd.DataFrame([summarize(composite.task, c, s) for c, s in conditions.items()])

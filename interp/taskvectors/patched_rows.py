@@ -47,11 +47,6 @@ class Work:
     blocks: int = 0
     blocks_full: int = 0
 
-    @property
-    def saving(self) -> float:
-        """Full-forward blocks asked for over blocks run (> 1: work saved)."""
-        return self.rows * (self.blocks_full / max(self.distinct, 1)) / max(self.blocks, 1)
-
 
 class PatchedRows:
     """``rows(prompts, which [S], masks [S, U], reward) -> [S]`` float64, each row patched by its mask.
