@@ -8,7 +8,7 @@ The pipeline, one module a step::
     table = taskness({"seg": seg_stats, "lowlight": ll_stats})        # taskness.py
 """
 
-from interp.taskvectors.patching import MeanPatcher, as_mask, patch_hooks, patched, patched_forward
+from interp.taskvectors.patching import Intervention, MeanPatcher, as_mask, patch_hooks, patched, patched_forward
 from interp.taskvectors.policy import Policy, PolicyError, random_like, stratified_like
 from interp.taskvectors.stats import (
     ActivationStats,
@@ -28,6 +28,6 @@ __all__ = [
     "ModelMismatchError", "LayoutMismatchError", "ShapeMismatchError",
     "Policy", "PolicyError", "random_like", "stratified_like",
     "Unit", "UnitSpace", "GRANULARITIES", "site_name",
-    "MeanPatcher", "as_mask", "patch_hooks", "patched", "patched_forward",
+    "Intervention", "MeanPatcher", "as_mask", "patch_hooks", "patched", "patched_forward",
     "taskness", "sums_of_squares", "top_units",
 ]

@@ -21,12 +21,27 @@ hook is one ``torch.where`` — no Python loop over samples. Sites no row touche
 Broadcasting: a mask with batch 1 applies to every canvas; :func:`patched_forward` expands
 a canvas batch of 1 to the mask's batch (one prompt, many sampled unit sets).
 
+**Intervention kinds** (:class:`Intervention`, one option of the patcher, so every scoring
+path — search, sweep, evaluation, explorer — gets them through this one place). On the cells
+a row's mask selects, with ``m`` the one-shot task mean at the cell's slot:
+
+* ``replace``: ``m``, the paper's task vector (the default);
+* ``scaled``: ``lerp(z, m, alpha) = z + alpha (m - z)``; ``alpha = 1`` is ``replace`` bit for bit;
+* ``add``: ``z + alpha (m - b)`` with ``b`` the *zero-shot* mean at the same slot
+  (function-vector style: add the difference the demonstration makes); it needs statistics
+  collected under the zero-shot layout.
+
+``scaled`` uses ``torch.lerp``, exact at both ends (``alpha = 0`` gives ``z``, ``1`` gives
+``m``); ``add`` with ``alpha = 0`` adds an exact zero, so the forward is the unpatched one.
+
 Gradients are not blocked here; wrap calls in ``torch.no_grad()`` when scoring.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Union
 
 import torch
@@ -39,6 +54,49 @@ from interp.taskvectors.stats import ActivationStats, ModelMismatchError
 from interp.taskvectors.units import UnitSpace
 
 Means = Union[ActivationStats, Mapping[str, Tensor]]
+
+INTERVENTION_KINDS = ("replace", "add", "scaled")
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """What a patch does to the selected cells (see the module docstring's table).
+
+    ``kind``: ``replace`` (the official task vector), ``scaled`` (``z + alpha (mean - z)``) or
+    ``add`` (``z + alpha (mean - zero-shot mean)``); ``alpha`` is ignored by ``replace``.
+    """
+
+    kind: str = "replace"
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in INTERVENTION_KINDS:
+            raise InputError(f"unknown intervention kind {self.kind!r}",
+                             fix=f"use one of {', '.join(INTERVENTION_KINDS)}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha):
+            raise InputError(f"intervention alpha must be a finite number, got {self.alpha!r}",
+                             fix="pass e.g. --alpha 1.0")
+        object.__setattr__(self, "alpha", float(self.alpha))
+
+    @property
+    def needs_base(self) -> bool:
+        """Whether the patch needs zero-shot means (``add``)."""
+        return self.kind == "add"
+
+    @property
+    def label(self) -> str:
+        """``replace``, ``add(a=0.5)``, ``scaled(a=2)``: a short name for tables and legends."""
+        return self.kind if self.kind == "replace" else f"{self.kind}(a={self.alpha:g})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "alpha": self.alpha}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Intervention:
+        return cls() if not d else cls(str(d.get("kind", "replace")), d.get("alpha", 1.0))
+
+
+REPLACE = Intervention()
 
 
 def as_mask(mask: Any, space: UnitSpace) -> Tensor:
@@ -57,12 +115,17 @@ def as_mask(mask: Any, space: UnitSpace) -> Tensor:
     return space.from_official(mask)
 
 
-class _ReplaceZ:
-    """Hook ``fn(z, hook)``: ``z`` where the row's mask is off, the slot mean where it is on."""
+class _PatchZ:
+    """Hook ``fn(z, hook)``: ``z`` where the row's mask is off, the intervened ``z`` where it is on.
 
-    def __init__(self, site_mask: Tensor, values: Tensor) -> None:
+    ``values`` is the kind's per-cell tensor ``[pos, head, d_head]``: the slot mean (``replace``,
+    ``scaled``) or ``alpha (mean - zero-shot mean)`` (``add``).
+    """
+
+    def __init__(self, site_mask: Tensor, values: Tensor, intervention: Intervention = REPLACE) -> None:
         self.site_mask = site_mask[..., None]  # [batch or 1, pos, head, 1]
         self.values = values  # [pos, head, d_head]
+        self.kind, self.alpha = intervention.kind, intervention.alpha
 
     def __call__(self, z: Tensor, hook: HookPoint) -> Tensor:
         rows = self.site_mask.shape[0]
@@ -79,7 +142,11 @@ class _ReplaceZ:
         if self.values.dtype != z.dtype or self.values.device != z.device:
             self.values = self.values.to(device=z.device, dtype=z.dtype)
             self.site_mask = self.site_mask.to(z.device)
-        return torch.where(self.site_mask, self.values, z)
+        if self.kind == "replace":
+            return torch.where(self.site_mask, self.values, z)
+        if self.kind == "scaled":
+            return torch.where(self.site_mask, torch.lerp(z, self.values.expand_as(z), self.alpha), z)
+        return torch.where(self.site_mask, z + self.values, z)  # add
 
 
 class MeanPatcher:
@@ -87,41 +154,72 @@ class MeanPatcher:
 
     ``means``: an :class:`ActivationStats` or ``{site: [num_slots, head, d_head]}`` of mean
     ``z`` by slot. ``layout``: the layout of the patched forwards (must be ``space.target``).
+    ``intervention``: what the patch does (default: the official replace); ``base_means``: the
+    zero-shot means by slot that ``add`` subtracts (statistics collected under the zero-shot
+    layout, e.g. ``collect(model, batches, "zero_shot")``).
     """
 
-    def __init__(self, model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace) -> None:
+    def __init__(self, model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace,
+                 intervention: Intervention | None = None, base_means: Means | None = None) -> None:
         self.model = model
         self.layout = get_layout(layout, model.grid)
         self.space = space
+        self.intervention = REPLACE if intervention is None else intervention
+        if not isinstance(self.intervention, Intervention):
+            raise TypeError(f"intervention must be an Intervention, got {type(self.intervention).__name__}")
         space.check_model(model)
         space.check_target(self.layout)
-        if isinstance(means, ActivationStats) and means.fingerprint not in (None, model.config.fingerprint()):
-            raise ModelMismatchError(
-                f"the statistics were collected with model config {means.fingerprint}, this model is "
-                f"{model.config.fingerprint()}; collect them with this model"
-            )
+        if self.intervention.needs_base and base_means is None:
+            raise InputError(f"the {self.intervention.kind!r} intervention adds (task mean - zero-shot mean) and "
+                             "needs the zero-shot means", fix="pass base_means= statistics collected under the "
+                             "zero-shot layout (interp.taskvectors.collect(model, batches, 'zero_shot'))")
+        for stats in (means, base_means):
+            if isinstance(stats, ActivationStats) and stats.fingerprint not in (None, model.config.fingerprint()):
+                raise ModelMismatchError(
+                    f"the statistics were collected with model config {stats.fingerprint}, this model is "
+                    f"{model.config.fingerprint()}; collect them with this model"
+                )
+        self._base = base_means if self.intervention.needs_base else None
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.index = {site: idx.to(self.device) for site, idx in space.site_index().items()}
         self._means = means
         self._values: dict[str, Tensor] = {}  # filled lazily: only sites some mask touches
+        self._patch_values: dict[str, Tensor] = {}
         self._undefined: dict[str, Tensor | None] = {}
 
+    def _at_positions(self, means: Means, site: str, what: str) -> Tensor:
+        """``means`` of ``site`` gathered at the forward's slots, ``[pos, head, d_head]`` float64."""
+        mean = _site_mean(means, site)
+        stack = site.split(".", 1)[0]
+        num_slots = self.model.grid.num_slots
+        heads = self.index[site].shape[1]
+        if mean.dim() != 3 or mean.shape[0] != num_slots or mean.shape[1] != heads:
+            raise ValueError(
+                f"{what} for {site} have shape {tuple(mean.shape)}; expected [{num_slots} slots, {heads} heads, "
+                "d_head] (mean z by slot, as ActivationStats.mean gives)"
+            )
+        slots = torch.tensor(self.layout.slots(stack), dtype=torch.long, device=mean.device)
+        return mean[slots]
+
     def values(self, site: str) -> Tensor:
-        """Means at the forward's positions of ``site``: ``[pos, head, d_head]`` (model dtype)."""
+        """Task means at the forward's positions of ``site``: ``[pos, head, d_head]`` (model dtype)."""
         if site not in self._values:
-            mean = _site_mean(self._means, site)
-            stack = site.split(".", 1)[0]
-            num_slots = self.model.grid.num_slots
-            heads = self.index[site].shape[1]
-            if mean.dim() != 3 or mean.shape[0] != num_slots or mean.shape[1] != heads:
-                raise ValueError(
-                    f"means for {site} have shape {tuple(mean.shape)}; expected [{num_slots} slots, {heads} heads, "
-                    "d_head] (mean z by slot, as ActivationStats.mean gives)"
-                )
-            slots = torch.tensor(self.layout.slots(stack), dtype=torch.long, device=mean.device)
-            self._values[site] = mean[slots].to(device=self.device, dtype=self.dtype)
+            self._values[site] = self._at_positions(self._means, site, "means").to(device=self.device, dtype=self.dtype)
         return self._values[site]
+
+    def patch_values(self, site: str) -> Tensor:
+        """What the intervention's hook uses at ``site`` (``[pos, head, d_head]``, model dtype): the
+        task means (``replace``, ``scaled``) or ``alpha (mean - zero-shot mean)`` (``add``, computed
+        in float64, then cast)."""
+        if self.intervention.kind != "add":
+            return self.values(site)
+        if site not in self._patch_values:
+            mean = self._at_positions(self._means, site, "means").double()
+            base = self._at_positions(self._base, site, "zero-shot means").double().to(mean.device)
+            delta = self.intervention.alpha * (mean - base)
+            self._patch_values[site] = delta.to(device=self.device, dtype=self.dtype)
+        return self._patch_values[site]
 
     def site_masks(self, mask: Any) -> dict[str, Tensor]:
         """Per touched site, the ``[batch, pos, head]`` bool mask of cells to replace."""
@@ -132,11 +230,11 @@ class MeanPatcher:
         padded = torch.cat([mask, mask.new_zeros(mask.shape[0], 1)], dim=1)  # column len(space) = no unit
         return {site: padded[:, index] for (site, index), t in zip(self.index.items(), touched) if t}
 
-    def hooks(self, mask: Any) -> list[tuple[str, _ReplaceZ]]:
+    def hooks(self, mask: Any) -> list[tuple[str, _PatchZ]]:
         """Forward hooks ``[(site, fn)]`` for ``model.hooks`` / ``run_with_hooks``."""
         hooks = []
         for site, site_mask in self.site_masks(mask).items():
-            values = self.values(site)
+            values = self.patch_values(site)
             if site not in self._undefined:  # cells whose mean was never observed, checked once
                 undefined = values.isnan().any(-1)  # [pos, head]
                 self._undefined[site] = undefined if undefined.any() else None
@@ -144,12 +242,13 @@ class MeanPatcher:
             if missing is not None and (missing := site_mask.any(0) & missing).any():
                 positions = missing.any(1).nonzero().flatten().tolist()
                 slots = [self.layout.slots(site.split(".", 1)[0])[p] for p in positions]
+                base = " (or the zero-shot means 'add' subtracts)" if self.intervention.needs_base else ""
                 raise ValueError(
-                    f"the means of {site} are undefined (never observed) at slots {slots[:8]} that the mask "
+                    f"the means{base} of {site} are undefined (never observed) at slots {slots[:8]} that the mask "
                     "patches; collect statistics under a layout whose sequence holds these slots (one-shot "
                     "covers every slot of a zero-shot forward)"
                 )
-            hooks.append((site, _ReplaceZ(site_mask, values)))
+            hooks.append((site, _PatchZ(site_mask, values, self.intervention)))
         return hooks
 
     @contextmanager
@@ -183,20 +282,23 @@ def _site_mean(means: Means, site: str) -> Tensor:
     return torch.as_tensor(means[site])
 
 
-def patch_hooks(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any) -> list:
-    """Hooks replacing ``z`` at row ``b``'s active units by the mean at the same slot."""
-    return MeanPatcher(model, means, layout, space).hooks(mask)
+def patch_hooks(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any,
+                intervention: Intervention | None = None, base_means: Means | None = None) -> list:
+    """Hooks patching ``z`` at row ``b``'s active units (default: replaced by the mean at the same slot)."""
+    return MeanPatcher(model, means, layout, space, intervention, base_means).hooks(mask)
 
 
 @contextmanager
-def patched(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any) -> Iterator[Any]:
+def patched(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any,
+            intervention: Intervention | None = None, base_means: Means | None = None) -> Iterator[Any]:
     """Context in which every forward of ``model`` is patched by ``mask`` (``[batch or 1, units]``)."""
-    with MeanPatcher(model, means, layout, space).patched(mask) as m:
+    with MeanPatcher(model, means, layout, space, intervention, base_means).patched(mask) as m:
         yield m
 
 
 def patched_forward(
-    model: Any, canvas: Tensor, layout: PromptLayout | str, means: Means, space: UnitSpace, mask: Any
+    model: Any, canvas: Tensor, layout: PromptLayout | str, means: Means, space: UnitSpace, mask: Any,
+    intervention: Intervention | None = None, base_means: Means | None = None,
 ) -> Tensor:
     """Logits of ``model(canvas, layout)`` with row ``b`` patched by ``mask[b]`` (see module doc)."""
-    return MeanPatcher(model, means, layout, space).forward(canvas, mask)
+    return MeanPatcher(model, means, layout, space, intervention, base_means).forward(canvas, mask)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp.canvas import one_shot, zero_shot
-from interp.taskvectors.patching import MeanPatcher, patch_hooks, patched, patched_forward
+from interp.taskvectors.patching import Intervention, MeanPatcher, patch_hooks, patched, patched_forward
 from interp.taskvectors.stats import ModelMismatchError, collect
 from interp.taskvectors.units import GRANULARITIES, UnitSpace
 from tests.conftest import random_model
@@ -172,3 +172,83 @@ def test_patching_errors(model, means) -> None:
                                                          progress=False), space, torch.ones(1, len(space)))
     with pytest.raises(KeyError, match="no means for"):
         patched_forward(model, canvases, layout, {}, space, torch.ones(1, len(space)))
+
+
+# --- intervention kinds: add the difference, scaled replace ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def zs_canvas():
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(21))
+
+
+@pytest.fixture(scope="module")
+def zs_means(model, zs_canvas):
+    """Zero-shot means of one canvas: at the first patched layer they equal that canvas's clean z."""
+    return collect(model, [zs_canvas], "zero_shot", task="t", progress=False)
+
+
+def test_add_alpha_zero_is_the_zero_shot_forward_bit_for_bit(model, means, zs_means, zs_canvas) -> None:
+    space = UnitSpace.for_model(model, "head")
+    every = torch.ones(1, len(space), dtype=torch.bool)
+    with torch.no_grad():
+        clean = model(zs_canvas, "zero_shot")
+        out = patched_forward(model, zs_canvas, "zero_shot", means, space, every, Intervention("add", 0.0), zs_means)
+        moved = patched_forward(model, zs_canvas, "zero_shot", means, space, every, Intervention("add", 0.5), zs_means)
+    assert torch.equal(out, clean)
+    assert (moved - clean).abs().max() > 1e-3  # the hooks did run: alpha 0.5 moves the logits
+
+
+def test_scaled_alpha_one_is_replace_bit_for_bit_and_zero_is_clean(model, means, zs_canvas) -> None:
+    space = UnitSpace.for_model(model, "group")
+    masks = random_masks(3, len(space), seed=22)
+    canvas = zs_canvas
+    with torch.no_grad():
+        replace = patched_forward(model, canvas, "zero_shot", means, space, masks)
+        scaled = patched_forward(model, canvas, "zero_shot", means, space, masks, Intervention("scaled", 1.0))
+        none = patched_forward(model, canvas, "zero_shot", means, space, masks, Intervention("scaled", 0.0))
+        half = patched_forward(model, canvas, "zero_shot", means, space, masks, Intervention("scaled", 0.5))
+    assert torch.equal(scaled, replace)
+    assert torch.equal(none, model(canvas, "zero_shot").expand_as(none))
+    assert (half - replace).abs().max() > 1e-3 and (half - none).abs().max() > 1e-3
+
+
+def _layer_mask(space, stack, layer):
+    return torch.tensor([u.stack == stack and u.layer == layer for u in space.units])[None]
+
+
+def test_add_against_a_hand_written_hook(model, means, zs_means, zs_canvas) -> None:
+    """``z + alpha (m - b)`` on the masked cells, checked against a plain hook; with ``b`` the clean
+    z of this very canvas at the only patched layer, ``add(1)`` lands on the mean (= replace)."""
+    layout = zero_shot(model.grid)
+    space = UnitSpace.for_model(model, "head")
+    mask = _layer_mask(space, "encoder", 1)
+    site = "encoder.blocks.1.attn.hook_z"
+    slots = torch.tensor(layout.slots("encoder"))
+    delta = (means.mean(site) - zs_means.mean(site))[slots].float()
+
+    def hook(z, hook):
+        return z + 0.7 * delta
+
+    with torch.no_grad():
+        expected = model.run_with_hooks(zs_canvas, layout, fwd_hooks=[(site, hook)])
+        out = patched_forward(model, zs_canvas, layout, means, space, mask, Intervention("add", 0.7), zs_means)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+        add_one = patched_forward(model, zs_canvas, layout, means, space, mask, Intervention("add", 1.0), zs_means)
+        replace = patched_forward(model, zs_canvas, layout, means, space, mask)
+    torch.testing.assert_close(add_one, replace, atol=1e-4, rtol=0)
+    assert (out - model(zs_canvas, layout)).abs().max() > 1e-3
+
+
+def test_intervention_errors(model, means) -> None:
+    from interp.errors import InputError
+
+    space = UnitSpace.for_model(model, "head")
+    with pytest.raises(InputError, match="unknown intervention kind"):
+        Intervention("subtract")
+    with pytest.raises(InputError, match="finite"):
+        Intervention("add", float("nan"))
+    with pytest.raises(InputError, match="needs the zero-shot means"):
+        MeanPatcher(model, means, "zero_shot", space, Intervention("add", 1.0))
+    assert Intervention.from_dict(Intervention("scaled", 2).to_dict()) == Intervention("scaled", 2.0)
+    assert Intervention("scaled", 2).label == "scaled(a=2)" and Intervention().label == "replace"
