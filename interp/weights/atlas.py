@@ -15,15 +15,28 @@ that a fixed, seeded random assignment put in group ``k`` (the "aTLAS x K" parti
 ``torch.func.functional_call(base, merged, args, kwargs)``, so any ``nn.Module`` works and the
 base module is never modified.
 
-Departures from the official code, on purpose:
+Two conventions (``convention=``), which differ only for ``partitions > 1`` and fp16 storage:
 
-* The official partition variant (``mask_multiply``) only re-weights stacked 2-D weight
-  matrices and returns a zero delta for every other tensor (biases, LayerNorm, conv kernels).
-  Here the partition applies to every block, 1-D ones included.
-* The official masks are one-hot ``[K, *shape]`` half tensors per shape, drawn unseeded. Here
-  each block keeps one ``uint8`` group index per element (1 byte, ``K <= 255``), drawn from
-  ``seed``, and a custom autograd function mixes the groups without saving per-element
-  coefficient tensors for the backward pass.
+* ``"interp"`` (default): every block is partitioned, 1-D ones included (biases, LayerNorm,
+  conv kernels too), and each block has its own group assignment, drawn in block order from a
+  ``torch.Generator`` seeded with ``seed``. The mix runs in fp32 for partitions (``_PartitionMix``)
+  and as one ``tensordot`` in the storage dtype for ``partitions=1``.
+* ``"upstream"``: the rule of the official ``WeightedImageEncoder(partition=K)`` /
+  ``mask_multiply``: only 2-D blocks (weight matrices) are partitioned; every other block keeps
+  ``theta_0`` exactly and its coefficients get a zero gradient. Masks are shared per shape: one
+  ``randint(K, shape)`` is drawn (int64) for every parameter of the base, in ``named_parameters``
+  order, and a later parameter of the same shape replaces the draw of an earlier one, so all blocks
+  of one shape share the last draw. Upstream draws from the global generator unseeded;
+  ``torch.manual_seed(seed)`` before the upstream constructor gives the same masks as
+  ``seed=seed`` here. The mix runs in the storage dtype like upstream's (with fp16 task vectors,
+  ``dtype=torch.float16``: coefficients cast to fp16, fp16 products, a sum over task vectors in
+  fp16; for ``partitions=1`` the official Python ``sum`` of ``tau_t * lambda_t``, bit for bit;
+  for partitions the fp16 sum order of upstream's ``einsum`` may differ in the last bit).
+
+In both, the group index is kept as one ``uint8`` per element (1 byte, ``K <= 255``) instead of
+upstream's one-hot ``[K, *shape]`` half tensors. The coefficient layout is
+``[n_blocks, n_task_vectors, K]``; upstream's ``coef`` is ``[n_task_vectors, n_params, K]``
+(``coefficients.permute(1, 0, 2)``, when the task vectors cover every parameter).
 
 Memory: base weights are used by reference (their ``requires_grad`` is switched off), task
 vectors are stacked once per block as ``[T, *shape]`` non-persistent buffers (optionally in a
@@ -51,6 +64,7 @@ from torch import Tensor, nn
 from interp.weights.arithmetic import TaskVector, TaskVectorError, _listing, check_same_keys, named_task_vectors
 
 TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
+CONVENTIONS = ("interp", "upstream")
 
 
 class _PartitionMix(torch.autograd.Function):
@@ -94,6 +108,13 @@ class AtlasModel(nn.Module):
         seed: seeds the group assignment.
         dtype: storage dtype of the stacked task vectors (default: the block's dtype);
             ``torch.bfloat16`` halves their memory, and the blockwise mix then runs in bf16.
+            Upstream aTLAS stores task vectors in fp16 (the fp32 difference, then ``.half()``):
+            ``dtype=torch.float16`` rounds them the same way (task vectors given in fp16 are
+            otherwise cast to the block's dtype).
+        convention: ``"interp"`` (every block partitioned, one seeded assignment per block) or
+            ``"upstream"`` (only 2-D blocks partitioned, the others fixed at ``theta_0`` with zero
+            gradient; one assignment per shape; the mix in the storage dtype); see the module
+            docstring. For ``partitions=1`` both compute the same sum (up to float summation order).
 
     Attributes: ``coefficients`` ``[n_blocks, n_task_vectors, partitions]``, ``blocks`` (parameter
     names, the order of the first axis), ``task_names``, ``skipped`` (task-vector keys left at the
@@ -108,10 +129,13 @@ class AtlasModel(nn.Module):
         partitions: int = 1,
         seed: int = 0,
         dtype: torch.dtype | None = None,
+        convention: str = "interp",
     ) -> None:
         super().__init__()
         if not isinstance(partitions, int) or not 1 <= partitions <= 255:
             raise ValueError(f"partitions must be an int in [1, 255], got {partitions!r}")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         tvs, names = named_task_vectors(task_vectors, default_prefix="tv")
         for tv, name in zip(tvs[1:], names[1:]):
             check_same_keys(tvs[0], tv, "task vectors", (names[0], name))
@@ -120,6 +144,7 @@ class AtlasModel(nn.Module):
         self.task_names = names
         self.partitions = partitions
         self.seed = seed
+        self.convention = convention
 
         params = dict(base.named_parameters())
         aliases = dict(base.named_parameters(remove_duplicate=False))
@@ -152,7 +177,6 @@ class AtlasModel(nn.Module):
         if bad:
             raise TaskVectorError(f"task vectors and base model disagree in shape: {_listing(bad)}")
 
-        generator = torch.Generator().manual_seed(seed)
         for i, key in enumerate(self.blocks):
             ref = targets[key]
             store = dtype or ref.dtype
@@ -161,9 +185,26 @@ class AtlasModel(nn.Module):
             else:
                 stacked = torch.stack([tv[key].detach().to(ref.device, store) for tv in tvs])
             self.register_buffer(f"_tau{i}", stacked, persistent=False)  # [T, *shape]
-            if partitions > 1:
-                group = torch.randint(partitions, tuple(ref.shape), generator=generator, dtype=torch.uint8)
-                self.register_buffer(f"_group{i}", group.to(ref.device), persistent=False)  # [*shape]
+        # _mask[i]: which group buffer block i uses (None: the block is not partitioned)
+        self._mask: list[int | None] = [None] * len(self.blocks)
+        if partitions > 1:
+            generator = torch.Generator().manual_seed(seed)
+            if convention == "interp":  # one assignment per block, in block order
+                for i, key in enumerate(self.blocks):
+                    group = torch.randint(partitions, tuple(targets[key].shape), generator=generator, dtype=torch.uint8)
+                    self.register_buffer(f"_group{i}", group.to(targets[key].device), persistent=False)
+                    self._mask[i] = i
+            else:  # upstream: a draw per base parameter, the last one per shape kept, 2-D blocks only
+                by_shape: dict[tuple[int, ...], Tensor] = {}
+                for tensor in params.values():
+                    by_shape[tuple(tensor.shape)] = torch.randint(partitions, tuple(tensor.shape), generator=generator)
+                shapes = list(dict.fromkeys(tuple(targets[k].shape) for k in self.blocks if targets[k].dim() == 2))
+                for j, shape in enumerate(shapes):
+                    device = next(targets[k].device for k in self.blocks if tuple(targets[k].shape) == shape)
+                    self.register_buffer(f"_group{j}", by_shape[shape].to(device, torch.uint8), persistent=False)
+                for i, key in enumerate(self.blocks):
+                    if targets[key].dim() == 2:
+                        self._mask[i] = shapes.index(tuple(targets[key].shape))
         device = targets[self.blocks[0]].device
         self.coefficients = nn.Parameter(torch.zeros(len(self.blocks), len(tvs), partitions, device=device))
 
@@ -172,12 +213,15 @@ class AtlasModel(nn.Module):
         """The task vectors of one block, ``[T, *shape]``."""
         return getattr(self, f"_tau{self._index(block)}")
 
-    def partition_groups(self, block: int | str) -> Tensor:
-        """Group index (``0..K-1``) of every element of one block, ``[*shape]`` int64."""
+    def partition_groups(self, block: int | str) -> Tensor | None:
+        """Group index (``0..K-1``) of every element of one block, ``[*shape]`` int64; all zeros
+        for ``partitions=1``; ``None`` for a block the upstream convention leaves unpartitioned
+        (it stays at ``theta_0``)."""
         i = self._index(block)
         if self.partitions == 1:
             return torch.zeros(self.stacked(i).shape[1:], dtype=torch.long, device=self.coefficients.device)
-        return getattr(self, f"_group{i}").long()
+        mask = self._mask[i]
+        return None if mask is None else getattr(self, f"_group{mask}").long()
 
     def _index(self, block: int | str) -> int:
         if isinstance(block, int):
@@ -193,12 +237,23 @@ class AtlasModel(nn.Module):
         for i, key in enumerate(self.blocks):
             tau = self.stacked(i)
             coef = self.coefficients[i]  # [T, K]
-            if self.partitions == 1:
-                delta = torch.tensordot(coef[:, 0].to(tau.dtype), tau, dims=1)  # [*shape]
+            if self.convention == "upstream":
+                out[key] = self._upstream_delta(i, tau, coef)
+            elif self.partitions == 1:
+                out[key] = torch.tensordot(coef[:, 0].to(tau.dtype), tau, dims=1)  # [*shape]
             else:
-                delta = _PartitionMix.apply(coef, tau, getattr(self, f"_group{i}"))
-            out[key] = delta
+                out[key] = _PartitionMix.apply(coef, tau, getattr(self, f"_group{self._mask[i]}"))
         return out
+
+    def _upstream_delta(self, i: int, tau: Tensor, coef: Tensor) -> Tensor:
+        """The official mix, in the storage dtype of ``tau`` (see the module docstring)."""
+        if self.partitions == 1:  # Python sum of tau_t * lambda_t (a 0-d fp32 coefficient)
+            return sum(tau[t] * coef[t, 0] for t in range(tau.shape[0]))
+        mask = self._mask[i]
+        if mask is None:  # not a 2-D block: no change; coef * 0 keeps a zero gradient
+            return tau.new_zeros(tau.shape[1:]) + (coef * 0.0).sum().to(tau.dtype)
+        index = getattr(self, f"_group{mask}").long()  # [*shape]
+        return (coef.to(tau.dtype)[:, index] * tau).sum(0)
 
     def merged_parameters(self) -> dict[str, Tensor]:
         """``theta_0 + delta`` for every block (differentiable in the coefficients)."""
@@ -252,6 +307,7 @@ class AtlasModel(nn.Module):
             "task_names": json.dumps(self.task_names),
             "partitions": str(self.partitions),
             "seed": str(self.seed),
+            "convention": self.convention,
         }
 
     def save_coefficients(self, path: str | Path) -> Path:
@@ -271,11 +327,12 @@ class AtlasModel(nn.Module):
             header = handle.metadata() or {}
             values = handle.get_tensor("coefficients")
         mine = self._header()
-        differ = [k for k in ("blocks", "task_names", "partitions", "seed") if header.get(k) != mine[k]]
+        header.setdefault("convention", "interp")  # files written before the option existed
+        differ = [k for k in ("blocks", "task_names", "partitions", "seed", "convention") if header.get(k) != mine[k]]
         if differ:
             raise TaskVectorError(
                 f"{path} was saved for a different aTLAS set-up ({', '.join(differ)} differ); "
-                "build AtlasModel with the same task vectors, partitions and seed"
+                "build AtlasModel with the same task vectors, partitions, seed and convention"
             )
         with torch.no_grad():
             self.coefficients.copy_(values)
