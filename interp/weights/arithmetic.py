@@ -168,10 +168,28 @@ class TaskVector(Mapping[str, Tensor]):
 
     @classmethod
     def from_modules(
-        cls, pretrained: nn.Module, finetuned: nn.Module, name: str | None = None, dtype: torch.dtype | None = None
+        cls,
+        pretrained: nn.Module,
+        finetuned: nn.Module,
+        name: str | None = None,
+        dtype: torch.dtype | None = None,
+        keys: str = "all",
     ) -> "TaskVector":
-        """Task vector between two modules of the same architecture (their state dicts)."""
-        return cls.from_state_dicts(pretrained.state_dict(), finetuned.state_dict(), name=name, dtype=dtype)
+        """Task vector between two modules of the same architecture (their state dicts).
+
+        ``keys="all"`` (interp's default, as ``task_vectors`` and aTLAS upstream): every float
+        entry of the state dict, float buffers included; ``keys="parameters"``: the
+        ``named_parameters()`` only, in that order (upstream TaskVectorBasis's key set).
+        ``dtype=torch.float16`` rounds the fp32 difference to fp16, as upstream aTLAS stores them.
+        """
+        if keys not in ("all", "parameters"):
+            raise ValueError(f"keys must be 'all' or 'parameters', got {keys!r}")
+        pre, fine = pretrained.state_dict(), finetuned.state_dict()
+        if keys == "parameters":
+            names = [k for k, _ in pretrained.named_parameters()]
+            pre = {k: pre[k] for k in names if k in pre}
+            fine = {k: fine[k] for k in names if k in fine}
+        return cls.from_state_dicts(pre, fine, name=name, dtype=dtype)
 
     @classmethod
     def from_files(

@@ -1,4 +1,4 @@
-"""Task-vector bases: T task vectors compressed into M basis vectors (AE/Gram or PCA).
+"""Task-vector bases: T task vectors compressed into M basis vectors (AE/Gram, PCA or random).
 
 Zeng et al., "Task Vector Bases: A Unified and Scalable Framework for Compressed Task
 Arithmetic", 2025 (seed 003; official code ``uiuctml/TaskVectorBasis``, ``src/basis_vectors.py``
@@ -15,12 +15,25 @@ Files (the published layout, read with ``torch.load(weights_only=True)``; only p
 lists, tensors, ``torch.Size`` and numbers are written):
 
 * ``basis_vectors.pt``: ``{"basis_vectors": [M dicts name -> tensor], "num_basis": M, "method": ...}``
-* ``method_info.json``: ``method`` (``AutoencoderBasisMethod`` / ``PCABasisMethod``), ``M``,
-  ``seed``, ``datasets`` (the task order), the hyper-parameters and a timestamp;
-* ``AWB.pt`` (AE): ``{"A": (T, M), "W": (M, T), "B": softmax(A/tau) (T, M), "metadata": {...}}``;
+* ``method_info.json``: ``method`` (``AutoencoderBasisMethod`` / ``PCABasisMethod`` /
+  ``RandomBasisMethod``), ``M``, ``seed``, ``datasets`` (the task order), the hyper-parameters
+  and a timestamp;
+* ``AWB.pt`` (AE): ``{"A": (T, M), "W": (M, T), "B": softmax(A/tau) (T, M), "metadata": {...}}``.
+  ``W`` is the recovery matrix as stored: with ``softmax_w`` the upstream writer (and
+  :func:`~interp.weights.basis_build.build_basis`) stores it *after* the softmax; upstream's
+  loader applies ``softmax(W / tau_final)`` once more. Interp reads W as the recovery matrix
+  (see ``softmax_w=`` of :meth:`Basis.load` for the other readings);
 * ``pca_components.pt`` (PCA): ``coefficients`` (M, T), ``mean_vector`` (D,),
   ``singular_values`` (M,), ``M_actual``, ``total_dim``, ``keys_order``, ``param_shapes``,
-  ``dataset_names``, ``storage_info``.
+  ``dataset_names``, ``storage_info``;
+* ``random_basis.pt`` (Random): ``projection_coefficients`` (M, T), ``seed``, ``M``,
+  ``total_dim``, ``keys_order``, ``param_shapes``, ``dataset_names``, ``storage_info``; the basis
+  vectors are the columns of Q (QR of a seeded ``D x M`` fp32 ``randn``), regenerated from the
+  seed when ``basis_vectors.pt`` is absent (upstream's design).
+
+Key sets: upstream's TaskVectorBasis builds task vectors over ``named_parameters()`` only;
+``TaskVector.from_modules(..., keys="parameters")`` does the same (interp's default keeps float
+buffers too). Whatever keys the folder holds are read.
 """
 
 from __future__ import annotations
@@ -40,10 +53,13 @@ from interp.weights.arithmetic import TaskVector, named_task_vectors
 
 TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
 
-AE, PCA = "AutoencoderBasisMethod", "PCABasisMethod"
-_ALIASES = {"ae": AE, "gram": AE, "autoencoder": AE, AE.lower(): AE, "pca": PCA, PCA.lower(): PCA}
-_SHORT = {AE: "ae", PCA: "pca"}
-FILES = {"basis": "basis_vectors.pt", "info": "method_info.json", AE: "AWB.pt", PCA: "pca_components.pt"}
+AE, PCA, RANDOM = "AutoencoderBasisMethod", "PCABasisMethod", "RandomBasisMethod"
+_ALIASES = {"ae": AE, "gram": AE, "autoencoder": AE, AE.lower(): AE, "pca": PCA, PCA.lower(): PCA,
+            "random": RANDOM, RANDOM.lower(): RANDOM}
+_SHORT = {AE: "ae", PCA: "pca", RANDOM: "random"}
+FILES = {"basis": "basis_vectors.pt", "info": "method_info.json", AE: "AWB.pt", PCA: "pca_components.pt",
+         RANDOM: "random_basis.pt"}
+SOFTMAX_W = ("auto", "as_stored", "upstream_loader")
 
 
 class BasisError(InputError):
@@ -54,7 +70,8 @@ def _method(name: str) -> str:
     found = _ALIASES.get(str(name).lower())
     if found is None:
         raise BasisError(
-            f"unknown basis method {name!r}; supported: 'ae' (AutoencoderBasisMethod) and 'pca' (PCABasisMethod)"
+            f"unknown basis method {name!r}; supported: 'ae' (AutoencoderBasisMethod), 'pca' (PCABasisMethod) "
+            "and 'random' (RandomBasisMethod)"
         )
     return found
 
@@ -99,13 +116,13 @@ class Basis:
     ``v_t ~ sum_m recovery[m, t] * vectors[m]`` (+ ``mean`` for PCA).
     """
 
-    method: str  # "AutoencoderBasisMethod" | "PCABasisMethod"
+    method: str  # "AutoencoderBasisMethod" | "PCABasisMethod" | "RandomBasisMethod"
     vectors: list[dict[str, Tensor]]
     task_names: list[str]
     recovery: Tensor | None  # [M, T]; None when the method artifact was not loaded
     mean: dict[str, Tensor] | None = None  # PCA only
     info: dict[str, Any] = field(default_factory=dict)  # method_info.json
-    artifact: dict[str, Any] = field(default_factory=dict)  # AWB.pt / pca_components.pt payload
+    artifact: dict[str, Any] = field(default_factory=dict)  # AWB.pt / pca_components.pt / random_basis.pt payload
     diagnostics: dict[str, Any] = field(default_factory=dict)  # in memory only (not saved)
 
     @property
@@ -187,12 +204,28 @@ class Basis:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, require_recovery: bool = True) -> "Basis":
+    def load(cls, folder: str | Path, require_recovery: bool = True, softmax_w: str = "auto") -> "Basis":
         """Read a basis folder (ours or a published one) with ``torch.load(weights_only=True)``.
 
-        ``require_recovery=False`` accepts folders without ``AWB.pt`` / ``pca_components.pt``
-        (addition only).
+        ``require_recovery=False`` accepts folders without ``AWB.pt`` / ``pca_components.pt`` /
+        ``random_basis.pt`` (addition only). A Random folder without ``basis_vectors.pt``
+        regenerates its vectors from the seed.
+
+        ``softmax_w`` says how the AE recovery matrix is read from ``AWB.pt``:
+
+        * ``"auto"`` (default): W as stored is the recovery matrix (what upstream's writer and
+          interp store, after the softmax when ``softmax_w`` is true), unless the metadata says
+          the stored W is the raw one: ``"W_stored": "before_softmax"``, or
+          ``w_activation == "softmax"`` without ``softmax_w`` (upstream then trains with
+          ``softmax(W / tau)`` but stores W raw); then ``softmax(W / tau_final, dim=0)``.
+        * ``"as_stored"``: W as stored, always.
+        * ``"upstream_loader"``: what upstream's ``load_method_from_artifacts`` +
+          ``recover_task_vectors_from_basis`` compute: ``softmax(W / tau, dim=0)`` when the
+          metadata has ``softmax_w`` true, with ``tau = metadata.get("tau_final", tau_init)``
+          (on a folder written by upstream, the softmax a second time).
         """
+        if softmax_w not in SOFTMAX_W:
+            raise BasisError(f"softmax_w must be one of {SOFTMAX_W}, got {softmax_w!r}")
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"basis folder {folder} does not exist")
@@ -206,16 +239,6 @@ class Basis:
         if not isinstance(info, dict):
             raise BasisError(f"{info_path} holds a JSON {type(info).__name__}, not an object", fix="rewrite it with Basis.save")
         method = _method(info.get("method", "?"))
-        data = _read(folder / FILES["basis"], "the basis vectors (needed for addition)")
-        if not isinstance(data, Mapping) or "basis_vectors" not in data:
-            raise BasisError(f"{folder / FILES['basis']} has no 'basis_vectors' list")
-        try:
-            vectors = [dict(v) for v in data["basis_vectors"]]
-        except (TypeError, ValueError):
-            raise BasisError(f"{folder / FILES['basis']}: 'basis_vectors' must be a list of name -> tensor dicts") from None
-        if not vectors:
-            raise BasisError(f"{folder / FILES['basis']} holds no basis vectors")
-        _check_floats(folder / FILES["basis"], {f"{i}.{k}": v for i, vec in enumerate(vectors) for k, v in vec.items()})
         artifact_path = _artifact_path(folder, method)
         artifact: dict[str, Any] = {}
         if artifact_path is None:
@@ -226,18 +249,32 @@ class Basis:
                 )
         else:
             artifact = dict(_read(artifact_path, "the recovery artifact"))
-        names = info.get("datasets") or artifact.get("dataset_names") or (artifact.get("metadata") or {}).get("datasets")
-        recovery, mean = None, None
-        needed = {AE: ("W",), PCA: ("coefficients", "mean_vector", "keys_order", "param_shapes")}.get(method, ())
+        needed = {AE: ("W",), PCA: ("coefficients", "mean_vector", "keys_order", "param_shapes"),
+                  RANDOM: ("projection_coefficients", "keys_order", "param_shapes")}[method]
         absent = [k for k in needed if k not in artifact]
         if artifact and absent:
             raise BasisError(f"{artifact_path} lacks {absent}; it is not a {method} recovery artifact", fix="rewrite it with Basis.save")
+        if method == RANDOM and artifact and not (folder / FILES["basis"]).is_file():
+            seed = artifact.get("seed", info.get("seed", 0))
+            keys = list(artifact["keys_order"])
+            D = sum(math.prod(tuple(artifact["param_shapes"][k])) for k in keys)
+            M = artifact["projection_coefficients"].shape[0]
+            Q = random_orthonormal(D, M, int(seed))
+            vectors = [unflatten(Q[:, m], keys, artifact["param_shapes"]) for m in range(M)]
+        else:
+            vectors = _read_vectors(folder / FILES["basis"])
+        names = info.get("datasets") or artifact.get("dataset_names") or (artifact.get("metadata") or {}).get("datasets")
+        recovery, mean = None, None
         if method == AE and artifact:
-            recovery = _check_floats(artifact_path, {"W": artifact["W"]})["W"].float()  # stored after any softmax
+            W = _check_floats(artifact_path, {"W": artifact["W"]})["W"].float()
+            recovery = _ae_recovery(W, {**info, **(artifact.get("metadata") or {})}, softmax_w)
         elif method == PCA and artifact:
             checked = _check_floats(artifact_path, {k: artifact[k] for k in ("coefficients", "mean_vector")})
             recovery = checked["coefficients"].float()
-            mean = _unflatten(checked["mean_vector"], list(artifact["keys_order"]), artifact["param_shapes"])
+            mean = unflatten(checked["mean_vector"], list(artifact["keys_order"]), artifact["param_shapes"])
+        elif method == RANDOM and artifact:
+            key = "projection_coefficients"
+            recovery = _check_floats(artifact_path, {key: artifact[key]})[key].float()
         if names is None:
             T = recovery.shape[1] if recovery is not None else None
             names = [f"task{i}" for i in range(T or 0)]
@@ -248,6 +285,42 @@ class Basis:
                     f"vectors and {len(names)} datasets in {FILES['info']}"
                 )
         return cls(method, vectors, list(names), recovery, mean, info, artifact)
+
+
+def _read_vectors(path: Path) -> list[dict[str, Tensor]]:
+    data = _read(path, "the basis vectors (needed for addition)")
+    if not isinstance(data, Mapping) or "basis_vectors" not in data:
+        raise BasisError(f"{path} has no 'basis_vectors' list")
+    try:
+        vectors = [dict(v) for v in data["basis_vectors"]]
+    except (TypeError, ValueError):
+        raise BasisError(f"{path}: 'basis_vectors' must be a list of name -> tensor dicts") from None
+    if not vectors:
+        raise BasisError(f"{path} holds no basis vectors")
+    _check_floats(path, {f"{i}.{k}": v for i, vec in enumerate(vectors) for k, v in vec.items()})
+    return vectors
+
+
+def _ae_recovery(W: Tensor, metadata: Mapping[str, Any], softmax_w: str) -> Tensor:
+    """The AE recovery matrix from the stored W under the ``softmax_w`` reading of :meth:`Basis.load`."""
+    flagged = bool(metadata.get("softmax_w", False))
+    tau_final = float(metadata.get("tau_final", metadata.get("tau_init", 1.0)))
+    if softmax_w == "as_stored":
+        return W
+    if softmax_w == "upstream_loader":
+        return torch.softmax(W / tau_final, dim=0) if flagged else W
+    raw = metadata.get("W_stored") == "before_softmax" or (
+        not flagged and str(metadata.get("w_activation", "linear")).lower() == "softmax"
+    )
+    return torch.softmax(W / tau_final, dim=0) if raw else W
+
+
+def random_orthonormal(D: int, M: int, seed: int) -> Tensor:
+    """``Q`` (D x M, orthonormal columns): the reduced QR of a ``D x M`` fp32 ``randn`` drawn
+    from a CPU generator seeded with ``seed`` (upstream ``RandomBasisMethod``'s basis)."""
+    generator = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(D, M, generator=generator, dtype=torch.float32), mode="reduced")
+    return Q
 
 
 def _check_floats(path: Path, tensors: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -283,7 +356,8 @@ def _artifact_path(folder: Path, method: str) -> Path | None:
     return None
 
 
-def _unflatten(flat: Tensor, keys: Sequence[str], shapes: Mapping[str, Any]) -> dict[str, Tensor]:
+def unflatten(flat: Tensor, keys: Sequence[str], shapes: Mapping[str, Any]) -> dict[str, Tensor]:
+    """``flat`` (D,) split into ``keys`` with ``shapes`` (the PCA mean, Random basis vectors)."""
     out, start = {}, 0
     for key in keys:
         shape = tuple(shapes[key])
@@ -291,5 +365,5 @@ def _unflatten(flat: Tensor, keys: Sequence[str], shapes: Mapping[str, Any]) -> 
         out[key] = flat[start : start + n].reshape(shape)
         start += n
     if start != flat.numel():
-        raise BasisError(f"mean_vector has {flat.numel()} values but the shapes account for {start}")
+        raise BasisError(f"a flat vector has {flat.numel()} values but the shapes account for {start}")
     return out

@@ -143,8 +143,8 @@ def test_named_errors(tmp_path, tvs):
     with pytest.raises(BasisError, match="addition only"):
         addition_only.recover(0)
     info = json.loads((folder / "method_info.json").read_text())
-    (folder / "method_info.json").write_text(json.dumps(dict(info, method="RandomBasisMethod")))
-    with pytest.raises(BasisError, match="unknown basis method 'RandomBasisMethod'"):
+    (folder / "method_info.json").write_text(json.dumps(dict(info, method="RandomSampleMethod")))
+    with pytest.raises(BasisError, match="unknown basis method .RandomSampleMethod."):
         Basis.load(folder)
     (folder / "method_info.json").write_text(json.dumps(info))
     torch.save({"basis_vectors": [basis.vectors[0]], "weird": torch.nn.Linear(1, 1)}, folder / "basis_vectors.pt")
@@ -153,3 +153,144 @@ def test_named_errors(tmp_path, tvs):
     (folder / "basis_vectors.pt").unlink()
     with pytest.raises(FileNotFoundError, match="basis_vectors.pt"):
         Basis.load(folder, require_recovery=False)
+
+
+# --- conventions against upstream (uiuctml/TaskVectorBasis), the upstream rules rebuilt from their description ---
+def upstream_gram_trainer(G: torch.Tensor, M: int, tau: float, steps: int, lr: float, weight_decay: float,
+                          seed: int, softmax_w: bool = False):
+    """GramTrainer as described: seed the global generator, A = randn(T, M), W = zeros(M, T), one Adam
+    (weight decay in the gradient) on sum(E * (G @ E)) / T^2, E = softmax(A/tau, 0) W' - I, no clipping."""
+    T = G.shape[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        A = torch.randn(T, M, requires_grad=True)
+    W = torch.zeros(M, T, requires_grad=True)
+    opt = torch.optim.Adam([A, W], lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        Wp = torch.softmax(W / tau, dim=0) if softmax_w else W
+        E = torch.softmax(A / tau, dim=0) @ Wp - torch.eye(T)
+        loss = torch.sum(E * (G @ E)) / (T * T)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return A.detach(), W.detach()
+
+
+@pytest.fixture(scope="module")
+def big(tvs) -> dict[str, TaskVector]:
+    """The fixture's vectors times 4: tr(G)/T is about 2194, far from 1."""
+    return {k: 4.0 * v for k, v in tvs.items()}
+
+
+def test_gram_scaling_conventions(big):
+    kw = dict(M=3, steps=300, lr=0.05, progress=False)
+    G = gram_matrix(list(big.values()))
+    s = float(torch.trace(G)) / T
+    assert 2000 < s < 2400
+    trace = build_basis(big, weight_decay=1e-2, **kw)
+    none = build_basis(big, weight_decay=1e-2, gram_scaling="none", **kw)
+    # each side equals the upstream trainer, bit for bit, on its own Gram
+    A, W = upstream_gram_trainer(G.float(), 3, 1.0, 300, 0.05, 1e-2, seed=0)
+    assert torch.equal(none.artifact["A"], A) and torch.equal(none.artifact["W"], W)
+    A, W = upstream_gram_trainer((G / s).float(), 3, 1.0, 300, 0.05, 1e-2, seed=0)
+    assert torch.equal(trace.artifact["A"], A) and torch.equal(trace.artifact["W"], W)
+    # with weight decay the scaling changes the optimum (the decay is s times stronger under "trace")
+    assert (trace.artifact["A"] - none.artifact["A"]).abs().max() > 1.0
+    assert trace.diagnostics["relative_error"] > 2 * none.diagnostics["relative_error"]
+    # without it (and without clipping) both reach the same basis up to Adam's eps
+    a = build_basis(big, weight_decay=0.0, **kw)
+    b = build_basis(big, weight_decay=0.0, gram_scaling="none", **kw)
+    assert (a.artifact["A"] - b.artifact["A"]).abs().max() < 1e-3
+    assert a.diagnostics["relative_error"] == pytest.approx(b.diagnostics["relative_error"], rel=1e-5)
+    assert trace.info["gram_scaling"] == "trace" and none.info["gram_scaling"] == "none"
+    with pytest.raises(BasisError, match="gram_scaling"):
+        build_basis(big, M=2, gram_scaling="mean", progress=False)
+
+
+def test_softmax_w_built_and_stored_after_the_softmax(tmp_path, tvs):
+    basis = build_basis(tvs, M=3, steps=200, lr=0.05, softmax_w=True, progress=False)
+    G = gram_matrix(list(tvs.values()))
+    _, W_raw = upstream_gram_trainer((G / (float(torch.trace(G)) / T)).float(), 3, 1.0, 200, 0.05, 1e-6, 0, softmax_w=True)
+    assert torch.equal(basis.artifact["W"], torch.softmax(W_raw, dim=0))  # tau_final = 1: stored after the softmax
+    assert torch.allclose(basis.recovery.sum(0), torch.ones(T))
+    loaded = Basis.load(basis.save(tmp_path / "smw"))
+    assert loaded.info["softmax_w"] is True and torch.equal(loaded.recovery, basis.recovery)
+    double = Basis.load(tmp_path / "smw", softmax_w="upstream_loader")  # upstream's loader: softmax once more
+    assert torch.allclose(double.recovery, torch.softmax(basis.recovery, dim=0))
+
+
+def write_ae_folder(folder, vectors, A, W, metadata):
+    folder.mkdir()
+    torch.save({"basis_vectors": vectors, "num_basis": len(vectors), "method": "AutoencoderBasisMethod"},
+               folder / "basis_vectors.pt")
+    torch.save({"A": A, "W": W, "B": torch.softmax(A, dim=0), "metadata": metadata}, folder / "AWB.pt")
+    (folder / "method_info.json").write_text(json.dumps(metadata))
+
+
+def test_softmax_w_folders_read_both_ways(tmp_path):
+    """An upstream-written softmax_w folder (W stored after the softmax, no tau_final in the metadata)
+    and one that stores the raw W are read to the same recovered vectors."""
+    g = torch.Generator().manual_seed(3)
+    vectors = [{"w": torch.randn(2, 3, generator=g)} for _ in range(2)]
+    A, W_raw = torch.randn(4, 2, generator=g), torch.randn(2, 4, generator=g)
+    tau = 2.0
+    W_after = torch.softmax(W_raw / tau, dim=0)
+    meta = {"method": "AutoencoderBasisMethod", "M": 2, "seed": 0, "datasets": list("abcd"), "tau_init": tau,
+            "softmax_w": True, "w_activation": "linear", "encoder": "softmax"}
+    write_ae_folder(tmp_path / "upstream", vectors, A, W_after, meta)
+    write_ae_folder(tmp_path / "raw", vectors, A, W_raw, dict(meta, W_stored="before_softmax"))
+    write_ae_folder(tmp_path / "activation", vectors, A, W_raw, dict(meta, softmax_w=False, w_activation="softmax"))
+    expected = sum(W_after[m, 2] * vectors[m]["w"] for m in range(2))
+    for name in ("upstream", "raw", "activation"):
+        basis = Basis.load(tmp_path / name)
+        assert torch.allclose(basis.recovery, W_after, atol=1e-7), name
+        assert torch.allclose(basis.recover("c")["w"], expected, atol=1e-6), name
+    assert torch.equal(Basis.load(tmp_path / "raw", softmax_w="as_stored").recovery, W_raw)
+    upstream = Basis.load(tmp_path / "upstream", softmax_w="upstream_loader").recovery
+    assert torch.allclose(upstream, torch.softmax(W_after / tau, dim=0))  # the double softmax of upstream's loader
+    assert (upstream - W_after).abs().max() > 0.05
+    with pytest.raises(BasisError, match="softmax_w must be"):
+        Basis.load(tmp_path / "upstream", softmax_w="twice")
+
+
+def test_random_basis_matches_the_upstream_rule_and_round_trips(tmp_path, tvs):
+    basis = build_basis(tvs, M=4, method="random", seed=5, progress=False, chunk_size=7)
+    D = 57
+    V = torch.stack([flat(tv) for tv in tvs.values()], dim=1).float()  # [D, T]
+    generator = torch.Generator().manual_seed(5)  # upstream: randn(D, M) from a seeded generator, reduced QR
+    Q, _ = torch.linalg.qr(torch.randn(D, 4, generator=generator), mode="reduced")
+    stacked = torch.stack([flat(TaskVector(v)) for v in basis.vectors], dim=1).float()
+    assert torch.equal(stacked, Q)
+    assert torch.allclose(Q.T @ Q, torch.eye(4), atol=1e-6)
+    torch.testing.assert_close(basis.recovery, Q.T @ V, rtol=0, atol=1e-5)
+    recovered = flat(basis.recover("task1")).float()
+    torch.testing.assert_close(recovered, Q @ (Q.T @ V[:, 1]), rtol=0, atol=1e-5)
+    folder = basis.save(tmp_path / "random")
+    assert sorted(p.name for p in folder.iterdir()) == ["basis_vectors.pt", "method_info.json", "random_basis.pt"]
+    payload = torch.load(folder / "random_basis.pt", weights_only=True)
+    assert payload["projection_coefficients"].shape == (4, T) and payload["seed"] == 5 and payload["total_dim"] == D
+    loaded = Basis.load(folder)
+    assert loaded.method == "RandomBasisMethod" and torch.equal(loaded.recovery, basis.recovery)
+    assert torch.equal(loaded.recover("task1")["layer.bias"], basis.recover("task1")["layer.bias"])
+    (folder / "basis_vectors.pt").unlink()  # upstream's design: the basis is regenerated from the seed
+    regenerated = Basis.load(folder)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(regenerated.vectors, basis.vectors) for k in a)
+    exact = build_basis(tvs, M=D, method="random", progress=False)
+    assert max(exact.relative_errors(tvs).values()) < 1e-10
+    with pytest.raises(BasisError, match=r"M must be an int in \[1, D=57\]"):
+        build_basis(tvs, M=D + 1, method="random", progress=False)
+
+
+def test_parameters_only_key_set():
+    """TaskVectorBasis builds task vectors over named_parameters(); interp keeps float buffers by default."""
+    base = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    tuned = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    with torch.no_grad():
+        tuned[1].running_mean.fill_(0.5)
+    everything = TaskVector.from_modules(base, tuned)
+    params = TaskVector.from_modules(base, tuned, keys="parameters")
+    assert list(params) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert list(everything) == list(params) + ["1.running_mean", "1.running_var"]
+    assert all(torch.equal(params[k], everything[k]) for k in params)
+    with pytest.raises(ValueError, match="keys must be"):
+        TaskVector.from_modules(base, tuned, keys="buffers")
