@@ -6,10 +6,16 @@
 * :mod:`interp.weights.atlas`: :class:`AtlasModel` (one learned coefficient per parameter block,
   per task vector, per random partition; ``torch.func.functional_call`` on a frozen base); :mod:`interp.weights.atlas_train`:
   :func:`train_atlas` (supervised loss or unsupervised entropy).
-* :mod:`interp.weights.basis_build`: :func:`build_basis` (AE/Gram or PCA); :mod:`interp.weights.bases`:
+* :mod:`interp.weights.basis_build`: :func:`build_basis` (AE/Gram, PCA or random); :mod:`interp.weights.bases`:
   :class:`Basis` (addition, per-task recovery for negation, the published folder format).
 
 All of it works on any ``nn.Module``; files are safetensors or ``torch.load(weights_only=True)``.
+Where interp's defaults differ from the upstream code on purpose (every aTLAS block partitioned,
+one mask per block; the Gram scaled by ``tr(G)/T``; float buffers kept in task vectors; fp32
+storage), an option gives upstream's behaviour: ``AtlasModel(convention="upstream")``,
+``build_basis(gram_scaling="none", softmax_w=...)``, ``Basis.load(softmax_w=...)``,
+``TaskVector.from_modules(keys="parameters", dtype=torch.float16)`` (README, "Conventions against
+the upstream code").
 """
 
 from interp.weights.arithmetic import TaskVector, TaskVectorError
