@@ -31,7 +31,8 @@ Two conventions (``convention=``), which differ only for ``partitions > 1`` and 
   ``seed=seed`` here. The mix runs in the storage dtype like upstream's (with fp16 task vectors,
   ``dtype=torch.float16``: coefficients cast to fp16, fp16 products, a sum over task vectors in
   fp16; for ``partitions=1`` the official Python ``sum`` of ``tau_t * lambda_t``, bit for bit;
-  for partitions the fp16 sum order of upstream's ``einsum`` may differ in the last bit).
+  for partitions the fp16 sum order of upstream's ``einsum`` may differ in the last bit; a
+  partitioned block then holds a ``[T, *shape]`` coefficient map per forward, as upstream's does).
 
 In both, the group index is kept as one ``uint8`` per element (1 byte, ``K <= 255``) instead of
 upstream's one-hot ``[K, *shape]`` half tensors. The coefficient layout is

@@ -258,6 +258,9 @@ class Basis:
             seed = artifact.get("seed", info.get("seed", 0))
             keys = list(artifact["keys_order"])
             D = sum(math.prod(tuple(artifact["param_shapes"][k])) for k in keys)
+            if int(artifact.get("total_dim", D)) != D:
+                raise BasisError(f"{artifact_path}: total_dim {artifact['total_dim']} but param_shapes add up to {D}",
+                                 fix="rewrite the basis with Basis.save")
             M = artifact["projection_coefficients"].shape[0]
             Q = random_orthonormal(D, M, int(seed))
             vectors = [unflatten(Q[:, m], keys, artifact["param_shapes"]) for m in range(M)]

@@ -294,3 +294,24 @@ def test_parameters_only_key_set():
     assert all(torch.equal(params[k], everything[k]) for k in params)
     with pytest.raises(ValueError, match="keys must be"):
         TaskVector.from_modules(base, tuned, keys="buffers")
+
+
+def test_random_folder_written_upstream_style_without_basis_vectors(tmp_path):
+    """random_basis.pt + method_info.json as upstream writes them (torch.Size shapes), no basis_vectors.pt."""
+    shapes = {"w": torch.Size([3, 2]), "b": torch.Size([2])}
+    generator = torch.Generator().manual_seed(9)
+    Q, _ = torch.linalg.qr(torch.randn(8, 2, generator=generator), mode="reduced")
+    coefficients = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, 1.0]])
+    payload = {"projection_coefficients": coefficients, "seed": 9, "M": 2, "total_dim": 8, "keys_order": ["w", "b"],
+               "param_shapes": shapes, "dataset_names": ["x", "y", "z"], "storage_info": {}}
+    torch.save(payload, tmp_path / "random_basis.pt")
+    (tmp_path / "method_info.json").write_text(json.dumps(
+        {"method": "RandomBasisMethod", "M": 2, "seed": 9, "datasets": ["x", "y", "z"], "timestamp": "t"}))
+    basis = Basis.load(tmp_path)
+    assert basis.task_names == ["x", "y", "z"] and basis.M == 2
+    expected = Q @ coefficients[:, 1]
+    recovered = basis.recover("y")
+    torch.testing.assert_close(torch.cat([recovered["w"].reshape(-1), recovered["b"]]), expected, rtol=0, atol=1e-6)
+    torch.save(dict(payload, total_dim=9), tmp_path / "random_basis.pt")
+    with pytest.raises(BasisError, match="total_dim 9 but param_shapes add up to 8"):
+        Basis.load(tmp_path)
