@@ -41,7 +41,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     common.setup(args)
 
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
 
     n = common.pick(args.prompts, args, 100, large_cpu=16, quick=3)
     batch = common.pick(args.batch, args, 32, large_cpu=8, quick=2)

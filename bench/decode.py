@@ -71,7 +71,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from interp.scoring import Scorer
     from interp.taskvectors.patching import MeanPatcher
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
     from interp.taskvectors.units import UnitSpace
 
     samples = common.pick(args.samples, args, 256, large_cpu=16, quick=8)

@@ -28,7 +28,7 @@ from bench import common
 def _child(args: Any) -> dict[str, Any]:
     import torch
 
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
     from interp.taskvectors.sweep import sweep
     from interp.taskvectors.units import UnitSpace
 

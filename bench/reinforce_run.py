@@ -75,7 +75,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from interp.canvas import get_layout
     from interp.taskvectors.reinforce import PatchedScorer, ReinforceConfig, reinforce_loop
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
     from interp.taskvectors.units import UnitSpace
 
     steps = common.pick(args.steps, args, 500, large_cpu=2, quick=3)

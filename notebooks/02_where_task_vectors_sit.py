@@ -49,7 +49,7 @@ print(TASKS)
 # saved as safetensors with a JSON sidecar).
 
 # %%
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 
 train = build_task_prompts(source, fold=0, n=N_COLLECT, grid=model.grid, seed=0, split="trn", tasks=TASKS)
 stats = {task: collect(model, [batch.canvases], layout="one_shot", task=task, dataset=source.name, progress=False)

@@ -39,7 +39,7 @@ model = interp.load_model("tiny")
 source = SyntheticPascal(seed=HELD_OUT_SEED)  # the synthetic Pascal-5i analogue, a seed the model never trained on
 
 from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 
 TASKS = ("segmentation", "lowlight")

@@ -56,7 +56,7 @@ TASKS = DEMO_PIPELINE.tasks
 # ## Means, prompts and policies
 
 # %%
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 from interp.taskvectors.taskness import taskness, top_units
 from interp.taskvectors.units import UnitSpace
 

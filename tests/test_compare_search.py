@@ -25,7 +25,7 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     from interp.models.presets import random_model
     from interp.pipeline import PipelineConfig
     from interp.run import RunDir
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
 
     model = random_model(seed=0, with_vqgan=True)
     source = SyntheticPascal(seed=5)

@@ -32,7 +32,7 @@ def test_exit_status_and_compatible_bases():
 def test_package_errors_are_named_errors():
     from interp.data.source import DataError
     from interp.models.checkpoint import CheckpointError as FromCheckpoint
-    from interp.taskvectors.stats import CorruptStatsError, StatsError
+    from interp.taskvectors.stats_file import CorruptStatsError, StatsError
     from interp.viz.figures import FigureError
     from interp.weights.arithmetic import TaskVectorError
     from interp.weights.bases import BasisError

@@ -47,7 +47,6 @@ from interp.data.source import (
     fold_classes,
     read_split_list,
     read_text,
-    select_pairs,  # noqa: F401  (re-exported: the official pair filtering)
     write_split_list,
 )
 

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from interp.canvas import CanvasGrid, PromptLayout, get_layout
 from interp.errors import InputError
 from interp.hooks import HookedModule, HookPoint
-from interp.models.pixels import Decode, predict_pixels
+from interp.models.pixels import Decode, Decoder, predict_pixels
+from interp.models.protocol import StackInfo
 from interp.models.vit import Block
 from interp.models.vqgan import VQGAN, VQGANConfig
 
@@ -178,6 +179,8 @@ class MAEVQGAN(HookedModule):
     ``canvas`` is ``[batch, 3, H, W]``, ImageNet-normalised; ``layout`` a
     :class:`~interp.canvas.PromptLayout` or ``"one_shot"`` / ``"zero_shot"``. The logits are
     ``[batch, len(layout.decoder_patches), vocab]``, row ``i`` for ``layout.decoder_patches[i]``.
+    It implements :class:`~interp.models.protocol.PromptModel`, the only face the rest of the
+    package sees.
     """
 
     def __init__(self, config: ModelConfig | MAEConfig) -> None:
@@ -209,6 +212,62 @@ class MAEVQGAN(HookedModule):
             nn.init.normal_(self.encoder.cls_token, std=0.02)
             nn.init.normal_(self.decoder.mask_token, std=0.02)
         return self
+
+    # --- the PromptModel protocol -----------------------------------------------------------
+
+    @property
+    def stacks(self) -> dict[str, StackInfo]:
+        """``{"encoder": StackInfo(depth, heads, d_head), "decoder": ...}`` from the config."""
+        c = self.config.mae
+        return {"encoder": StackInfo(c.depth, c.num_heads, c.embed_dim // c.num_heads),
+                "decoder": StackInfo(c.decoder_depth, c.decoder_num_heads, c.decoder_embed_dim // c.decoder_num_heads)}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def has_pixels(self) -> bool:
+        """Whether the VQGAN is loaded (target codes and pixels need it)."""
+        return self.vqgan is not None
+
+    def layout(self, layout: PromptLayout | str) -> PromptLayout:
+        """A layout by name (``"one_shot"``, ``"zero_shot"``) for this model's grid, or a given one checked."""
+        return get_layout(layout, self.grid)
+
+    def config_hash(self) -> str:
+        """Short stable hash of the config (recorded with activation statistics)."""
+        return self.config.fingerprint()
+
+    def fingerprint(self) -> dict[str, str]:
+        """The config hash and the hash of the weights (a retrained model differs)."""
+        from interp.provenance import weights_hash
+
+        return {"config": self.config_hash(), "weights": weights_hash(self)}
+
+    def _tokenizer(self) -> VQGAN:
+        if self.vqgan is None:
+            raise RuntimeError("this model has no VQGAN (codes and pixels need it); load a model with one")
+        return self.vqgan
+
+    def target_codes(self, canvases: Tensor) -> Tensor:
+        """The canvases' VQGAN codes ``[B, num_patches]``."""
+        return self._tokenizer().encode_to_codes(canvases)
+
+    def decode_codes(self, codes: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+        """A code grid ``[B, h*w]`` -> VQGAN pixels in [0, 1], ``[B, 3, h*p, w*p]``."""
+        return self._tokenizer().decode_codes(codes, grid=grid)
+
+    def predict_pixels(self, canvases: Tensor, codes: Tensor, layout: PromptLayout, decode: Decode = "official",
+                       decoder: Decoder | None = None) -> Tensor:
+        """The official pasted integer image (int32 0..255) of predicted codes (:func:`~interp.models.pixels.predict_pixels`)."""
+        return predict_pixels(self._tokenizer(), canvases, codes, layout, decode, decoder)
+
+    # --- forward -------------------------------------------------------------------------
 
     def forward(self, canvas: Tensor, layout: PromptLayout | str = "one_shot") -> Tensor:
         layout = get_layout(layout, self.grid)

@@ -7,11 +7,14 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from interp.canvas import PromptLayout, get_layout
-from interp.taskvectors.stats import DEFAULT_HOOK, ActivationStats, _stack_of
+from interp.canvas import PromptLayout
+from interp.models.protocol import PromptModel
+from interp.taskvectors.stats import ActivationStats
+from interp.taskvectors.stats_file import DEFAULT_HOOK
+from interp.taskvectors.unit import stack_of
 
 
-def _resolve_sites(model: Any, sites: None | str | Sequence[str] | Callable[[str], bool]) -> list[str]:
+def _resolve_sites(model: PromptModel, sites: None | str | Sequence[str] | Callable[[str], bool]) -> list[str]:
     if sites is None:
         names = [n for n in model.hook_dict if n.endswith(DEFAULT_HOOK)]
     elif isinstance(sites, str):
@@ -26,12 +29,12 @@ def _resolve_sites(model: Any, sites: None | str | Sequence[str] | Callable[[str
     if not names:
         raise ValueError(f"sites={sites!r} matches no hook point; e.g. 'attn.hook_z' or a full hook name")
     for name in names:
-        _stack_of(name)
+        stack_of(name)
     return names
 
 
 def collect(
-    model: Any,
+    model: PromptModel,
     batches: Iterable[Tensor],
     layout: PromptLayout | str = "one_shot",
     sites: None | str | Sequence[str] | Callable[[str], bool] = None,
@@ -48,10 +51,10 @@ def collect(
     (every ``attn.hook_z``), a hook suffix (``"hook_resid_post"``), a list of names or a
     filter. ``task``, ``dataset``, ``seed`` and ``extra`` go to the sidecar.
     """
-    layout = get_layout(layout, model.grid)
+    layout = model.layout(layout)
     names = _resolve_sites(model, sites)
     stats = ActivationStats.empty(layout, model, task=task, dataset=dataset, seed=seed, **extra)
-    device = next(model.parameters()).device
+    device = model.device
 
     def accumulate(activation: Tensor, hook: Any) -> None:
         stats.update(hook.name, activation)

@@ -22,7 +22,7 @@ from interp.hooks import FwdHooks
 from interp.metrics import task_metric
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.scoring import Score, Scorer
-from interp.taskvectors.policy import policy_mask, random_like  # noqa: F401  (re-exported)
+from interp.taskvectors.policy import policy_mask, random_like
 
 
 @torch.no_grad()

@@ -47,10 +47,12 @@ from typing import Any, Iterator, Mapping, Union
 import torch
 from torch import Tensor
 
-from interp.canvas import PromptLayout, get_layout
+from interp.canvas import PromptLayout
 from interp.errors import InputError
 from interp.hooks import HookPoint
-from interp.taskvectors.stats import ActivationStats, ModelMismatchError
+from interp.models.protocol import PromptModel
+from interp.taskvectors.stats import ActivationStats
+from interp.taskvectors.stats_file import ModelMismatchError
 from interp.taskvectors.units import UnitSpace
 
 Means = Union[ActivationStats, Mapping[str, Tensor]]
@@ -159,10 +161,10 @@ class MeanPatcher:
     layout, e.g. ``collect(model, batches, "zero_shot")``).
     """
 
-    def __init__(self, model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace,
+    def __init__(self, model: PromptModel, means: Means, layout: PromptLayout | str, space: UnitSpace,
                  intervention: Intervention | None = None, base_means: Means | None = None) -> None:
         self.model = model
-        self.layout = get_layout(layout, model.grid)
+        self.layout = model.layout(layout)
         self.space = space
         self.intervention = REPLACE if intervention is None else intervention
         if not isinstance(self.intervention, Intervention):
@@ -174,14 +176,13 @@ class MeanPatcher:
                              "needs the zero-shot means", fix="pass base_means= statistics collected under the "
                              "zero-shot layout (interp.taskvectors.collect(model, batches, 'zero_shot'))")
         for stats in (means, base_means):
-            if isinstance(stats, ActivationStats) and stats.fingerprint not in (None, model.config.fingerprint()):
+            if isinstance(stats, ActivationStats) and stats.fingerprint not in (None, model.config_hash()):
                 raise ModelMismatchError(
                     f"the statistics were collected with model config {stats.fingerprint}, this model is "
-                    f"{model.config.fingerprint()}; collect them with this model"
+                    f"{model.config_hash()}; collect them with this model"
                 )
         self._base = base_means if self.intervention.needs_base else None
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
+        self.device, self.dtype = model.device, model.dtype
         self.index = {site: idx.to(self.device) for site, idx in space.site_index().items()}
         self._means = means
         self._values: dict[str, Tensor] = {}  # filled lazily: only sites some mask touches
@@ -282,14 +283,14 @@ def _site_mean(means: Means, site: str) -> Tensor:
     return torch.as_tensor(means[site])
 
 
-def patch_hooks(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any,
+def patch_hooks(model: PromptModel, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any,
                 intervention: Intervention | None = None, base_means: Means | None = None) -> list:
     """Hooks patching ``z`` at row ``b``'s active units (default: replaced by the mean at the same slot)."""
     return MeanPatcher(model, means, layout, space, intervention, base_means).hooks(mask)
 
 
 @contextmanager
-def patched(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any,
+def patched(model: PromptModel, means: Means, layout: PromptLayout | str, space: UnitSpace, mask: Any,
             intervention: Intervention | None = None, base_means: Means | None = None) -> Iterator[Any]:
     """Context in which every forward of ``model`` is patched by ``mask`` (``[batch or 1, units]``)."""
     with MeanPatcher(model, means, layout, space, intervention, base_means).patched(mask) as m:
@@ -297,7 +298,7 @@ def patched(model: Any, means: Means, layout: PromptLayout | str, space: UnitSpa
 
 
 def patched_forward(
-    model: Any, canvas: Tensor, layout: PromptLayout | str, means: Means, space: UnitSpace, mask: Any,
+    model: PromptModel, canvas: Tensor, layout: PromptLayout | str, means: Means, space: UnitSpace, mask: Any,
     intervention: Intervention | None = None, base_means: Means | None = None,
 ) -> Tensor:
     """Logits of ``model(canvas, layout)`` with row ``b`` patched by ``mask[b]`` (see module doc)."""

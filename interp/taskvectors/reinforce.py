@@ -41,7 +41,7 @@ from interp.models.checkpoint import read_resume_state
 from interp.models.decode_cache import DecodeCache
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.pixels import check_decode
-from interp.scoring import Scorer, check_kind, reward_from_logits, reward_name  # noqa: F401 (re-exported)
+from interp.scoring import Scorer, check_kind
 from interp.taskvectors.patched_rows import PatchedRows
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from interp import distributed
+from interp.models.protocol import PromptModel
 from interp.taskvectors.collect import collect
 from interp.taskvectors.stats import ActivationStats
 
@@ -40,7 +41,7 @@ def _unflatten(vector: Tensor, template: ActivationStats) -> ActivationStats:
     return out
 
 
-def collect_sharded(model: Any, batches: Sequence[Tensor], layout="one_shot", sites=None, task: str | None = None,
+def collect_sharded(model: PromptModel, batches: Sequence[Tensor], layout="one_shot", sites=None, task: str | None = None,
                     dataset: Any = None, seed: Any = None, progress: bool = True, **extra: Any) -> ActivationStats:
     """:func:`~interp.taskvectors.collect.collect` with the batches sharded over ranks.
 

@@ -39,20 +39,12 @@ import torch
 from torch import Tensor
 
 from interp.canvas import PromptLayout
-from interp.taskvectors.stats_file import (  # noqa: F401  (errors and _sha256 re-exported)
-    _FIELDS, DEFAULT_HOOK, FORMAT, FORMAT_VERSION, CorruptStatsError, LayoutMismatchError, MissingSidecarError,
-    ModelMismatchError, ShapeMismatchError, StatsError, _same_slots, _sha256, _version, sidecar_path,
+from interp.models.protocol import PromptModel
+from interp.taskvectors.stats_file import (
+    FORMAT, FORMAT_VERSION, LayoutMismatchError, ModelMismatchError, ShapeMismatchError, StatsError, interp_version,
+    same_slots,
 )
-
-
-def _stack_of(site: str) -> str:
-    stack = site.split(".", 1)[0]
-    if stack not in ("encoder", "decoder"):
-        raise ValueError(
-            f"site {site!r} is not inside a stack; activation statistics need "
-            "'encoder.…' or 'decoder.…' hook points whose dim 1 is the sequence position"
-        )
-    return stack
+from interp.taskvectors.unit import stack_of
 
 
 def _combine(a: Any, b: Any) -> Any:
@@ -88,14 +80,14 @@ class ActivationStats:
     def empty(
         cls,
         layout: PromptLayout,
-        model: Any = None,
+        model: PromptModel | None = None,
         task: str | None = None,
         dataset: Any = None,
         seed: Any = None,
         **extra: Any,
     ) -> ActivationStats:
         """No data yet; ``model`` (optional) records its config fingerprint."""
-        fingerprint = model.config.fingerprint() if model is not None else None
+        fingerprint = model.config_hash() if model is not None else None
         return cls(layout, fingerprint, task, dataset, seed, 0, dict(extra))
 
     # --- accumulation ---------------------------------------------------------------------
@@ -121,7 +113,7 @@ class ActivationStats:
         Sums run in float64 on the activation's device; ``n_prompts`` is not touched (a
         prompt passes every site once; :func:`collect` counts prompts per forward).
         """
-        slots = self.slot_index(_stack_of(site), activation.device)
+        slots = self.slot_index(stack_of(site), activation.device)
         if activation.dim() < 2 or activation.shape[1] != len(slots):
             raise ShapeMismatchError(
                 f"{site}: activation of shape {tuple(activation.shape)} has no position dim of length "
@@ -180,7 +172,7 @@ class ActivationStats:
                 f"statistics of different models (config fingerprints {self.fingerprint} and "
                 f"{other.fingerprint}); collect both with the same model"
             )
-        if not _same_slots(self.layout, other.layout):
+        if not same_slots(self.layout, other.layout):
             raise LayoutMismatchError(
                 f"statistics of layouts {self.layout.name!r} and {other.layout.name!r} hold different slots; "
                 "collect both under one layout"
@@ -255,7 +247,7 @@ class ActivationStats:
             "n_prompts": self.n_prompts,
             "dataset": self.dataset,
             "seed": self.seed,
-            "interp_version": _version(),
+            "interp_version": interp_version(),
             "sites": {site: list(self.sum[site].shape) for site in self.sites},
             "extra": self.extra,
         }
@@ -274,7 +266,7 @@ class ActivationStats:
     def load(
         cls,
         path: str | os.PathLike,
-        model: Any = None,
+        model: PromptModel | None = None,
         layout: PromptLayout | str | None = None,
         task: str | None = None,
         verify: bool = True,
@@ -290,11 +282,3 @@ class ActivationStats:
 
         return load_stats_file(cls, path, model=model, layout=layout, task=task, verify=verify, device=device)
 
-
-from interp.taskvectors.collect import collect  # noqa: E402,F401  (re-exported: collect lived here)
-
-__all__ = [
-    "ActivationStats", "collect", "StatsError", "CorruptStatsError", "MissingSidecarError", "ModelMismatchError",
-    "LayoutMismatchError", "ShapeMismatchError", "DEFAULT_HOOK", "FORMAT", "FORMAT_VERSION", "sidecar_path",
-    "_FIELDS", "_sha256",
-]

@@ -21,10 +21,11 @@ from torch import Tensor
 from interp.canvas import PromptLayout, get_layout
 from interp.errors import InputError
 from interp.io import atomic_write, write_text
+from interp.models.protocol import PromptModel
 
 FORMAT = "interp.activation_stats"
 FORMAT_VERSION = 1
-_FIELDS = ("sum", "sum_sq", "count")
+FIELDS = ("sum", "sum_sq", "count")
 DEFAULT_HOOK = "attn.hook_z"
 
 
@@ -52,7 +53,7 @@ class ShapeMismatchError(StatsError):
     """Tensors whose shapes disagree with each other, the sidecar or the model."""
 
 
-def _version() -> str:
+def interp_version() -> str:
     try:
         from interp import __version__
 
@@ -61,7 +62,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _same_slots(a: PromptLayout, b: PromptLayout) -> bool:
+def same_slots(a: PromptLayout, b: PromptLayout) -> bool:
     return a.encoder_slots == b.encoder_slots and a.decoder_slots == b.decoder_slots
 
 
@@ -75,7 +76,7 @@ def save_stats(stats: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for site in stats.sites:
-        for name in _FIELDS:
+        for name in FIELDS:
             tensors[f"{site}.{name}"] = getattr(stats, name)[site].detach().cpu().contiguous()
     meta = stats.sidecar()
     meta["tensors"] = path.name
@@ -85,12 +86,12 @@ def save_stats(stats: Any, path: str | os.PathLike) -> Path:
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "sidecar": sidecar_path(path).name,
                                                "description": json.dumps(meta, default=_json_default)})
-        meta["sha256"] = _sha256(tmp)
+        meta["sha256"] = file_sha256(tmp)
     write_text(sidecar_path(path), json.dumps(meta, indent=1, default=_json_default))
     return path
 
 
-def load_stats_file(cls: Any, path: str | os.PathLike, model: Any = None, layout: PromptLayout | str | None = None,
+def load_stats_file(cls: Any, path: str | os.PathLike, model: PromptModel | None = None, layout: PromptLayout | str | None = None,
                     task: str | None = None, verify: bool = True, device: torch.device | str = "cpu") -> Any:
     """:meth:`ActivationStats.load` (``cls`` is the class to build)."""
 
@@ -122,7 +123,7 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: Any = None, layout
         raise CorruptStatsError(
             f"{where} is not a valid activation-statistics description ({e}); restore it or collect again"
         ) from None
-    if verify and not embedded and meta.get("sha256") != _sha256(path):
+    if verify and not embedded and meta.get("sha256") != file_sha256(path):
         raise CorruptStatsError(
             f"{path} does not match the SHA-256 in its sidecar: it was truncated, modified or replaced; "
             "restore both files together or collect again (verify=False skips this check)"
@@ -137,15 +138,15 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: Any = None, layout
             f"{path} does not match the SHA-256 of its tensors recorded in its header: it was modified; "
             "collect again (verify=False skips this check)"
         )
-    if model is not None and meta.get("model_fingerprint") != model.config.fingerprint():
+    if model is not None and meta.get("model_fingerprint") != model.config_hash():
         raise ModelMismatchError(
             f"{path.name} was collected with model config {meta.get('model_fingerprint')}, this model is "
-            f"{model.config.fingerprint()}: collect again with this model, or load the model the "
+            f"{model.config_hash()}: collect again with this model, or load the model the "
             "statistics were collected with"
         )
     if layout is not None:
         wanted = get_layout(layout, stats_layout.grid) if isinstance(layout, str) else layout
-        if not _same_slots(wanted, stats_layout):
+        if not same_slots(wanted, stats_layout):
             raise LayoutMismatchError(
                 f"{path.name} was collected under layout {stats_layout.name!r}, not {wanted.name!r}; collect "
                 f"under {wanted.name!r}, or load without layout= (patching looks statistics up by slot, and "
@@ -158,7 +159,7 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: Any = None, layout
         stats_layout, meta.get("model_fingerprint"), meta.get("task"), meta.get("dataset"), meta.get("seed"),
         int(meta.get("n_prompts", 0)), dict(meta.get("extra") or {}),
     )
-    expected_keys = {f"{s}.{f}" for s in sites for f in _FIELDS}
+    expected_keys = {f"{s}.{f}" for s in sites for f in FIELDS}
     if set(tensors) != expected_keys:
         diff = sorted(set(tensors) ^ expected_keys)
         raise ShapeMismatchError(
@@ -167,7 +168,7 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: Any = None, layout
         )
     num_slots = stats_layout.grid.num_slots
     for site, shape in sites.items():
-        s, sq, c = (tensors[f"{site}.{f}"] for f in _FIELDS)
+        s, sq, c = (tensors[f"{site}.{f}"] for f in FIELDS)
         problems = []
         if list(s.shape) != shape or list(sq.shape) != shape:
             problems.append(f"sum {tuple(s.shape)} / sum_sq {tuple(sq.shape)} vs sidecar {tuple(shape)}")
@@ -212,17 +213,15 @@ def _resolve_stats_path(path: Path) -> Path:
     return path
 
 
-def _expected_shape(model: Any, site: str) -> tuple[int, ...] | None:
+def _expected_shape(model: PromptModel, site: str) -> tuple[int, ...] | None:
     """``(num_slots, heads, d_head)`` of an ``attn.hook_z`` site of the model; None for other sites."""
-    if not site.endswith(DEFAULT_HOOK):
+    stack = model.stacks.get(site.split(".", 1)[0])
+    if not site.endswith(DEFAULT_HOOK) or stack is None:
         return None
-    cfg = model.config.mae
-    if site.startswith("encoder."):
-        return (model.grid.num_slots, cfg.num_heads, cfg.embed_dim // cfg.num_heads)
-    return (model.grid.num_slots, cfg.decoder_num_heads, cfg.decoder_embed_dim // cfg.decoder_num_heads)
+    return (model.grid.num_slots, stack.heads, stack.d_head)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -30,7 +30,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from interp.taskvectors.stats import ActivationStats, StatsError
+from interp.taskvectors.stats import ActivationStats
+from interp.taskvectors.stats_file import StatsError
 from interp.taskvectors.units import UnitSpace
 
 Pooling = Literal["group", "slot", "head"]

@@ -1,9 +1,10 @@
-"""One unit of a unit space, the names a space is built from (granularities, token groups, stacks)."""
+"""One unit of a unit space, the names a space is built from (granularities, token groups, stacks),
+and the hook names of a stack's layers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Literal
 
 from interp.canvas import QUADRANTS, Stack
 
@@ -16,16 +17,21 @@ GROUP_NAMES: tuple[str, ...] = ("cls", *QUADRANTS)
 STACKS: tuple[Stack, ...] = ("encoder", "decoder")
 
 
-def _listing(values: Sequence[Any]) -> str:
-    """``0..11`` for a run of integers, else the values themselves."""
-    if len(values) > 2 and all(isinstance(v, int) for v in values) and list(values) == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}..{values[-1]}"
-    return ", ".join(map(repr, values))
-
-
 def site_name(stack: str, layer: int, hook: str = "attn.hook_z") -> str:
     """Hook name of one layer's site: ``encoder.blocks.3.attn.hook_z``."""
     return f"{stack}.blocks.{layer}.{hook}"
+
+
+def stack_of(site: str) -> str:
+    """The stack of a hook name (``"encoder"`` for ``encoder.blocks.3.attn.hook_z``); a ValueError
+    for a hook point outside the stacks (its dim 1 would not be a sequence position)."""
+    stack = site.split(".", 1)[0]
+    if stack not in STACKS:
+        raise ValueError(
+            f"site {site!r} is not inside a stack; activation statistics need "
+            "'encoder.…' or 'decoder.…' hook points whose dim 1 is the sequence position"
+        )
+    return stack
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ Group names resolve by slot (``"query"`` is the query cell wherever a layout put
 space built for the one-shot layout patches the one-shot query tokens.
 
 ``apply_to`` reproduces a quirk of the official code on purpose and only when asked (see
-:mod:`interp.taskvectors.unit_maps`).
+:mod:`interp.taskvectors.unit_maps`, which also maps a mask to the official ``(layer, head,
+position)`` triples).
 
 Patching (:mod:`interp.taskvectors.patching`) runs a forward in the space's
 :attr:`UnitSpace.target` layout (``apply_to`` if given, else ``layout``) and replaces the
@@ -38,16 +39,24 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from interp.canvas import CanvasGrid, PromptLayout, Stack, get_layout, zero_shot
+from interp.canvas import CanvasGrid, PromptLayout, Stack, zero_shot
 from interp.errors import InputError
-
-from interp.taskvectors.unit import (  # noqa: F401  (re-exported: they lived here)
+from interp.models.protocol import PromptModel, StackInfo
+from interp.taskvectors.unit import (
     DECODER_GROUPS, ENCODER_GROUPS, GRANULARITIES, GROUP_NAMES, OFFICIAL_GRANULARITY, STACKS, Granularity, Unit,
-    _listing, site_name,
+    site_name,
 )
+
+
+def _listing(values: Sequence[Any]) -> str:
+    """``0..11`` for a run of integers, else the values themselves."""
+    if len(values) > 2 and all(isinstance(v, int) for v in values) and list(values) == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(map(repr, values))
 
 
 @dataclass(frozen=True)
@@ -113,37 +122,37 @@ class UnitSpace:
     @classmethod
     def for_model(
         cls,
-        model: Any,
+        model: PromptModel,
         granularity: Granularity,
         layout: PromptLayout | str = "zero_shot",
         apply_to: PromptLayout | str | None = None,
         enc_groups: Sequence[str] = ENCODER_GROUPS,
         dec_groups: Sequence[str] = DECODER_GROUPS,
     ) -> UnitSpace:
-        """The unit space of an :class:`~interp.models.MAEVQGAN` (depths and heads from its config).
+        """The unit space of a :class:`~interp.models.PromptModel` (layers and heads of its stacks).
 
         ``layout`` defines the group / token units (zero-shot, as the paper patches zero-shot
         forwards); ``apply_to`` reuses their position indices in another layout (the official
         one-shot quirk, see the module docstring).
         """
-        cfg = model.config.mae
+        enc, dec = _stacks(model)
         return cls(
             granularity,
-            cfg.depth,
-            cfg.decoder_depth,
-            cfg.num_heads,
-            layout=get_layout(layout, model.grid),
-            apply_to=None if apply_to is None else get_layout(apply_to, model.grid),
+            enc.layers,
+            dec.layers,
+            enc.heads,
+            layout=model.layout(layout),
+            apply_to=None if apply_to is None else model.layout(apply_to),
             enc_groups=tuple(enc_groups),
             dec_groups=tuple(dec_groups),
-            n_dec_heads=cfg.decoder_num_heads,
+            n_dec_heads=dec.heads,
         )
 
-    def check_model(self, model: Any) -> None:
+    def check_model(self, model: PromptModel) -> None:
         """Raise a ValueError when this space does not fit a model's layers, heads or grid."""
-        cfg = model.config.mae
+        enc, dec = _stacks(model)
         mine = (self.n_enc_layers, self.n_dec_layers, self.n_heads, self.heads("decoder"))
-        theirs = (cfg.depth, cfg.decoder_depth, cfg.num_heads, cfg.decoder_num_heads)
+        theirs = (enc.layers, dec.layers, enc.heads, dec.heads)
         if mine != theirs:
             raise ValueError(
                 f"unit space has (enc layers, dec layers, enc heads, dec heads) = {mine}, the model {theirs}; "
@@ -343,9 +352,20 @@ class UnitSpace:
 
     def from_official(self, vector: Any) -> Tensor:
         """An official Bernoulli sample (0/1 floats, ``[..., units]``) as a bool mask of this space."""
-        from interp.taskvectors.unit_maps import from_official
-
-        return from_official(self, vector)
+        t = torch.as_tensor(np.asarray(vector) if not isinstance(vector, Tensor) else vector)
+        if t.dim() == 0 or t.shape[-1] != len(self):
+            raise InputError(
+                f"unit mask (or official vector) has shape {tuple(t.shape)}; a {self.granularity!r} space of this model "
+                f"has {len(self)} units (last dim). Is the granularity or the model right?"
+            )
+        if t.dtype != torch.bool:
+            bad = t.real[(t != 0) & (t != 1)] if not t.is_complex() else t.real.flatten()
+            if bad.numel():
+                raise InputError(f"a unit mask must hold only 0 and 1 (Bernoulli outcomes), got {t.dtype} values such as "
+                                 + ", ".join(f"{v:g}" for v in bad[:3].tolist()),
+                                 fix="Threshold probabilities first (policy.mask(0.5)) or pass a bool mask")
+            t = t != 0
+        return t
 
     def to_official(self, mask: Tensor) -> Tensor:
         """A mask ``[..., units]`` as the official float 0/1 vector (same order)."""
@@ -367,12 +387,6 @@ class UnitSpace:
         heads = tuple(range(self.heads(unit.stack))) if unit.head is None else (unit.head,)
         return unit.site, heads, self._positions(unit.stack, unit.group, unit.token)
 
-    def official_triples(self, mask: Any, layout: PromptLayout | None = None) -> list[tuple[int, int, int]]:
-        """The official ``(layer, head, position)`` list of a 1-D mask (:func:`~interp.taskvectors.unit_maps.official_triples`)."""
-        from interp.taskvectors.unit_maps import official_triples
-
-        return official_triples(self, mask, layout)
-
     def check_target(self, layout: PromptLayout) -> None:
         """Raise unless ``layout`` is the layout this space patches (same slots)."""
         target = self.target
@@ -393,7 +407,39 @@ class UnitSpace:
         in one gather. Cached.
         """
         if "site_index" not in self._cache:
-            from interp.taskvectors.unit_maps import site_index
-
-            self._cache["site_index"] = site_index(self)
+            self._cache["site_index"] = self._site_index()
         return self._cache["site_index"]
+
+    def _site_index(self) -> dict[str, Tensor]:
+        n = len(self)
+        maps: dict[str, Tensor] = {}
+        for stack in STACKS:
+            n_pos, n_heads = len(self.target.slots(stack)), self.heads(stack)
+            per_head = self.per_head(stack)
+            # local[pos, head]: index of the covering unit within its layer (n = none)
+            if self.granularity == "layer":
+                local = np.zeros((n_pos, n_heads), dtype=np.int64)
+            elif self.granularity == "head":
+                local = np.broadcast_to(np.arange(n_heads), (n_pos, n_heads)).copy()
+            else:
+                sub = np.full(n_pos, -1, dtype=np.int64)  # group / token of each position
+                if self.granularity == "group":
+                    groups = self.layout.token_groups(stack)
+                    for g, name in enumerate(self.groups(stack)):
+                        sub[list(groups[name])] = g
+                else:
+                    sub[: per_head] = np.arange(per_head)
+                local = np.arange(n_heads)[None, :] * per_head + sub[:, None]
+                local[sub < 0] = -1
+            for layer in range(self.layers(stack)):
+                base = self.offset(stack) + layer * self.per_layer(stack)
+                maps[site_name(stack, layer)] = torch.from_numpy(np.where(local < 0, n, base + local))
+        return maps
+
+
+def _stacks(model: PromptModel) -> tuple[StackInfo, StackInfo]:
+    """The encoder and decoder :class:`~interp.models.StackInfo` of a model (a unit space numbers both)."""
+    stacks = model.stacks
+    if tuple(stacks) != STACKS:
+        raise ValueError(f"a unit space numbers the stacks {STACKS}; the model has {tuple(stacks)}")
+    return stacks["encoder"], stacks["decoder"]

@@ -314,7 +314,7 @@ class TaskVector(Mapping[str, Tensor]):
     def apply_to(self, model: nn.Module, coef: Scalar = 1.0, inplace: bool = False) -> nn.Module:
         """``theta_0 + coef * tau`` as a module: a deep copy of ``model`` unless ``inplace``."""
         target = model if inplace else copy.deepcopy(model)
-        tensors = _named_tensors(target)
+        tensors = named_tensors(target)
         self._check_fits(tensors, "the model")
         done: set[int] = set()
         with torch.no_grad():
@@ -378,7 +378,7 @@ class TaskVector(Mapping[str, Tensor]):
         return cls(vector, name=meta.get("name") or path.stem)
 
 
-def _named_tensors(model: nn.Module) -> dict[str, Tensor]:
+def named_tensors(model: nn.Module) -> dict[str, Tensor]:
     """Parameters and buffers of ``model`` by state-dict name, tied names included."""
     named = {k: v for k, v in model.named_parameters(remove_duplicate=False)}
     named.update({k: v for k, v in model.named_buffers(remove_duplicate=False) if v is not None})

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from interp.weights.arithmetic import TaskVector, _named_tensors
+from interp.weights.arithmetic import TaskVector, named_tensors
 
 
 def default_coefficients() -> np.ndarray:
@@ -43,7 +43,7 @@ def search_coefficient(
     if grid.size == 0:
         raise ValueError("search_coefficient: coefs is empty; pass e.g. np.linspace(0, 1, 11)")
     work = copy.deepcopy(pretrained)
-    tensors = _named_tensors(work)
+    tensors = named_tensors(work)
     task_vector.apply_to(work, 0.0, inplace=True)  # validates keys and shapes before any evaluation
     originals = {k: tensors[k].detach().clone() for k in task_vector}
     rows = []

@@ -7,8 +7,9 @@ import torch
 
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
-from interp.taskvectors.evaluate import evaluate_task_vectors, patch_hooks_for, random_like, score_prompts
-from interp.taskvectors.stats import collect
+from interp.taskvectors.evaluate import evaluate_task_vectors, patch_hooks_for, score_prompts
+from interp.taskvectors.policy import random_like
+from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 

@@ -8,7 +8,7 @@ import torch
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
 from interp.taskvectors.reinforce import PatchedScorer, ReinforceConfig, TaskSearch, search
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 

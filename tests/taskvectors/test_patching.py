@@ -7,8 +7,11 @@ import torch
 
 from interp.canvas import one_shot, zero_shot
 from interp.taskvectors.patching import Intervention, MeanPatcher, patch_hooks, patched, patched_forward
-from interp.taskvectors.stats import ModelMismatchError, collect
-from interp.taskvectors.units import GRANULARITIES, UnitSpace
+from interp.taskvectors.collect import collect
+from interp.taskvectors.stats_file import ModelMismatchError
+from interp.taskvectors.unit import GRANULARITIES
+from interp.taskvectors.unit_maps import official_triples
+from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
 ATOL = 1e-4
@@ -63,7 +66,7 @@ def means(model):
 def per_sample(model, canvas, layout, means, space, row) -> torch.Tensor:
     """The plain loop: one run_with_hooks per sample, editing the official triples in place."""
     by_site: dict[str, list[tuple[int, int]]] = {}
-    for layer, head, pos in space.official_triples(row):
+    for layer, head, pos in official_triples(space, row):
         stack, local = ("encoder", layer) if layer < space.n_enc_layers else ("decoder", layer - space.n_enc_layers)
         by_site.setdefault(f"{stack}.blocks.{local}.attn.hook_z", []).append((pos, head))
 

@@ -10,9 +10,11 @@ from safetensors.torch import load_file, save_file
 
 from interp.canvas import one_shot, zero_shot
 from interp.models import MAEVQGAN, MAEConfig
-from interp.taskvectors.stats import (
-    ActivationStats, CorruptStatsError, LayoutMismatchError, MissingSidecarError, ModelMismatchError,
-    ShapeMismatchError, StatsError, _sha256, collect,
+from interp.taskvectors.collect import collect
+from interp.taskvectors.stats import ActivationStats
+from interp.taskvectors.stats_file import (
+    CorruptStatsError, LayoutMismatchError, MissingSidecarError, ModelMismatchError, ShapeMismatchError, StatsError,
+    file_sha256,
 )
 from tests.conftest import random_model
 
@@ -93,7 +95,7 @@ def test_save_load_roundtrip(model, stats, tmp_path) -> None:
     assert sidecar["model_fingerprint"] == model.config.fingerprint()
     assert sidecar["layout"]["name"] == "one_shot" and sidecar["task"] == "seg"
     assert sidecar["n_prompts"] == 5 and sidecar["dataset"] == "synthetic" and sidecar["seed"] == 7
-    assert sidecar["interp_version"] and sidecar["sha256"] == _sha256(path)
+    assert sidecar["interp_version"] and sidecar["sha256"] == file_sha256(path)
     assert set(load_file(path)) == {f"{s}.{f}" for s in stats.sites for f in ("sum", "sum_sq", "count")}
     for where in (path, tmp_path / "run", tmp_path / "run" / "seg.json"):
         loaded = ActivationStats.load(where, model=model, layout="one_shot", task="seg")
@@ -157,7 +159,7 @@ def test_load_errors_say_what_to_do(model, stats, tmp_path) -> None:
     # tensors consistent with the checksum but not with the sidecar's shapes
     tensors[f"{site}.sum"] = tensors[f"{site}.sum"][:, :2].contiguous()
     save_file(tensors, str(path))
-    meta["sha256"] = _sha256(path)
+    meta["sha256"] = file_sha256(path)
     sidecar.write_text(json.dumps(meta))
     with pytest.raises(ShapeMismatchError, match=site):
         ActivationStats.load(path)

@@ -9,8 +9,8 @@ from interp.canvas import zero_shot
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
 from interp.taskvectors.patching import MeanPatcher
-from interp.taskvectors.reinforce import reward_from_logits
-from interp.taskvectors.stats import collect
+from interp.scoring import reward_from_logits
+from interp.taskvectors.collect import collect
 from interp.taskvectors.sweep import sweep
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from interp.canvas import CanvasGrid, one_shot
-from interp.taskvectors.stats import ActivationStats, StatsError, collect
+from interp.taskvectors.collect import collect
+from interp.taskvectors.stats import ActivationStats
+from interp.taskvectors.stats_file import StatsError
 from interp.taskvectors.taskness import taskness, top_units
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from interp.canvas import CanvasGrid, one_shot, zero_shot
-from interp.taskvectors.units import GRANULARITIES, Unit, UnitSpace
+from interp.taskvectors.unit import GRANULARITIES, Unit
+from interp.taskvectors.unit_maps import official_triples
+from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
 OFFICIAL = {0: "head", 1: "group", 2: "token"}
@@ -37,7 +39,7 @@ def test_every_construct_indices_entry(construct_indices) -> None:
         assert space.official_granularity == entry["granularity"]
         mask = torch.zeros(len(space))
         mask[entry["active"]] = 1
-        triples = space.official_triples(mask)
+        triples = official_triples(space, mask)
         assert triples == [tuple(t) for t in entry["indices"]], (entry["granularity"], entry["zero_shot"])
         seen.add((entry["granularity"], entry["zero_shot"]))
     assert seen == {(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)}
@@ -64,7 +66,7 @@ def test_zero_shot_flag_semantics(construct_indices) -> None:
 @pytest.mark.parametrize("case", [0, 1, 2])
 def test_patch_cases(reference_dir, mae_golden, case: int) -> None:
     cases = json.loads((reference_dir / "mae_small.patch_cases.json").read_text())
-    triples = official_space(1, 1).official_triples(mae_golden[f"patched.{case}.sample"])
+    triples = official_triples(official_space(1, 1), mae_golden[f"patched.{case}.sample"])
     assert len(triples) == cases[case]["n_indices"]
     assert [list(t) for t in triples[:50]] == cases[case]["indices_head_layer_pos"]
 

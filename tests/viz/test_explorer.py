@@ -12,7 +12,7 @@ ipywidgets = pytest.importorskip("ipywidgets", reason="the patch explorer needs 
 
 from interp.data.synthetic import SyntheticPascal  # noqa: E402
 from interp.data.tasks import build_task_prompts  # noqa: E402
-from interp.taskvectors.stats import collect  # noqa: E402
+from interp.taskvectors.collect import collect  # noqa: E402
 from interp.taskvectors.units import UnitSpace  # noqa: E402
 from interp.viz.explorer import NO_POLICY, PatchExplorer  # noqa: E402
 from interp.viz.export import figure_stem  # noqa: E402

@@ -179,7 +179,7 @@ def test_explorer_on_the_official_unit_spaces() -> None:
     from interp.data.tasks import build_task_prompts
     from interp.models.mae_vqgan import MAEVQGAN
     from interp.models.presets import random_config
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
 
     config = random_config(with_vqgan=True)
     config = dataclasses.replace(config, mae=dataclasses.replace(config.mae, depth=24, num_heads=16, decoder_depth=8,

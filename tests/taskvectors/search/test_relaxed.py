@@ -10,7 +10,7 @@ from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts
 from interp.taskvectors.search import SearchProblem
 from interp.taskvectors.search.attribution import estimates
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
