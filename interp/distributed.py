@@ -201,16 +201,6 @@ def all_reduce_gradients(parameters: Sequence[Tensor]) -> None:
             all_reduce_sum(p.grad)
 
 
-def broadcast_(tensor: Tensor, src: int = 0) -> Tensor:
-    """Overwrite ``tensor`` with rank ``src``'s (e.g. to check or force equal state)."""
-    if active():
-        moved = tensor.to(_device())
-        _collective(dist.broadcast, moved, src)
-        if moved is not tensor:
-            tensor.copy_(moved)
-    return tensor
-
-
 @contextmanager
 def guard() -> Iterator[None]:
     """Around a distributed stage: a peer's death surfaces as :class:`RankFailure` here,

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.canvas import CanvasGrid, PromptLayout, Quadrant, denormalize, normalize
-from interp.data.tasks import MASK_TASKS
+from interp.data.registry import get_task
 
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
@@ -50,18 +50,17 @@ BLACK = (0, 0, 0)
 
 @dataclass(frozen=True)
 class TaskMetric:
-    """Which metric scores a task: ``"iou"`` or ``"mse"``, and its direction."""
+    """Which metric scores a task: ``"iou"`` or ``"mse"``, its direction and the cell it reads."""
 
     name: str
     higher_is_better: bool
+    region: Quadrant = "target"
 
 
 def task_metric(task: str) -> TaskMetric:
-    """IoU (higher is better) for the mask tasks, MSE (lower is better) for the others."""
-    from interp.data.tasks import check_task  # local: metrics does not need the data package
-
-    check_task(task)
-    return TaskMetric("iou", True) if task in MASK_TASKS else TaskMetric("mse", False)
+    """The registry's metric of a task: IoU (higher is better) or MSE (lower is better)."""
+    spec = get_task(task)
+    return TaskMetric(spec.metric, spec.metric == "iou", spec.region)
 
 
 def _check_pair(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
@@ -144,31 +143,26 @@ def _check_pixels(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
                          "canvas_pixels); for float canvases use mse / segmentation_iou")
 
 
-def pixel_mse(pred: Tensor, target: Tensor, grid: CanvasGrid) -> Tensor:
+def pixel_mse(pred: Tensor, target: Tensor, grid: CanvasGrid, region: Quadrant = "target") -> Tensor:
     """Official ``loss_mse`` of integer canvases ``[B, 3, H, W]``: both normalised again in
-    float32, ``(x / 255 - mean) / std``, mean squared difference over the target cell, ``[B]``."""
+    float32, ``(x / 255 - mean) / std``, mean squared difference over the scored cell
+    (``region``, the task's :attr:`TaskMetric.region`), ``[B]``."""
     _check_pixels(pred, target, grid)
-    cells = [normalize(grid.cell(x, "target").float() / 255.0) for x in (pred, target)]
+    cells = [normalize(grid.cell(x, region).float() / 255.0) for x in (pred, target)]
     return ((cells[0] - cells[1]) ** 2).mean(dim=(-3, -2, -1))
 
 
 def pixel_iou(
-    pred: Tensor, target: Tensor, grid: CanvasGrid, offsets: Sequence[float] = (0, 0, 0), empty: float = float("nan")
+    pred: Tensor, target: Tensor, grid: CanvasGrid, offsets: Sequence[float] = (0, 0, 0), empty: float = float("nan"),
+    region: Quadrant = "target",
 ) -> Tensor:
-    """Official ``loss_iou`` of integer canvases: ``round_image`` of the target cell (int32
-    ``offsets`` added to the prediction only), IoU of the white pixels in float32, ``[B]``."""
+    """Official ``loss_iou`` of integer canvases: ``round_image`` of the scored cell (``region``;
+    int32 ``offsets`` added to the prediction only), IoU of the white pixels in float32, ``[B]``."""
     _check_pixels(pred, target, grid)
     shift = torch.tensor(offsets).to(torch.int32).view(1, 3, 1, 1).to(pred.device)  # the official cast
-    ours = round_to_white((grid.cell(pred, "target").to(torch.int32) + shift).double())
-    truth = round_to_white(grid.cell(target, "target").double())
+    ours = round_to_white((grid.cell(pred, region).to(torch.int32) + shift).double())
+    truth = round_to_white(grid.cell(target, region).double())
     return _iou(ours, truth, empty)
-
-
-def pixel_task_score(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwargs) -> Tensor:
-    """The task's official metric (IoU or MSE) of integer canvases, ``[B]``."""
-    if task_metric(task).name == "iou":
-        return pixel_iou(pred, target, grid, **kwargs)
-    return pixel_mse(pred, target, grid)
 
 
 def decoder_rows(layout: PromptLayout, patches: Sequence[int], what: str = "the requested") -> list[int]:

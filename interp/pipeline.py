@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from interp import distributed
 from interp.data.source import Pair, PromptSource, select_pairs
+from interp.data.registry import DEFAULT_COMPOSITE, composite_of, get_task, selection
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
 from interp.errors import UnsafeFileError
 from interp.models.mae_vqgan import MAEVQGAN
@@ -73,7 +74,7 @@ def load_source(spec: str) -> PromptSource:
 class PipelineConfig:
     """What every stage needs to agree on."""
 
-    tasks: tuple[str, ...] = ("segmentation", "lowlight", "inpainting", "colorization")
+    tasks: tuple[str, ...] = selection("pipeline")
     fold: int = 0
     seed: int = 0
     n_collect: int = 100  # prompts whose activations are averaged (the official top-N)
@@ -82,7 +83,7 @@ class PipelineConfig:
     n_train: int = 10  # REINFORCE training prompts
     n_search_eval: int = 32  # REINFORCE held-out prompts (train split)
     n_eval: int = 100  # final evaluation prompts (val split)
-    composition: tuple[str, str] | None = ("inpainting", "lowlight")  # vectors composed for inpainting_lowlight
+    composition: tuple[str, ...] | None = get_task(DEFAULT_COMPOSITE).parts  # vectors composed for that composite
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +253,7 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
     """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``."""
     space, probabilities = _policy_inputs(model, policies, cfg)
     tasks = list(cfg.tasks)
-    composite = "_".join(cfg.composition) if cfg.composition else None
+    composite = composite_of(cfg.composition) if cfg.composition else None
     prompts = eval_prompts(model, source, tasks + ([composite] if composite else []), cfg)
     examples: dict[str, dict[str, torch.Tensor]] = {}
     table = evaluate_task_vectors(model, space, stats, probabilities, {t: prompts[t] for t in tasks}, seed=cfg.seed,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from interp.canvas import CanvasGrid, custom_layout, normalize, one_shot, zero_shot
-from interp.data.tasks import TASKS
+from interp.data.registry import TASKS
 from interp.metrics import code_cross_entropy, mse, segmentation_iou, task_metric, task_reward, task_score
 
 GRID = CanvasGrid(64, 8)  # target cell: rows/cols 33..63

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, replace
 
 from interp.cli.options import Command, device, integer, model_spec, names, real, recorded, run_dir
-from interp.data.tasks import TASKS
+from interp.data.registry import TASKS
 
 HELP = "weight-space vs activation-space task vectors (fine-tunes resume)"
 

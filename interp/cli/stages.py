@@ -16,11 +16,10 @@ from interp.cli.options import (
     Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
     model_spec, names, real, recorded, run_dir,
 )
-from interp.data.tasks import TASKS
+from interp.data.registry import TASKS, composite_of, composites, selection
 from interp.errors import ConfigError, InputError
 from interp.taskvectors.units import GRANULARITIES
 
-PRIMARY_TASKS = ("segmentation", "lowlight", "inpainting", "colorization")
 REWARDS = ("pixel", "token")
 
 #: checks of the :class:`~interp.pipeline.PipelineConfig` fields
@@ -34,7 +33,7 @@ PIPELINE_KINDS: dict[str, Kind] = {
     "n_train": integer(1),
     "n_search_eval": integer(1),
     "n_eval": integer(1),
-    "composition": names(PRIMARY_TASKS, size=2, allow_none=True),
+    "composition": names(selection("pipeline"), size=2, allow_none=True),
 }
 
 
@@ -58,10 +57,9 @@ def pipeline_config(args: argparse.Namespace):
     from interp.pipeline import PipelineConfig
 
     cfg = config_from(PipelineConfig, args)
-    if cfg.composition is not None and "_".join(cfg.composition) not in TASKS:
-        composites = [t for t in TASKS if t.count("_") == 1 and all(p in PRIMARY_TASKS for p in t.split("_"))]
+    if cfg.composition is not None and composite_of(cfg.composition) is None:
         raise ConfigError(f"--composition {','.join(cfg.composition)} names no composite task",
-                          fix=f"Use one of {', '.join(c.replace('_', ',') for c in composites)} or none")
+                          fix=f"Use one of {', '.join(','.join(parts) for parts in composites().values())} or none")
     if cfg.n_collect > cfg.n_candidates:
         raise ConfigError(f"--n-collect {cfg.n_collect} is more than --n-candidates {cfg.n_candidates}",
                           fix="The best n-collect of n-candidates scored pairs are kept: raise --n-candidates")

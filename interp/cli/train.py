@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from interp.cli.options import Command, Kind, config_options, config_from, device, integer, names, real, run_dir
-from interp.data.tasks import TASKS
+from interp.data.registry import TASKS, selection
 
 #: checks of the :class:`~interp.train.TrainConfig` fields
 TRAIN_KINDS: dict[str, Kind] = {
@@ -19,7 +19,7 @@ TRAIN_KINDS: dict[str, Kind] = {
     "prompt_pairs": integer(1),
     "focus_tasks": names(TASKS, allow_empty=True),
     "focus_pairs": integer(0),
-    "contrast_tasks": names(("lowlight", "colorization", "inpainting"), allow_empty=True),
+    "contrast_tasks": names(selection("train_contrast"), allow_empty=True),
     "contrast_pairs": integer(0),
     "random_batch": integer(0),
     "mask_ratio": real(0, 1, above=True, below=True),

@@ -1,7 +1,8 @@
 """Task data: prompt sources (Pascal-5i, its synthetic analogue) and the seven task canvases.
 
 ``source.py`` is the interface both sources share, ``pascal.py`` and ``synthetic.py`` the
-sources, ``tasks.py`` turns (query, support) pairs into the four cells and the canvas.
+sources, ``registry.py`` defines every task (one entry each), ``tasks.py`` turns (query,
+support) pairs into the four cells and the canvas.
 """
 
 from interp.data.source import (
@@ -16,9 +17,8 @@ from interp.data.source import (
     sample_pairs,
     select_pairs,
 )
+from interp.data.registry import REGISTRY, TASKS, Task, get_task
 from interp.data.tasks import (
-    MASK_TASKS,
-    TASKS,
     Cells,
     PromptBatch,
     build_prompts,
@@ -38,8 +38,10 @@ __all__ = [
     "read_split_list",
     "sample_pairs",
     "select_pairs",
-    "MASK_TASKS",
+    "REGISTRY",
     "TASKS",
+    "Task",
+    "get_task",
     "Cells",
     "PromptBatch",
     "build_prompts",

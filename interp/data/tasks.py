@@ -1,25 +1,10 @@
-"""The seven visual tasks: what each of the four canvas cells holds, and prompt batches.
+"""Prompt batches: a (query, support) pair and a task become the four canvas cells and the canvas.
 
 A prompt pairs a *support* image (the example) with a *query* image of the same class. Every
-task maps an image ``x`` (and its class mask ``m``) to an (input, output) pair; the example row
-shows the support's pair, the bottom row the query's::
-
-    task                     input (example_input, query)     output (example_output, target)
-    segmentation             x                                m as white-on-black
-    lowlight                 0.5 * x                          x
-    identity                 x                                x
-    inpainting               x with a black square            x
-    colorization             grayscale(x), 3 channels         x
-    inpainting_lowlight      0.5 * (x with a black square)    x
-    segmentation_inpainting  x with a black square            m as white-on-black
-
-The black square has side ``cell // 4`` and sits at one random spot, the same in the example
-and the query. These follow the official dataloaders (alhojel/visual_task_vectors,
-evaluate/rl_dataloader.py: ``segmentation_grid``, ``lowlight_grid``, ``neutral_copy_grid``,
-``inpaint_black_grid`` with ``r=1``, ``colorization_grid``, ``inpaint_black_grid_and_lowlight``,
-``segmentation_and_inpaint_grid``; their task indices 0..6 are the order of :data:`TASKS`).
-Grayscale uses the ITU-R 601 luma weights of PIL's ``convert("L")`` (torchvision
-``Grayscale(3)``), computed in float.
+task (:mod:`interp.data.registry`, one entry per task) maps an image ``x`` (and its class mask
+``m``) to an (input, output) pair; the example row shows the support's pair, the bottom row
+the query's. The black square of the in-painting tasks sits at one random spot, the same in
+the example and the query.
 
 :func:`build_prompts` assembles a :class:`PromptBatch` with :mod:`interp.canvas`: the canvases
 are ImageNet-normalised and *include* the target cell (metrics read it; the model's layout
@@ -36,30 +21,8 @@ import torch
 from torch import Tensor
 
 from interp.canvas import CanvasGrid, assemble_canvas, resize_cell
+from interp.data.registry import TASKS, TaskImages, get_task, square_side
 from interp.data.source import Entry, Pair, PromptSource, Sample, derive_seed
-
-TASKS: tuple[str, ...] = (
-    "segmentation",
-    "lowlight",
-    "identity",
-    "inpainting",
-    "colorization",
-    "inpainting_lowlight",
-    "segmentation_inpainting",
-)
-#: tasks whose output is a class mask (scored by IoU); the rest are scored by MSE
-MASK_TASKS: tuple[str, ...] = ("segmentation", "segmentation_inpainting")
-#: tasks that paint the black square
-SQUARE_TASKS: tuple[str, ...] = ("inpainting", "inpainting_lowlight", "segmentation_inpainting")
-
-LOWLIGHT_FACTOR = 0.5
-LUMA = (0.299, 0.587, 0.114)
-
-
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    return task
 
 
 @dataclass(frozen=True)
@@ -90,23 +53,7 @@ class Cells:
 
 
 # ---------------------------------------------------------------------------------------------
-# pixel transforms
-
-
-def grayscale(images: Tensor) -> Tensor:
-    """Luma replicated to 3 channels, ``[..., 3, H, W]`` -> same shape."""
-    weights = images.new_tensor(LUMA).view(3, 1, 1)
-    return (images * weights).sum(dim=-3, keepdim=True).expand_as(images).clone()
-
-
-def mask_image(masks: Tensor) -> Tensor:
-    """Binary masks ``[..., H, W]`` as white-on-black RGB images ``[..., 3, H, W]``."""
-    return masks.float().unsqueeze(-3).expand(*masks.shape[:-2], 3, *masks.shape[-2:]).clone()
-
-
-def square_side(cell_size: int) -> int:
-    """Side of the in-painting square: ``cell // 4`` (official ``min(h, w) // 4``)."""
-    return cell_size // 4
+# per-prompt randomness and the black square
 
 
 def prompt_seed(seed: int, index: int) -> int:
@@ -147,27 +94,14 @@ def task_cells(
     left) of the black square (needed by the in-painting tasks). Returns :class:`Cells` of
     ``[N, 3, c, c]`` tensors; cells may share storage with the inputs (do not edit in place).
     """
-    check_task(task)
-    if task in SQUARE_TASKS:
+    spec = get_task(task)
+    holed: tuple[Tensor | None, Tensor | None] = (None, None)
+    if spec.square:
         if origins is None:
             raise ValueError(f"task {task!r} needs the square origins")
         side = square_side(support_images.shape[-1])
-        support_holed = black_square(support_images, origins, side)
-        query_holed = black_square(query_images, origins, side)
-    if task == "segmentation":
-        cells = (support_images, mask_image(support_masks), query_images, mask_image(query_masks))
-    elif task == "lowlight":
-        cells = (LOWLIGHT_FACTOR * support_images, support_images, LOWLIGHT_FACTOR * query_images, query_images)
-    elif task == "identity":
-        cells = (support_images, support_images, query_images, query_images)
-    elif task == "inpainting":
-        cells = (support_holed, support_images, query_holed, query_images)
-    elif task == "colorization":
-        cells = (grayscale(support_images), support_images, grayscale(query_images), query_images)
-    elif task == "inpainting_lowlight":
-        cells = (LOWLIGHT_FACTOR * support_holed, support_images, LOWLIGHT_FACTOR * query_holed, query_images)
-    else:  # segmentation_inpainting
-        cells = (support_holed, mask_image(support_masks), query_holed, mask_image(query_masks))
+        holed = (black_square(support_images, origins, side), black_square(query_images, origins, side))
+    cells = spec.cells(TaskImages(support_images, support_masks, query_images, query_masks, *holed))
     return Cells(*cells)
 
 
@@ -283,7 +217,7 @@ def build_task_prompts(
 ) -> dict[str, PromptBatch]:
     """Prompts for several tasks over the *same* pairs and squares (images loaded once)."""
     for task in tasks:
-        check_task(task)
+        get_task(task)
     if pairs is None:
         pairs = source.sample_pairs(fold, split, n, seed)
     elif len(pairs) < n:

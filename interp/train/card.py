@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from interp.data.synthetic import HELD_OUT_SEED, SyntheticPascal
-from interp.data.tasks import TASKS, build_task_prompts
+from interp.data.registry import TASKS
+from interp.data.tasks import build_task_prompts
 from interp.io import atomic_write
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.train.config import TrainConfig

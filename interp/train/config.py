@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from interp.data.registry import selection
 
 
 @dataclass
@@ -16,9 +18,9 @@ class TrainConfig:
     restart_every: int = 25  # VQGAN steps between dead-code restarts (and at step 0: codebook init)
     mae_steps: int = 3600
     prompt_pairs: int = 8  # pairs per step; each gives one canvas of every task (7x)
-    focus_tasks: tuple[str, ...] = ("segmentation", "segmentation_inpainting")  # the hardest to learn
+    focus_tasks: tuple[str, ...] = field(default_factory=lambda: selection("train_focus"))  # the hardest to learn
     focus_pairs: int = 4  # extra pairs per step for each focus task
-    contrast_tasks: tuple[str, ...] = ("lowlight", "colorization", "inpainting")  # see CanvasStream.contrast_prompts
+    contrast_tasks: tuple[str, ...] = field(default_factory=lambda: selection("train_contrast"))  # see CanvasStream.contrast_prompts
     contrast_pairs: int = 3  # pairs per step for each contrast task, as "keep" and as "invert" prompts
     random_batch: int = 24  # random-masking canvases per step (half prompts, half plain images)
     mask_ratio: float = 0.75

@@ -12,7 +12,8 @@ from torch import Tensor
 from interp.canvas import CanvasGrid, normalize
 from interp.data.source import Entry, Pair, derive_seed
 from interp.data.synthetic import SyntheticPascal
-from interp.data.tasks import TASKS, Cells, PromptBatch, build_task_prompts
+from interp.data.registry import TASKS
+from interp.data.tasks import Cells, PromptBatch, build_task_prompts
 
 if TYPE_CHECKING:
     from interp.train.config import TrainConfig

@@ -202,7 +202,7 @@ def _mark_legend(fig: go.Figure, smooth: bool, evaluated: bool) -> None:
 
 
 def _task_names() -> tuple[str, ...]:
-    from interp.data.tasks import TASKS
+    from interp.data.registry import TASKS
 
     return TASKS
 

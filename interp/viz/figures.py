@@ -213,7 +213,7 @@ def _patch_for(size: int) -> int:
 
 def _task_sorted(paths: Iterable[Path], by_stem: bool = False) -> list[Path]:
     """Per-task files (task = folder name, or file stem) in the order of :data:`interp.data.tasks.TASKS`."""
-    from interp.data.tasks import TASKS
+    from interp.data.registry import TASKS
 
     rank = {t: i for i, t in enumerate(TASKS)}
 

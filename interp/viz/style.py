@@ -182,7 +182,7 @@ LINE_COLORS: tuple[str, ...] = tuple(c for c in OKABE_ITO if c not in ("#F0E442"
 
 def task_color(task: str) -> str:
     """One colour per task, stable across figures (the order of :data:`interp.data.tasks.TASKS`)."""
-    from interp.data.tasks import TASKS
+    from interp.data.registry import TASKS
 
     index = TASKS.index(task) if task in TASKS else sum(map(ord, task))  # stable across processes
     return LINE_COLORS[index % len(LINE_COLORS)]

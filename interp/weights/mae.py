@@ -28,12 +28,13 @@ from tqdm.auto import tqdm
 
 from interp.canvas import zero_shot
 from interp.data.source import Pair, PromptSource
+from interp.data.registry import selection
 from interp.data.tasks import PromptBatch, build_task_prompts
 from interp.metrics import masked_code_cross_entropy, task_metric
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.weights.arithmetic import TaskVector
 
-DEFAULT_TASKS: tuple[str, ...] = ("segmentation", "lowlight", "inpainting", "colorization", "identity")
+DEFAULT_TASKS: tuple[str, ...] = selection("finetune")
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,15 +8,8 @@ import torch
 from interp.canvas import CanvasGrid, assemble_canvas, denormalize
 from interp.data.source import Sample
 from interp.data.synthetic import SyntheticPascal
-from interp.data.tasks import (
-    TASKS,
-    build_prompts,
-    build_task_prompts,
-    grayscale,
-    make_cells,
-    square_origin,
-    square_side,
-)
+from interp.data.registry import TASKS, grayscale, square_side
+from interp.data.tasks import build_prompts, build_task_prompts, make_cells, square_origin
 
 GRID = CanvasGrid(64, 8)  # 31-px cells
 CELL = GRID.cell_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from interp.data.tasks import TASKS
+from interp.data.registry import TASKS
 from interp.models.presets import random_smoke_model
 from interp.train import TrainConfig, render_model_card, write_results_csv
 from interp.train.card import ASSETS, PUBLISH_COMMAND

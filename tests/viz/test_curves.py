@@ -95,7 +95,7 @@ def test_held_out_mse_is_shown_as_mse(log) -> None:
 
 def test_task_colours_are_distinct_and_visible() -> None:
     """Every task has its own colour, never yellow (invisible on white) or black (reads as an axis)."""
-    from interp.data.tasks import TASKS
+    from interp.data.registry import TASKS
     from interp.viz.style import task_color
 
     colours = [task_color(t) for t in TASKS]

@@ -9,7 +9,8 @@ import torch
 
 from interp.canvas import CanvasGrid
 from interp.data.synthetic import SyntheticPascal
-from interp.data.tasks import TASKS, build_task_prompts
+from interp.data.registry import TASKS
+from interp.data.tasks import build_task_prompts
 from interp.viz.prompts import prompt_grid
 
 GRID = CanvasGrid(64, 8)
