@@ -9,7 +9,7 @@ from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts
 from interp.taskvectors.evaluate import score_condition
 from interp.taskvectors.lens import lens_logits, lens_scores, readouts, solved_at, target_rows, tv_hooks_for
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 

@@ -11,7 +11,7 @@ from interp.data.tasks import build_prompts
 from interp.taskvectors.lens import target_rows
 from interp.taskvectors.patching import Intervention, MeanPatcher
 from interp.taskvectors.paths import DIRECT, TOTAL, PathPatcher, path_effects, sender_sets
-from interp.taskvectors.stats import collect
+from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
