@@ -28,6 +28,7 @@ MODULES: tuple[str, ...] = (
     "interp.cli.compare_weights",
     "interp.cli.demo",
     "interp.cli.compare",
+    "interp.cli.lens",
 )
 
 DEBUG_ENV = "INTERP_DEBUG"

@@ -181,27 +181,20 @@ def lens_scores(model: MAEVQGAN, prompts: PromptBatch, tv_hooks: FwdHooks | None
     return result
 
 
-def tv_hooks_for(model: MAEVQGAN, means, space, mask: Tensor, intervention=None, base_means=None) -> list:
-    """The task vector's patch of zero-shot forwards (``mask [units]``), any intervention kind."""
-    from interp.taskvectors.patching import MeanPatcher
-
-    if not bool(mask.any()):
-        return []
-    return MeanPatcher(model, means, "zero_shot", space, intervention, base_means).hooks(mask[None])
-
-
-def solved_at(table: pd.DataFrame, fraction: float = 0.9) -> Mapping[str, str | None]:
-    """Per condition, the first readout whose mean metric closes ``fraction`` of the gap between
-    the first readout and the last (the model's prediction): where the task becomes solved."""
-    out: dict[str, str | None] = {}
+def solved_at(table: pd.DataFrame, fraction: float = 0.9) -> Mapping[str, str]:
+    """Per condition, where the task becomes solved: in each stack, the first readout whose mean
+    metric closes ``fraction`` of the gap between that stack's first readout and the model's
+    prediction (the last readout), e.g. ``"enc 3, dec 1"``."""
+    out: dict[str, str] = {}
     for condition, part in table.groupby("condition", sort=False):
-        means = part["mean"].tolist()
-        first, last = means[0], means[-1]
-        gap = last - first
-        hit = None
-        for label, m in zip(part["readout"], means):
-            if gap == 0 or (m - first) / gap >= fraction:
-                hit = label
-                break
-        out[condition] = hit
+        final = part["mean"].iloc[-1]
+        where = []
+        for _, rows in part.groupby("stack", sort=False):
+            first = rows["mean"].iloc[0]
+            gap = final - first
+            for label, m in zip(rows["readout"], rows["mean"]):
+                if gap == 0 or (m - first) / gap >= fraction:
+                    where.append(label)
+                    break
+        out[str(condition)] = ", ".join(where)
     return out

@@ -15,6 +15,7 @@ input                                  figure(s)
 ``reinforce/<task>/log.csv``           ``reinforce_curves`` (all tasks overlaid)
 ``sweep.csv``                          ``sweep_<task>`` (delta of patching each unit alone)
 ``prompts/<task>.safetensors``         ``prompts`` (optional: the prompt and predictions)
+``lens/<task>.*``, ``paths/<task>.csv``  ``lens_<task>_layers``, ``lens_<task>_strip``, ``paths_<task>``
 =====================================  =====================================================
 
 Whatever is missing is skipped with a printed note; a file that is there but unreadable is
@@ -203,6 +204,16 @@ def prompt_panels(rows: Sequence[tuple[str, torch.Tensor, Mapping[str, torch.Ten
     return image_rows(cell_rows, [r[0] for r in rows], titles, cell_px=130)
 
 
+def lens_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    """``lens/<task>.*`` and ``paths/<task>.csv`` (``interp lens`` / ``interp paths``): :mod:`interp.viz.lens`."""
+    from interp.viz.lens import run_figures
+
+    figures = run_figures(run_dir)
+    if not figures:
+        raise _Skip("no lens/<task>.csv or paths/<task>.csv")
+    return figures
+
+
 def _patch_for(size: int) -> int:
     """Any patch size that tiles the canvas (cells depend on the canvas size and padding only)."""
     for patch in (16, 8, 4, 2, 1):
@@ -236,6 +247,7 @@ BUILDERS: dict[str, Callable[[Path], list[tuple[str, go.Figure]]]] = {
     "reinforce curves": curve_figures,
     "sweep": sweep_figures,
     "prompts": prompt_figures,
+    "lens": lens_figures,
 }
 
 
@@ -305,5 +317,5 @@ def write_run_figures(
 __all__ = [
     "write_run_figures", "BUILDERS", "FigureError", "policy_space", "read_policy_file",
     "prompt_panels", "results_figures", "taskness_figures", "reinforce_figures", "curve_figures",
-    "sweep_figures", "prompt_figures",
+    "sweep_figures", "prompt_figures", "lens_figures",
 ]

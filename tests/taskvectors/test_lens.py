@@ -8,8 +8,9 @@ import torch
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts
 from interp.taskvectors.evaluate import score_condition
-from interp.taskvectors.lens import lens_logits, lens_scores, readouts, solved_at, target_rows, tv_hooks_for
 from interp.taskvectors.collect import collect
+from interp.taskvectors.lens import lens_logits, lens_scores, readouts, solved_at, target_rows
+from interp.taskvectors.patching import MeanPatcher
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
@@ -30,7 +31,7 @@ def tv(model, prompts):
     space = UnitSpace.for_model(model, "head")
     mask = torch.zeros(len(space), dtype=torch.bool)
     mask[::3] = True
-    return tv_hooks_for(model, means, space, mask)
+    return MeanPatcher(model, means, "zero_shot", space).hooks(mask[None])
 
 
 @pytest.mark.parametrize("layout", ["one_shot", "zero_shot"])

@@ -47,11 +47,15 @@ def prompts(model):
 
 
 @pytest.fixture(scope="module")
-def patcher(model, prompts):
+def means(model, prompts):
     """Means far from the prompts' own z (random, by slot), so every patched head moves things."""
     stats = collect(model, [prompts.canvases], "one_shot", task="lowlight", progress=False)
     g = torch.Generator().manual_seed(3)
-    means = {site: 3 * torch.randn(m.shape, generator=g, dtype=torch.float64) for site, m in stats.means().items()}
+    return {site: 3 * torch.randn(m.shape, generator=g, dtype=torch.float64) for site, m in stats.means().items()}
+
+
+@pytest.fixture(scope="module")
+def patcher(model, means):
     return MeanPatcher(model, means, "zero_shot", UnitSpace.for_model(model, "head"))
 
 
@@ -93,7 +97,7 @@ def test_constructed_model_one_carrier(model, prompts, patcher) -> None:
             assert torch.equal(logits[:, rows], clean_logits[:, rows])  # zero W_O: exactly nothing
 
 
-def test_path_effects_table(model, prompts, patcher) -> None:
+def test_path_effects_table(model, prompts, means, patcher) -> None:
     space = patcher.space
     mask = sender_mask(space, *SENDER) | sender_mask(space, 0, 0)
     mask[-1] = True  # a decoder unit of the vector: not a sender
@@ -107,5 +111,5 @@ def test_path_effects_table(model, prompts, patcher) -> None:
     assert one[TOTAL] != 0  # the sender changes the lowlight MSE
     others = [r for r in one.index if r not in (carrier, DIRECT, TOTAL)]
     assert (one[others] == 0).all()  # heads with no W_O carry nothing, exactly
-    none = MeanPatcher(model, patcher._means, "zero_shot", space, Intervention("scaled", 0.0))
+    none = MeanPatcher(model, means, "zero_shot", space, Intervention("scaled", 0.0))
     assert (path_effects(none, two, mask, batch_size=2, progress=False)["effect"] == 0).all()  # alpha 0: no effect

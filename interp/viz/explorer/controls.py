@@ -17,11 +17,13 @@ import traitlets
 from interp.viz.explorer.attention import AttentionView
 from interp.viz.explorer.compare import policy_options
 from interp.viz.explorer.grid import unit_grid
+from interp.viz.explorer.lens_view import TITLE as LENS_TITLE
+from interp.viz.explorer.lens_view import LensView
 from interp.viz.explorer.policies import NO_POLICY
 from interp.viz.explorer.render import PANELS
 from interp.viz.heatmaps import GROUP_LABELS
 
-TABS = ("prediction", "compare A / B", "attention of a head")
+TABS = ("prediction", "compare A / B", "attention of a head", LENS_TITLE)
 STYLE = """<style>
 .interp-explorer .interp-head {min-width: 0; padding: 0; margin: 0 1px 0 0; font-size: 10px}
 .interp-explorer .interp-compare {line-height: 1.3; margin-top: 4px; border-collapse: collapse}
@@ -80,6 +82,7 @@ def build_controls(ex: Any, w: Any) -> None:
     ex.grid = unit_grid(ex.toggle, ex.inspect)
     build_compare(ex, w)
     ex.attention = AttentionView(ex, w)
+    ex.lens = LensView(ex, w)
 
     def on_task(change: dict) -> None:
         with ex.hold():
@@ -114,8 +117,8 @@ def build_controls(ex: Any, w: Any) -> None:
     panels = [w.VBox([ex.image_titles[p], ex.images[p]], layout=w.Layout(width=f"{DISPLAY_PX + 40}px", align_items="center"))
               for p in PANELS]
     ex.tabs = w.Tab(children=[w.VBox([w.HBox(panels, layout=w.Layout(flex_flow="row nowrap")), ex.summary]),
-                              ex.compare_box, ex.attention.widget], titles=TABS)
-    ex.tabs.observe(lambda change: ex.attention.refresh(), names="selected_index")
+                              ex.compare_box, ex.attention.widget, ex.lens.widget], titles=TABS)
+    ex.tabs.observe(lambda change: (ex.attention.refresh(), ex.lens.refresh()), names="selected_index")
     ex.widget = w.VBox([
         w.HTML(STYLE),
         row(c["task"], c["means"], c["index"], c["layout"]),

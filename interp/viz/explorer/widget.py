@@ -11,6 +11,7 @@
                        (metric each), and the metric over all prompts of the task (mean ± sem)
           compare A/B  pin the selection (or a policy) as A, edit B: both predictions, both metrics, B - A
           attention    one head's attention pattern, unpatched and patched (:mod:`.attention`)
+          code lens    the target cell as each layer would predict it, and its metric (:mod:`.lens_view`)
     [export figure] [export policy] [save state]  status
 
 What is patched is a set of units of the ``group`` unit space of the chosen layout (one unit =
@@ -326,6 +327,7 @@ class PatchExplorer:
             self.sync_grid()
             sync_compare(self)
             self.attention.refresh()
+            self.lens.refresh()
             self.status.value = ""
         except Exception as error:  # noqa: BLE001 - shown in the widget; the methods raise
             self.status.value = f"<span style='color:#b00'>{html.escape(type(error).__name__ + ': ' + one_line(error))}</span>"
