@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from interp.data.source import PromptSource
-from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.protocol import PromptModel
 from interp.pipeline import PipelineConfig, collect_provenance, eval_prompts, select_prompts
 from interp.provenance import check_resume, normalized
 from interp.run import RunDir
@@ -26,10 +26,10 @@ from interp.taskvectors.lens import lens_scores, solved_at
 from interp.taskvectors.patching import Intervention, MeanPatcher
 from interp.taskvectors.paths import path_effects
 from interp.taskvectors.stats import ActivationStats
-from interp.taskvectors.stats import collect as collect_stats
+from interp.taskvectors.collect import collect as collect_stats
 
 
-def zero_shot_stats(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, task: str,
+def zero_shot_stats(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
                     force: bool = False, batch_size: int = 64) -> ActivationStats:
     """The task's zero-shot means (``stats_zero_shot/<task>.safetensors``): the prompts ``collect``
     averaged (the official selection), run under the zero-shot layout. Reused when made with this
@@ -42,7 +42,7 @@ def zero_shot_stats(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pip
         return stats
     prompts = select_prompts(model, source, task, cfg)
     batches = [prompts.canvases[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-    device = next(model.parameters()).device
+    device = model.device
     stats = collect_stats(model, [b.to(device) for b in batches], "zero_shot", task=task, dataset=source.name,
                           seed=cfg.seed, progress=False)
     stats.extra["provenance"] = normalized(made_by)
@@ -50,7 +50,7 @@ def zero_shot_stats(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pip
     return stats
 
 
-def task_vector(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, task: str,
+def task_vector(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
                 method: str = "reinforce", threshold: float = 0.5, intervention: Intervention | None = None,
                 force: bool = False) -> tuple[MeanPatcher, torch.Tensor]:
     """The task's patcher (its statistics, its policy's unit space, the intervention) and the
@@ -64,7 +64,7 @@ def task_vector(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pipelin
     return patcher, policy.mask(threshold)
 
 
-def stage_lens(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, task: str,
+def stage_lens(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
                method: str = "reinforce", threshold: float = 0.5, intervention: Intervention | None = None,
                n_prompts: int = 16, prompt: int = 0, encoder: bool = True, force: bool = False) -> pd.DataFrame:
     """The code lens of a task over ``n_prompts`` held-out prompts -> ``lens/<task>.csv`` (per
@@ -89,7 +89,7 @@ def stage_lens(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pipeline
     return table
 
 
-def stage_paths(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: PipelineConfig, task: str,
+def stage_paths(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
                 method: str = "reinforce", threshold: float = 0.5, intervention: Intervention | None = None,
                 n_prompts: int = 8, max_senders: int | None = 16, force: bool = False) -> pd.DataFrame:
     """Path patching of the task vector's encoder heads through each decoder head over

@@ -32,9 +32,7 @@ PENDING_MODEL_ANY: set[str] = {
 }
 PENDING_REACH_INS: set[str] = {
     "interp/scoring.py",
-    "interp/taskvectors/lens.py",
     "interp/taskvectors/patched_rows.py",
-    "interp/taskvectors/paths.py",
     "interp/taskvectors/search/base.py",
     "interp/taskvectors/reinforce.py",
     "interp/taskvectors/sweep.py",

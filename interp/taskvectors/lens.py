@@ -41,12 +41,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.canvas import PromptLayout, get_layout
+from interp.canvas import PromptLayout
 from interp.data.tasks import PromptBatch
 from interp.hooks import FwdHooks
 from interp.metrics import decoder_rows, task_metric
 from interp.models.decode_cache import DecodeCache
-from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.protocol import PromptModel
 from interp.scoring import Scorer
 
 #: the conditions of :func:`lens_scores`: (name, layout, patched by the task vector)
@@ -67,20 +67,20 @@ class Readout:
         return f"{'enc' if self.stack == 'encoder' else 'dec'} {self.layer}"
 
 
-def readouts(model: MAEVQGAN, encoder: bool = True) -> list[Readout]:
+def readouts(model: PromptModel, encoder: bool = True) -> list[Readout]:
     """Every readout in forward order: encoder layers (if ``encoder``), the decoder input, decoder layers."""
-    enc = [Readout("encoder", i) for i in range(len(model.encoder.blocks))] if encoder else []
-    return enc + [Readout("decoder", -1)] + [Readout("decoder", i) for i in range(len(model.decoder.blocks))]
+    enc = [Readout("encoder", i) for i in range(model.stacks["encoder"].layers)] if encoder else []
+    return enc + [Readout("decoder", -1)] + [Readout("decoder", i) for i in range(model.stacks["decoder"].layers)]
 
 
-def target_rows(model: MAEVQGAN, layout: PromptLayout | str) -> list[int]:
+def target_rows(model: PromptModel, layout: PromptLayout | str) -> list[int]:
     """Rows of a layout's logits that predict the target cell."""
-    layout = get_layout(layout, model.grid)
+    layout = model.layout(layout)
     return decoder_rows(layout, model.grid.quadrant_patches("target"), "the target cell's")
 
 
 @torch.no_grad()
-def lens_logits(model: MAEVQGAN, canvases: Tensor, layout: PromptLayout | str, fwd_hooks: FwdHooks = (),
+def lens_logits(model: PromptModel, canvases: Tensor, layout: PromptLayout | str, fwd_hooks: FwdHooks = (),
                 encoder: bool = True) -> tuple[list[Readout], Tensor]:
     """Code logits of every readout, ``[R, B, len(layout.decoder_patches), vocab]``.
 
@@ -88,22 +88,23 @@ def lens_logits(model: MAEVQGAN, canvases: Tensor, layout: PromptLayout | str, f
     (see the module docstring). ``fwd_hooks`` (e.g. a task vector's patch) stay on for the
     clean forward and every early exit.
     """
-    layout = get_layout(layout, model.grid)
+    layout = model.layout(layout)
     rows = target_rows(model, layout)
     reads = readouts(model, encoder)
-    names = {f"encoder.blocks.{i}.hook_resid_post" for i in range(len(model.encoder.blocks))} if encoder else set()
-    names |= {"decoder.blocks.0.hook_resid_pre"} | {f"decoder.blocks.{i}.hook_resid_post" for i in range(len(model.decoder.blocks))}
-    dec = model.decoder
-    n_enc = len(model.encoder.blocks)
+    n_enc, n_dec = model.stacks["encoder"].layers, model.stacks["decoder"].layers
+    names = {f"encoder.blocks.{i}.hook_resid_post" for i in range(n_enc)} if encoder else set()
+    names |= {"decoder.blocks.0.hook_resid_pre"} | {f"decoder.blocks.{i}.hook_resid_post" for i in range(n_dec)}
     with model.hooks(fwd_hooks):
         final, cache = model.run_with_cache(canvases, layout, names_filter=lambda n: n in names)
         out = []
         for read in reads:
-            if read.stack == "encoder":  # early exit: the rest of the encoder skipped, the decoder run
+            # forward_from past a stack's last block: encoder -> final norm + the whole decoder (the
+            # early exit); decoder -> only the final norm and the code head (the readout)
+            if read.stack == "encoder":
                 logits = model.forward_from(cache[f"encoder.blocks.{read.layer}.hook_resid_post"], layout, "encoder", n_enc)
             else:
                 name = "decoder.blocks.0.hook_resid_pre" if read.layer < 0 else f"decoder.blocks.{read.layer}.hook_resid_post"
-                logits = dec.pred(dec.norm(cache[name]))[:, 1:]
+                logits = model.forward_from(cache[name], layout, "decoder", n_dec)
             composed = final.clone()
             composed[:, rows] = logits[:, rows]
             out.append(composed)
@@ -146,7 +147,7 @@ class LensResult:
 
 
 @torch.no_grad()
-def lens_scores(model: MAEVQGAN, prompts: PromptBatch, tv_hooks: FwdHooks | None = None, encoder: bool = True,
+def lens_scores(model: PromptModel, prompts: PromptBatch, tv_hooks: FwdHooks | None = None, encoder: bool = True,
                 batch_size: int = 16, keep_images: int = 1, progress: bool = True) -> LensResult:
     """Every readout's task metric on every prompt, for one-shot, zero-shot and (given the task
     vector's ``tv_hooks``, patching zero-shot forwards) zero-shot + task vector.
@@ -155,11 +156,11 @@ def lens_scores(model: MAEVQGAN, prompts: PromptBatch, tv_hooks: FwdHooks | None
     :class:`~interp.models.decode_cache.DecodeCache` (readouts that predict the same code grid
     are decoded once; the pixels are the plain decode's bit for bit).
     """
-    device = next(model.parameters()).device
+    device = model.device
     reads = readouts(model, encoder)
     result = LensResult(prompts.task, reads)
     conditions = [c for c in CONDITIONS if not c[2] or tv_hooks is not None]
-    decoder = DecodeCache(model.vqgan.decode_codes)
+    decoder = DecodeCache(model.decode_codes)
     starts = list(range(0, len(prompts), batch_size))
     bar = tqdm(total=len(conditions) * len(starts), desc=f"lens {prompts.task}", unit="batch", disable=not progress)
     for name, layout, patched in conditions:

@@ -96,7 +96,7 @@ class PathPatcher:
     def __init__(self, patcher: MeanPatcher) -> None:
         self.patcher, self.model, self.layout = patcher, patcher.model, patcher.layout
         self.space = patcher.space
-        self.n_enc, self.n_dec = len(self.model.encoder.blocks), len(self.model.decoder.blocks)
+        self.n_enc, self.n_dec = self.model.stacks["encoder"].layers, self.model.stacks["decoder"].layers
         self.sites = [_site("encoder", i) for i in range(self.n_enc)] + [_site("decoder", i) for i in range(self.n_dec)]
 
     @torch.no_grad()
@@ -185,10 +185,10 @@ def path_effects(patcher: MeanPatcher, prompts: PromptBatch, mask: Tensor, batch
     if max_senders is not None and len(names) > max_senders + 1:
         keep = [0] + (1 + senders[1:].sum(1).argsort(descending=True, stable=True)[:max_senders]).sort().values.tolist()
         names, senders = [names[i] for i in keep], senders[keep]
-    receivers = [(layer, head) for layer in range(paths.n_dec) for head in range(model.decoder.blocks[layer].attn.n_heads)]
+    receivers = [(layer, head) for layer in range(paths.n_dec) for head in range(model.stacks["decoder"].heads)]
     recv_names = [f"L{layer}H{head}" for layer, head in receivers]
     scorer = Scorer(model, task, paths.layout, "pixel", "official", empty_iou=float("nan"),
-                    decoder=DecodeCache(model.vqgan.decode_codes))
+                    decoder=DecodeCache(model.decode_codes))
     device = patcher.device
     s = len(names)
     effects: dict[str, list[Tensor]] = {}  # column -> [S, b] per batch
