@@ -7,9 +7,10 @@
     evaluate -> results.csv                      one-shot / zero-shot / + task vector / + random units
 
 Each stage reads what earlier stages wrote, so stages can be rerun or resumed one at a time.
-Models are named by a *spec*: ``tiny`` (bundled), a ``.safetensors`` file from
-``save_model``, or ``official:<checkpoint-1000.pth>[,<last.ckpt>]``. Data sources likewise:
-``synthetic[:seed]`` or ``pascal:<VOC2012 dir>[,<splits dir>]``.
+Models are named by a :class:`~interp.models.spec.ModelSpec`: ``tiny`` (bundled), a
+``.safetensors`` file from ``save_model``, or ``official:<checkpoint-1000.pth>[,<last.ckpt>]``.
+Data sources by a :class:`~interp.data.spec.DataSpec`: ``synthetic[:seed]`` or
+``pascal:<VOC2012 dir>[,<splits dir>]``. The CLI parses both once; the loaders take either.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from tqdm.auto import tqdm
 
 from interp import distributed
 from interp.data.source import Pair, PromptSource, select_pairs
+from interp.data.spec import DataSpec
 from interp.data.registry import DEFAULT_COMPOSITE, composite_of, get_task, selection
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
 from interp.errors import UnsafeFileError
 from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.spec import ModelSpec
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
@@ -41,33 +44,16 @@ from interp.taskvectors.taskness import taskness
 from interp.taskvectors.units import UnitSpace
 
 
-def load_model_spec(spec: str, device: str = "cpu") -> MAEVQGAN:
-    """``tiny`` | ``path.safetensors`` | ``official:<mae.pth>[,<vqgan.ckpt>]``."""
-    from interp.models.checkpoint import load_model, load_official
-
-    if spec.startswith("official:"):
-        paths = spec.split(":", 1)[1].split(",")
-        return load_official(paths[0], paths[1] if len(paths) > 1 else None).to(device)
-    return load_model(spec, device)
+def load_model_spec(spec: ModelSpec | str, device: str = "cpu") -> MAEVQGAN:
+    """The model of a :class:`~interp.models.spec.ModelSpec` (or its text: ``tiny`` |
+    ``path.safetensors`` | ``official:<mae.pth>[,<vqgan.ckpt>]``)."""
+    return ModelSpec.parse(spec).load(device)
 
 
-def load_source(spec: str) -> PromptSource:
-    """``synthetic[:seed]`` | ``pascal:<VOC2012 dir>[,<splits dir>]``."""
-    kind, _, rest = spec.partition(":")
-    if kind == "synthetic":
-        from interp.data.synthetic import SyntheticPascal
-
-        source = SyntheticPascal(seed=int(rest) if rest else 0)
-        source.spec = f"synthetic:{source.seed}"  # recorded with every output (the seed included)
-        return source
-    if kind == "pascal":
-        from interp.data.pascal import Pascal5i
-
-        root, _, splits = rest.partition(",")
-        source = Pascal5i(root, splits_dir=splits or None)
-        source.spec = spec
-        return source
-    raise ValueError(f"unknown data source {spec!r}; use 'synthetic[:seed]' or 'pascal:<VOC2012 dir>[,<splits dir>]'")
+def load_source(spec: DataSpec | str) -> PromptSource:
+    """The source of a :class:`~interp.data.spec.DataSpec` (or its text: ``synthetic[:seed]`` |
+    ``pascal:<VOC2012 dir>[,<splits dir>]``)."""
+    return DataSpec.parse(spec).load()
 
 
 @dataclass

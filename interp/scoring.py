@@ -28,7 +28,7 @@ from torch import Tensor
 from interp.canvas import PromptLayout, get_layout
 from interp.metrics import code_cross_entropy, pixel_iou, pixel_mse, task_metric
 from interp.models.mae_vqgan import MAEVQGAN
-from interp.models.pixels import DECODES, Decode, Decoder, canvas_pixels, check_decode, predict_pixels
+from interp.models.pixels import DECODES, Decode, Decoder, canvas_pixels, check_decode
 
 KINDS = ("pixel", "token")
 
@@ -65,7 +65,7 @@ class Scorer:
     """Scores logits of one (model, task, layout, reward kind, decode).
 
     ``decoder`` replaces the VQGAN decode (``decoder(codes [B, h*w], grid=(h, w))`` -> pixels in
-    [0, 1]), e.g. with a cache keyed by the code grid; by default ``model.vqgan.decode_codes``.
+    [0, 1]), e.g. with a cache keyed by the code grid; by default ``model.decode_codes``.
     """
 
     def __init__(
@@ -74,7 +74,7 @@ class Scorer:
     ) -> None:
         check_kind(kind)
         check_decode(decode)
-        if model.vqgan is None:
+        if not model.has_pixels:
             raise RuntimeError("scoring needs the model's VQGAN (to decode or to encode the target codes); "
                                "load a model with one")
         self.model, self.task, self.kind, self.decode = model, task, kind, decode
@@ -90,7 +90,7 @@ class Scorer:
     @torch.no_grad()
     def target_codes(self, canvases: Tensor) -> Tensor:
         """The canvases' VQGAN codes ``[B, num_patches]`` (token kind; encode once, pass them back in)."""
-        return self.model.vqgan.encode_to_codes(canvases)
+        return self.model.target_codes(canvases)
 
     @torch.no_grad()
     def __call__(self, canvases: Tensor, logits: Tensor, target_codes: Tensor | None = None,
@@ -118,7 +118,7 @@ class Scorer:
     def image(self, canvases: Tensor, logits: Tensor) -> Tensor:
         """The official pasted integer prediction ``[B, 3, H, W]`` (int32 0..255) of the logits."""
         codes = logits.argmax(dim=-1)
-        return predict_pixels(self.model.vqgan, canvases, codes, self.layout, self.decode, self.decoder)
+        return self.model.predict_pixels(canvases, codes, self.layout, self.decode, self.decoder)
 
     def rewards(self, canvases: Tensor, logits: Tensor, target_codes: Tensor | None = None) -> Tensor:
         """Just the reward, ``[B]`` float64."""

@@ -31,9 +31,6 @@ PENDING_MODEL_ANY: set[str] = {
     "interp/taskvectors/search/base.py",
 }
 PENDING_REACH_INS: set[str] = {
-    "interp/scoring.py",
-    "interp/taskvectors/patched_rows.py",
-    "interp/taskvectors/search/base.py",
     "interp/taskvectors/reinforce.py",
     "interp/taskvectors/sweep.py",
     "interp/viz/explorer/attention.py",

@@ -12,7 +12,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from interp.errors import ConfigError
+from interp.errors import ConfigError, InputError
 
 
 class Parser(argparse.ArgumentParser):
@@ -153,33 +153,26 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def model_spec(text: str) -> str:
-    """``tiny`` | ``weights.safetensors`` | ``official:<mae.pth>[,<vqgan.ckpt>]`` (files must exist)."""
-    from interp.models.checkpoint import PRETRAINED
+def model_spec(text: str) -> Any:
+    """A :class:`~interp.models.spec.ModelSpec` (``tiny`` | ``weights.safetensors`` |
+    ``official:<mae.pth>[,<vqgan.ckpt>]``) whose files exist."""
+    from interp.models.spec import ModelSpec
 
-    if text in PRETRAINED:
-        return text
-    files = text.split(":", 1)[1].split(",") if text.startswith("official:") else [text]
-    missing = [f for f in files if not Path(f).expanduser().is_file()]
-    if missing or not all(files):
-        raise _bad(f"no model file {', '.join(missing) or repr(text)}; use {', '.join(PRETRAINED)}, a .safetensors file "
-                   "from save_model, or official:<checkpoint-1000.pth>[,<last.ckpt>]")
-    return text
+    try:
+        return ModelSpec.parse(text).check()
+    except InputError as error:
+        raise _bad(str(error)) from None
 
 
-def data_spec(text: str) -> str:
-    """``synthetic[:seed]`` | ``pascal:<VOC2012 dir>[,<splits dir>]`` (seed an integer, dirs existing)."""
-    kind, _, rest = text.partition(":")
-    if kind == "synthetic":
-        if rest and not rest.lstrip("-").isdigit():
-            raise _bad(f"the synthetic seed must be an integer, got {rest!r} (e.g. synthetic:1234)")
-        return text
-    if kind == "pascal":
-        missing = [d for d in rest.split(",") if not Path(d).expanduser().is_dir()] if rest else ["<VOC2012 dir>"]
-        if missing:
-            raise _bad(f"no directory {', '.join(missing)}; use pascal:<VOC2012 dir>[,<splits dir>]")
-        return text
-    raise _bad(f"unknown data source {text!r}; use synthetic[:seed] or pascal:<VOC2012 dir>[,<splits dir>]")
+def data_spec(text: str) -> Any:
+    """A :class:`~interp.data.spec.DataSpec` (``synthetic[:seed]`` | ``pascal:<VOC2012 dir>[,<splits dir>]``),
+    seed an integer, directories existing."""
+    from interp.data.spec import DataSpec
+
+    try:
+        return DataSpec.parse(text).check()
+    except InputError as error:
+        raise _bad(str(error)) from None
 
 
 def device(text: str) -> str:

@@ -7,8 +7,9 @@ that provides them; :class:`~interp.models.MAEVQGAN` is the first. The members:
 =========================  ===================================================================
 ``grid``                   the :class:`~interp.canvas.CanvasGrid` of its canvases (patches, slots)
 ``stacks``                 ``{"encoder": StackInfo(layers, heads, d_head), "decoder": ...}``, in
-                           forward order; hook points are named ``{stack}.blocks.{layer}.attn.hook_z``
-                           (``[batch, pos, heads, d_head]``, positions of the layout's stack sequence)
+                           forward order; each block has the hook points ``{stack}.blocks.{layer}.hook_resid_pre``
+                           (its input ``[batch, pos, d]``) and ``.attn.hook_z`` (``[batch, pos, heads, d_head]``),
+                           positions of the layout's sequence of that stack (:mod:`interp.models.vit`)
 ``layout(l)``              a layout given by name (``"one_shot"``) resolved for ``grid``, checked
 ``device``, ``dtype``      where and in which float type it runs
 ``model(canvas, layout)``  code logits ``[batch, len(layout.decoder_patches), vocab]``

@@ -61,8 +61,7 @@ class PatchedRows:
         self.chunk, self.dedupe, self.reuse_prefix = max(1, int(chunk)), dedupe, reuse_prefix
         self.prefix_cache_bytes = int(prefix_cache_bytes)
         self.device = next(self.model.parameters()).device
-        self.blocks = [("encoder", i) for i in range(len(self.model.encoder.blocks))] + \
-                      [("decoder", i) for i in range(len(self.model.decoder.blocks))]
+        self.blocks = [(stack, i) for stack, info in self.model.stacks.items() for i in range(info.layers)]
         depth = {site: k for k, site in enumerate(self.blocks)}
         self.unit_depth = torch.tensor([depth[(u.stack, u.layer)] for u in patcher.space.units])  # [U]
         self._clean: dict[int, tuple[PromptBatch, list[Tensor], Tensor] | None] = {}  # insertion = LRU order

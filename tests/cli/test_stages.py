@@ -141,7 +141,7 @@ def test_every_option_reaches_its_config(stage, captured, tmp_path, capsys) -> N
     args, _ = captured[f"stage_{stage}"]
     cfg = next(a for a in args if isinstance(a, PipelineConfig))
     assert cfg == PipelineConfig(**{k: v for k, (_, v) in PIPELINE_ARGS.items()})
-    assert args[1] == ("model", "tiny", "cpu") and args[2].name.startswith("synthetic")
+    assert args[1][0] == "model" and str(args[1][1]) == "tiny" and args[1][2] == "cpu" and args[2].name.startswith("synthetic")
     if stage == "search":
         rcfg = next(a for a in args if isinstance(a, ReinforceConfig))
         assert rcfg == ReinforceConfig(**{k: v for k, (_, v) in REINFORCE_ARGS.items()}, seed=5)

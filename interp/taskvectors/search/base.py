@@ -145,7 +145,7 @@ class SearchProblem:
         self._codes: dict[int, Tensor] = {}
         # less work, same rewards: distinct rows once, unpatched prefixes reused, decodes cached
         self.rows = PatchedRows(self.patcher, chunk)
-        self._decodes = DecodeCache(model.vqgan.decode_codes) if getattr(model, "vqgan", None) is not None else None
+        self._decodes = DecodeCache(model.decode_codes) if model.has_pixels else None
         self._scorers: dict[str, Scorer] = {}
 
     def __len__(self) -> int:
@@ -174,7 +174,7 @@ class SearchProblem:
         key = id(prompts)
         if key not in self._codes:
             with torch.no_grad():
-                self._codes[key] = self.model.vqgan.encode_to_codes(prompts.canvases.to(self.device))
+                self._codes[key] = self.model.target_codes(prompts.canvases.to(self.device))
         return self._codes[key]
 
     @torch.no_grad()
