@@ -100,3 +100,37 @@ def stage_paths(run: RunDir, model: PromptModel, source: PromptSource, cfg: Pipe
     table = path_effects(patcher, batch, mask, max_senders=max_senders).assign(method=method)
     run.write_table(f"paths/{task}", table)
     return table
+
+
+#: the interventions :func:`stage_interventions` compares by default
+DEFAULT_KINDS = (Intervention(), Intervention("scaled", 0.5), Intervention("scaled", 2.0),
+                 Intervention("add", 0.5), Intervention("add", 1.0), Intervention("add", 2.0))
+
+
+def stage_interventions(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig,
+                        kinds: tuple[Intervention, ...] = DEFAULT_KINDS, method: str = "reinforce",
+                        threshold: float = 0.5, force: bool = False) -> pd.DataFrame:
+    """Per task, the task vector's units (the ``method`` policy above ``threshold``) patched with
+    each intervention kind on the held-out prompts -> ``interventions.csv``: one row per (task,
+    kind) with mean, sem, n, the zero-shot and one-shot means beside it, and ``best`` marking
+    the kind with the best mean (in the metric's direction) per task."""
+    from interp.taskvectors.evaluate import score_prompts, summarize
+
+    prompts = eval_prompts(model, source, list(cfg.tasks), cfg)
+    rows = []
+    for task in cfg.tasks:
+        batch = prompts[task]
+        base = {name: summarize(task, name, score_prompts(model, batch, name))["mean"] for name in ("zero_shot", "one_shot")}
+        recollect = force  # the zero-shot statistics: collected again at most once per task
+        for kind in kinds:
+            patcher, mask = task_vector(run, model, source, cfg, task, method, threshold, kind, recollect and kind.needs_base)
+            recollect = recollect and not kind.needs_base
+            hooks = patcher.hooks(mask[None]) if bool(mask.any()) else []
+            row = summarize(task, f"zero_shot+tv:{kind.label}", score_prompts(model, batch, "zero_shot", hooks))
+            rows.append({**row, "intervention": kind.kind, "alpha": kind.alpha, "units": int(mask.sum()),
+                         "zero_shot": base["zero_shot"], "one_shot": base["one_shot"]})
+    table = pd.DataFrame(rows)
+    signed = table["mean"].where(table["higher_is_better"], -table["mean"])
+    table["best"] = signed.eq(signed.groupby(table["task"]).transform("max"))
+    run.write_table("interventions", table)
+    return table

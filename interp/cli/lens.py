@@ -1,4 +1,4 @@
-"""``interp lens`` and ``interp paths``: look inside one task's vector in a run.
+"""``interp lens``, ``interp paths``, ``interp interventions``: look inside a run's task vectors.
 
 ``interp lens --run R --task T`` writes ``lens/<task>.csv`` (the task metric of every readout
 of the code lens, for one-shot, zero-shot and zero-shot + task vector), ``lens/<task>.safetensors``
@@ -7,7 +7,9 @@ of the code lens, for one-shot, zero-shot and zero-shot + task vector), ``lens/<
 heatmap ``paths_<task>`` (the task vector's encoder heads through each decoder head, with the
 direct and total effects). Both take the stage options (model, data, config) and
 ``--intervention replace|add|scaled --alpha A`` (:class:`~interp.taskvectors.patching.Intervention`;
-``add`` collects zero-shot statistics into ``stats_zero_shot/`` first). The computations are
+``add`` collects zero-shot statistics into ``stats_zero_shot/`` first). ``interp interventions --run R``
+scores every task's vector under several intervention kinds and writes ``interventions.csv``
+with the best kind per task marked. The computations are
 :mod:`interp.taskvectors.lens` and :mod:`interp.taskvectors.paths`; the figures
 :mod:`interp.viz.lens` (``interp figures R --only lens`` redraws them, ``--width`` for paper mode).
 """
@@ -92,8 +94,52 @@ def _paths(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_kinds(text: str):
+    """``replace,scaled:0.5,add:1`` -> interventions (an alpha after the colon; 1 when none)."""
+    import argparse as _argparse
+
+    from interp.errors import InputError
+    from interp.taskvectors.patching import Intervention
+
+    out = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        kind, _, alpha = item.partition(":")
+        try:
+            out.append(Intervention(kind, float(alpha) if alpha else 1.0))
+        except (InputError, ValueError) as error:
+            raise _argparse.ArgumentTypeError(f"{item!r}: {getattr(error, 'problem', error)}") from None
+    if not out:
+        raise _argparse.ArgumentTypeError("needs at least one kind, e.g. replace,scaled:0.5,add:1")
+    return tuple(out)
+
+
+def _interventions_options(parser: argparse.ArgumentParser) -> None:
+    stage_options(parser)
+    parser.add_argument("--kinds", type=parse_kinds, default=None,
+                        help="interventions compared, kind[:alpha] comma-separated "
+                             "(default: replace,scaled:0.5,scaled:2,add:0.5,add:1,add:2)")
+    parser.add_argument("--method", default="reinforce", help="the search whose policies to read (default: reinforce)")
+    parser.add_argument("--threshold", type=real(0, 1), default=0.5, help="units kept: policy probability above it (default: 0.5)")
+
+
+def _interventions(args: argparse.Namespace) -> int:
+    from interp.inspection import DEFAULT_KINDS, stage_interventions
+
+    cfg, run, source, model = open_stage(args)
+    table = stage_interventions(run, model, source, cfg, args.kinds or DEFAULT_KINDS, args.method, args.threshold,
+                                force=args.force)
+    print(table[["task", "condition", "metric", "mean", "sem", "n", "zero_shot", "one_shot", "best"]].to_markdown(
+        index=False, floatfmt=".4f"))
+    for task, part in table[table["best"]].groupby("task", sort=False):
+        print(f"{task}: best {', '.join(part['condition'].str.split(':').str[1])}")
+    print(f"written to {run.path / 'interventions.csv'}")
+    return 0
+
+
 COMMANDS = [
     Command("lens", "code lens: the task metric of every layer's readout (one-shot, zero-shot, + task vector)",
             _lens_options, _lens),
     Command("paths", "path patching: the task vector's encoder heads through each decoder head", _paths_options, _paths),
+    Command("interventions", "the task vectors patched by each intervention kind (replace, add, scaled): which works best",
+            _interventions_options, _interventions),
 ]

@@ -77,3 +77,14 @@ def test_bad_options_stop_with_one_line(run, capsys) -> None:
     assert main(["lens", *common, "--task", "lowlight", "--alpha", "nan"]) == 2
     assert main(["paths", *common, "--task", "segmentation"]) == 2  # no statistics for it in the run
     assert "interp collect" in capsys.readouterr().err
+
+
+def test_interventions_command(run, capsys) -> None:
+    path, common = run
+    assert main(["interventions", *common, "--kinds", "replace,scaled:1,scaled:0,add:0"]) == 0
+    table = pd.read_csv(path / "interventions.csv")
+    by = table.set_index("condition")["mean"]
+    assert by["zero_shot+tv:scaled(a=1)"] == by["zero_shot+tv:replace"]  # scaled(1) is replace bit for bit
+    assert by["zero_shot+tv:scaled(a=0)"] == by["zero_shot+tv:add(a=0)"] == table["zero_shot"].iloc[0]  # alpha 0: no patch
+    assert table["best"].sum() >= 1 and "lowlight: best" in capsys.readouterr().out
+    assert main(["interventions", *common, "--kinds", "subtract:1"]) == 2
