@@ -16,6 +16,7 @@ import traitlets
 
 from interp.viz.explorer.attention import AttentionView
 from interp.viz.explorer.compare import policy_options
+from interp.taskvectors.patching import INTERVENTION_KINDS, Intervention
 from interp.viz.explorer.grid import unit_grid
 from interp.viz.explorer.lens_view import TITLE as LENS_TITLE
 from interp.viz.explorer.lens_view import LensView
@@ -64,6 +65,10 @@ def build_controls(ex: Any, w: Any) -> None:
         "decoder_layers": w.IntRangeSlider(value=(0, cfg.decoder_depth - 1), min=0, max=max(cfg.decoder_depth - 1, 0),
                                            description="", continuous_update=False, layout=w.Layout(width="150px")),
         "heads": head_picker(w, heads),
+        "intervention": w.Dropdown(options=INTERVENTION_KINDS, value="replace", description="patch", layout=w.Layout(width="150px"),
+                                   tooltip="replace: the task mean; add: z + alpha (mean - zero-shot mean); scaled: z + alpha (mean - z)",
+                                   **short),
+        "alpha": w.FloatText(value=1.0, step=0.25, description="alpha", layout=w.Layout(width="120px"), **short),
     }
     ex.group_boxes = {g: w.Checkbox(value=True, description=GROUP_LABELS.get(g, g), indent=False,
                                     layout=w.Layout(width="auto")) for g in ("cls", "example_input", "example_output", "query", "target")}
@@ -103,8 +108,14 @@ def build_controls(ex: Any, w: Any) -> None:
 
     ex.controls["policy"].observe(on_policy, names="value")
     ex.controls["task"].observe(on_task, names="value")
+    def on_intervention(change: dict) -> None:  # what the patch does; the patched units stay
+        ex.predictor.intervention = Intervention(ex.controls["intervention"].value, ex.controls["alpha"].value)
+        ex.update()
+
     for name, control in ex.controls.items():
-        if name not in ("task", "index", "means"):
+        if name in ("intervention", "alpha"):
+            control.observe(on_intervention, names="value")
+        elif name not in ("task", "index", "means"):
             control.observe(on_preset, names="value")
     for name in ("index", "means"):
         ex.controls[name].observe(lambda change: ex.update(), names="value")
@@ -121,7 +132,7 @@ def build_controls(ex: Any, w: Any) -> None:
     ex.tabs.observe(lambda change: (ex.attention.refresh(), ex.lens.refresh()), names="selected_index")
     ex.widget = w.VBox([
         w.HTML(STYLE),
-        row(c["task"], c["means"], c["index"], c["layout"]),
+        row(c["task"], c["means"], c["index"], c["layout"], c["intervention"], c["alpha"]),
         row(c["policy"], c["threshold"], pair(c["encoder"], c["encoder_layers"]), pair(c["decoder"], c["decoder_layers"])),
         row(w.HTML("token groups:"), *ex.group_boxes.values(), w.HTML("&nbsp;&nbsp;"), c["heads"]),
         w.HTML("<b>patched units</b> (click: patch / unpatch one unit; shift-click: its attention; rows = layers, "

@@ -17,7 +17,7 @@ from torch import Tensor
 from interp.canvas import get_layout
 from interp.data.tasks import PromptBatch
 from interp.scoring import Scorer
-from interp.taskvectors.patching import Means, MeanPatcher
+from interp.taskvectors.patching import Intervention, Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
 CACHE_LIMIT = 512
@@ -26,10 +26,14 @@ CACHE_LIMIT = 512
 class Predictor:
     """Predictions and metrics of one model on a set of prompts, with and without a patch."""
 
-    def __init__(self, model: Any, prompts: Mapping[str, PromptBatch], means: Mapping[str, Means]) -> None:
+    def __init__(self, model: Any, prompts: Mapping[str, PromptBatch], means: Mapping[str, Means],
+                 base_means: Mapping[str, Means] | None = None) -> None:
         self.model = model
         self.prompts = prompts
         self.means = means
+        self.base_means = dict(base_means or {})
+        #: what a patch does (:class:`~interp.taskvectors.patching.Intervention`); part of every cache key
+        self.intervention = Intervention()
         self.device = next(model.parameters()).device
         self._spaces: dict[str, UnitSpace] = {}
         self.fields: dict[str, dict[str, np.ndarray]] = {}
@@ -52,11 +56,25 @@ class Predictor:
             }
         return self._spaces[layout]
 
+    def zero_shot_means(self, task: str) -> Means:
+        """The zero-shot means the ``add`` intervention subtracts: given (``base_means``), or
+        collected once from this task's prompts under the zero-shot layout."""
+        if task not in self.base_means:
+            if task not in self.prompts:
+                raise ValueError(f"no zero-shot means for {task!r} and no prompts to collect them from; "
+                                 "pass base_means={task: zero-shot statistics} to the explorer")
+            from interp.taskvectors.collect import collect
+
+            self.base_means[task] = collect(self.model, [self.prompts[task].canvases.to(self.device)], "zero_shot",
+                                            task=task, progress=False)
+        return self.base_means[task]
+
     def patcher(self, means_task: str, layout: str) -> MeanPatcher:
-        key = (means_task, layout)
+        key = (means_task, layout, self.intervention)
         if key not in self._patchers:
+            base = self.zero_shot_means(means_task) if self.intervention.needs_base else None
             self._patchers[key] = MeanPatcher(self.model, self.means[means_task], get_layout(layout, self.model.grid),
-                                              self.space(layout))
+                                              self.space(layout), self.intervention, base)
         return self._patchers[key]
 
     def _remember(self, key: tuple, value: Any) -> Any:
@@ -81,7 +99,7 @@ class Predictor:
     def predict(self, task: str, index: int, layout: str, means_task: str, mask: Tensor | None) -> tuple[Tensor, float]:
         """(target cell in [0, 1] ``[3, c, c]``, metric) of one prompt."""
         empty = mask is None or not mask.any()
-        key = ("one", task, index, layout, None if empty else (means_task, mask.numpy().tobytes()))
+        key = ("one", task, index, layout, None if empty else (means_task, self.intervention, mask.numpy().tobytes()))
         if key not in self._cache:
             predicted, score = self._forward(task, slice(index, index + 1), layout, means_task, None if empty else mask)
             cell = self.model.grid.cell(predicted[0], "target").float().cpu().clamp(0, 1)
@@ -91,7 +109,7 @@ class Predictor:
     def prompt_scores(self, task: str, layout: str, means_task: str, mask: Tensor | None) -> Tensor:
         """The metric of every prompt of ``task`` under ``mask``, ``[n]`` float64 (NaN where undefined)."""
         empty = mask is None or not mask.any()
-        key = ("set", task, layout, None if empty else (means_task, mask.numpy().tobytes()))
+        key = ("set", task, layout, None if empty else (means_task, self.intervention, mask.numpy().tobytes()))
         if key not in self._cache:
             self._remember(key, self._forward(task, slice(None), layout, means_task, None if empty else mask)[1])
         return self._cache[key]

@@ -18,7 +18,10 @@ What is patched is a set of units of the ``group`` unit space of the chosen layo
 one head at one token group). The controls of the second row make a starting set (the units
 in the layer ranges, heads and groups ticked, and, with a policy, those above its threshold);
 clicking a cell of the grid toggles one unit on top of it (changing a control starts again from
-its set). Patched heads output the chosen task's mean activation at the same canvas slot.
+its set). Patched heads output the chosen task's mean activation at the same canvas slot, or
+(``patch``: ``add`` / ``scaled`` with ``alpha``) the other intervention kinds of
+:class:`~interp.taskvectors.patching.Intervention`; ``add`` subtracts ``base_means`` (zero-shot
+statistics; by default collected from the explorer's prompts of the means' task).
 Everything is also a plain method (:meth:`current_mask`, :meth:`toggle`, :meth:`predictions`,
 :meth:`scores`, :meth:`set_scores`, :meth:`render`, :meth:`export`, :meth:`state`, ``compare.pin()``,
 ``attention.select()``), so notebooks and tests drive it without a browser.
@@ -54,7 +57,7 @@ SAME_TASK = "(same task)"
 TWO_COLOURS = [[0.0, "#e4e4e4"], [0.5, "#e4e4e4"], [0.5, "#E69F00"], [1.0, "#E69F00"]]  # the grid's: grey, orange = patched
 DISPLAY_PX = 128
 STATE_KEYS = ("task", "means", "index", "layout", "encoder", "encoder_layers", "decoder", "decoder_layers", "heads",
-              "policy", "threshold")
+              "policy", "threshold", "intervention", "alpha")
 
 
 def _ipywidgets():
@@ -77,7 +80,7 @@ class PatchExplorer:
 
     def __init__(self, model: Any, prompts: Mapping[str, PromptBatch], means: Mapping[str, Means],
                  policies: Mapping[str, Any] | None = None, export_dir: str | Path = "figures",
-                 formats: Sequence[str] = FORMATS) -> None:
+                 formats: Sequence[str] = FORMATS, base_means: Mapping[str, Means] | None = None) -> None:
         if not isinstance(prompts, Mapping) or not prompts:
             raise ValueError("prompts must be a non-empty {task: PromptBatch} mapping (e.g. build_task_prompts(...))")
         for task, batch in prompts.items():
@@ -101,7 +104,7 @@ class PatchExplorer:
         self.policies = {name: resolve_policy(model, p, name) for name, p in (policies or {}).items()}
         self.export_dir = Path(export_dir)
         self.formats = tuple(formats)
-        self.predictor = Predictor(self.model, self.prompts, self.means)
+        self.predictor = Predictor(self.model, self.prompts, self.means, base_means)
         for task in self.prompts:  # fail early on statistics of another model or shape
             self.predictor.patcher(task, "zero_shot")
         self._policy_cache: dict[tuple[str, str], np.ndarray] = {}
