@@ -176,7 +176,7 @@ def evaluate_task_vectors(
             conditions[f"zero_shot+control:{name}"] = torch.stack([patched(m).metric for m in sets]).nanmean(0)
         for condition, scores in conditions.items():
             row = summarize(task, condition, scores)
-            row["units"] = int(kept.sum()) if "+" in condition else 0
+            row["units"] = (float(torch.stack([d.sum() for d in draws]).double().mean()) if condition == "zero_shot+tv_sampled" else int(kept.sum())) if "+" in condition else 0  # sampled: mean units of the draws
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -45,8 +45,8 @@ def sweep(
     decode: str = "official",
     units: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """One row per unit (of ``units``, default all): its mean reward over the prompts and the
-    delta vs. no patch.
+    """One row per unit (of ``units``, default all): its mean reward over the prompts, the
+    delta vs. no patch and that delta's standard error (``sem``, paired over the prompts).
 
     Memory stays bounded: the clean run's residual stream is held one layer at a time
     (``[prompts, pos, d]``), rows go through the model ``chunk`` at a time, and the table is
@@ -113,6 +113,8 @@ def sweep(
     base = float(baseline.nanmean())
     chosen = sorted(chosen, key=lambda u: u.index)
     mean = rewards[[u.index for u in chosen]].nanmean(dim=1)
+    paired = rewards[[u.index for u in chosen]] - baseline.cpu()[None]  # per prompt: patched - clean
+    sem = paired.std(dim=1) / n ** 0.5 if n > 1 else torch.full_like(mean, float("nan"))
     return pd.DataFrame(
         {
             "task": prompts.task,
@@ -125,6 +127,7 @@ def sweep(
             "reward": mean.numpy(),
             "baseline": base,
             "delta": (mean - base).numpy(),
+            "sem": sem.numpy(),  # of the delta, over the prompts (paired): |delta| > 2 sem is beyond the noise
             "n_prompts": n,
         }
     )

@@ -28,6 +28,7 @@ from interp.viz.style import (
     CONDITION_ORDER,
     FONT_SIZE,
     LINE_COLORS,
+    WIDTHS,
     apply_style,
     condition_color,
     condition_label,
@@ -140,7 +141,7 @@ def reinforce_curves(
                 add(go.Scatter(x=evals["step"], y=best, mode="lines",
                                line=dict(color=color, width=1, dash="dot"), legendgroup=label, showlegend=False,
                                name=f"{label} best so far", hovertemplate=hover("best so far %{y:.4g}")), 2)
-        add(go.Scatter(x=step, y=frame["expected_units"], mode="lines", line=dict(color=color, width=1.8),
+        add(go.Scatter(x=step, y=frame["expected_units"], mode="lines", line=dict(color=color, width=1.8, dash="dash"),
                        legendgroup=label, showlegend=False, name=f"{label} expected units",
                        hovertemplate=hover("expected units %{y:.1f}")), 3)
         if "eval_units" in frame.columns:
@@ -161,13 +162,36 @@ def reinforce_curves(
     fig.update_annotations(font=dict(size=FONT_SIZE + 1))
     fig.update_layout(
         title=title,
-        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=1.0, xanchor="right"),
         margin=dict(t=80 if title else 50),
         hovermode="x unified" if len(logs) == 1 else "closest",
     )
     if width is None:
         width = "column" if columns == 1 else ("text" if columns <= 4 else 240 * columns)
-    return apply_style(fig, width=width, height=560 * blocks)
+    apply_style(fig, width=width, height=560 * blocks)
+    if blocks > 1:
+        _space_blocks(fig, blocks)
+    legend_below(fig, fig.layout.width)  # under the panels: never over a title
+    return fig
+
+
+def _space_blocks(fig: go.Figure, blocks: int, within: float = 0.02, between: float = 0.07) -> None:
+    """Blocks of three rows (one search each) further apart than the rows inside a block, so a
+    block's title clears the panels above it (in place; ``within`` / ``between`` are shares of the height)."""
+    heights = [0.36, 0.36, 0.28]
+    room = 1 - 2 * within * blocks - between * (blocks - 1)
+    new, top = [], 1.0
+    for _ in range(blocks):
+        for r, h in enumerate(heights):
+            span = h * room / blocks
+            new.append((top - span, top))
+            top -= span + (within if r < 2 else between)
+    old = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("yaxis")}, key=lambda d: -d[1])
+    for name in [k for k in fig.layout if k.startswith("yaxis")]:
+        fig.layout[name].domain = [min(max(v, 0.0), 1.0) for v in new[old.index(tuple(fig.layout[name].domain))]]
+    for annotation in fig.layout.annotations:  # a block's titles sit on its first row
+        if annotation.yref == "paper" and annotation.yanchor == "bottom" and annotation.y is not None:
+            row = min(range(len(old)), key=lambda i: abs(old[i][1] - annotation.y))
+            annotation.y = new[row][1]
 
 
 def _natural_score(task: str, score: pd.Series) -> tuple[pd.Series, pd.Series, str]:
@@ -196,7 +220,7 @@ def _mark_legend(fig: go.Figure, smooth: bool, evaluated: bool) -> None:
                   ("best so far", dict(mode="lines", line=dict(color=grey, width=1, dash="dot"))),
                   ("units in the evaluated set", dict(mode="markers", marker=dict(color=grey, size=6, symbol="x-thin",
                                                                                line=dict(width=1.5, color=grey))))]
-    marks.append(("expected active units", dict(mode="lines", line=dict(color=grey, width=1.8))))
+    marks.append(("expected active units", dict(mode="lines", line=dict(color=grey, width=1.8, dash="dash"))))
     for name, style in marks:
         fig.add_trace(go.Scatter(x=[None], y=[None], name=name, legendgroup="marks", showlegend=True, hoverinfo="skip", **style))
 
@@ -216,12 +240,18 @@ def results_bars(
     conditions: Sequence[str] | None = None,
     tasks: Sequence[str] | None = None,
     width: int | str = "text",
+    columns: int | None = None,
+    bar_names: str = "legend",
 ) -> go.Figure:
-    """Per task, the conditions side by side with standard-error bars; one panel per metric.
+    """One panel per task (its own metric axis), the conditions side by side with ±1 sem error bars.
 
     ``results``: a run's ``results.csv`` (columns ``task``, ``condition``, ``mean`` and
-    optionally ``sem``, ``n``, ``metric``, ``higher_is_better``; the metric is looked up from
-    the task when absent). ``conditions`` / ``tasks`` pick and order what is shown.
+    optionally ``sem``, ``n``, ``units``, ``metric``, ``higher_is_better``; the metric is looked
+    up from the task when absent). ``conditions`` / ``tasks`` pick and order what is shown.
+    Each task has its own y axis, so a task far from the others (zero-shot low-light) does not
+    flatten them; the units each condition patched are the tick labels under its bar.
+    ``columns``: panels per row (default up to 5). ``bar_names``: ``"legend"`` (colours named in a
+    legend under the panels) or ``"axis"`` (each bar named under it: composed task vectors).
     """
     if not isinstance(results, pd.DataFrame):
         raise TypeError(f"results_bars takes a DataFrame (pd.read_csv('results.csv')), got {type(results).__name__}")
@@ -263,61 +293,102 @@ def results_bars(
             "(e.g. filter by fold or seed) before drawing"
         )
 
-    metric_order = {"iou": 0, "mse": 1}
-    metrics = sorted(table["metric"].unique(), key=lambda m: (metric_order.get(m, 2), m))
     task_order = list(tasks) if tasks is not None else _ordered_tasks(table["task"].unique())
-    per_metric = {m: [t for t in task_order if t in set(table.loc[table["metric"] == m, "task"])] for m in metrics}
+    if columns is not None and columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}")
+    if bar_names not in ("legend", "axis"):
+        raise ValueError(f"bar_names must be 'legend' or 'axis', got {bar_names!r}")
+    cols = min(len(task_order), columns or 5)
+    rows = -(-len(task_order) // cols)
+    width_px = WIDTHS[width] if isinstance(width, str) and width in WIDTHS else (width if isinstance(width, int) else 980)
+    on_axis = bar_names == "axis"
+    labels = {c: (_short_condition(c) if on_axis else "") for c in conditions}
+    row_px = 300 if not on_axis else 44 * len(conditions) + 60  # horizontal bars named at the left
     fig = make_subplots(
-        rows=1,
-        cols=len(metrics),
-        column_widths=[max(1, len(per_metric[m])) for m in metrics],
-        horizontal_spacing=0.2 if len(metrics) > 1 else 0.0,  # room for the second axis title at column width
+        rows=rows,
+        cols=cols,
+        subplot_titles=[t.replace("_", " ") for t in task_order],
+        horizontal_spacing=min(0.2, 70 / max(width_px - 80, 100)),  # the next panel's tick labels and axis title, no more
+        vertical_spacing=min(0.35, 110 / (row_px * rows)) if rows > 1 else 0.0,  # tick labels, axis title, next title
     )
+    colors = {c: _bar_color(c, conditions) for c in conditions}
     shown_legend: set[str] = set()
-    extra = [c for c in conditions if c not in CONDITION_COLORS]  # numbered in order: fixed per figure
-    colors = {c: condition_color(c, extra.index(c) if c in extra else 0) for c in conditions}
-    for c, metric in enumerate(metrics, start=1):
-        part = table[table["metric"] == metric]
-        higher = bool(part["higher_is_better"].iloc[0])
-        for condition in conditions:
-            rows = part[part["condition"] == condition].set_index("task").reindex(per_metric[metric])
-            if rows["mean"].isna().all():
-                continue
-            n = rows["n"] if "n" in rows.columns else pd.Series(np.nan, index=rows.index)
-            hover = [
-                f"{task} · {condition_label(condition)}<br>{metric_label(metric, higher, arrow=False)} "
-                f"{_fmt(m)} ± {_fmt(s)}" + (f" (n={int(cnt)})" if pd.notna(cnt) else "")
-                for task, m, s, cnt in zip(rows.index, rows["mean"], rows["sem"], n)
-            ]
+    for i, task in enumerate(task_order):
+        row, col = i // cols + 1, i % cols + 1
+        part = table[table["task"] == task].set_index("condition").reindex([c for c in conditions if c in set(table.loc[table["task"] == task, "condition"])])
+        metric, higher = str(part["metric"].iloc[0]), bool(part["higher_is_better"].iloc[0])
+        units = part["units"] if "units" in part.columns else pd.Series(np.nan, index=part.index)
+        n = part["n"] if "n" in part.columns else pd.Series(np.nan, index=part.index)
+        for condition, r in part.iterrows():
+            hover = (f"{task} · {condition_label(condition)}<br>{metric_label(metric, higher, arrow=False)} "
+                     f"{_fmt(r['mean'])} ± {_fmt(r['sem'])} (sem" + (f", n={int(n[condition])})" if pd.notna(n[condition]) else ")")
+                     + (f"<br>{units[condition]:.0f} units patched" if pd.notna(units[condition]) and units[condition] > 0 else ""))
+            error = dict(type="data", array=[0.0 if pd.isna(r["sem"]) else float(r["sem"])], visible=True, thickness=1, width=3)
             fig.add_trace(
                 go.Bar(
-                    x=[t.replace("_", " ") for t in rows.index],
-                    y=rows["mean"],
-                    error_y=dict(type="data", array=rows["sem"].fillna(0).to_numpy(), visible=True, thickness=1, width=3),
+                    x=[r["mean"]] if on_axis else [condition],
+                    y=[condition] if on_axis else [r["mean"]],
+                    orientation="h" if on_axis else "v",
+                    **({"error_x": error} if on_axis else {"error_y": error}),
                     marker_color=colors[condition],
                     name=condition_label(condition),
                     legendgroup=condition,
-                    showlegend=condition not in shown_legend,
-                    hovertext=hover,
+                    showlegend=not on_axis and condition not in shown_legend,
+                    hovertext=[hover],
                     hoverinfo="text",
                 ),
-                row=1,
-                col=c,
+                row=row,
+                col=col,
             )
             shown_legend.add(condition)
-        fig.update_yaxes(title_text=metric_label(metric, higher), rangemode="tozero", row=1, col=c)
-    fig.update_xaxes(tickangle=-30)
+        ticks = [_unit_text(units[c]) for c in part.index]
+        value_title = dict(text=f"{metric_label(metric, higher)} ± sem", standoff=2)
+        if on_axis:  # each bar named at its left, the first on top
+            text = [labels[c] + (f" ({t} units)" if t else "") for c, t in zip(part.index, ticks)]
+            fig.update_yaxes(type="category", tickmode="array", tickvals=list(part.index), ticktext=text, autorange="reversed",
+                             row=row, col=col)
+            fig.update_xaxes(title=value_title, rangemode="tozero", row=row, col=col)
+            continue
+        fig.update_xaxes(type="category", tickmode="array", tickvals=list(part.index), ticktext=ticks, tickangle=0,
+                         title=dict(text="units patched" if any(ticks) else None, standoff=2),
+                         showticklabels=any(ticks), ticks="" if not any(ticks) else "outside", row=row, col=col)
+        fig.update_yaxes(title=value_title, rangemode="tozero", row=row, col=col)
     fig.update_layout(
-        barmode="group",
-        bargap=0.25,
-        bargroupgap=0.05,
+        barmode="overlay",
+        bargap=0.18,
         title=title,
+        showlegend=not on_axis,
         legend=dict(font=dict(size=FONT_SIZE)),
-        margin=dict(t=70 if title else 40, b=90),
+        margin=dict(t=80 if title else 40, b=40),
     )
-    apply_style(fig, width=width, height=400)
-    legend_below(fig, fig.layout.width)  # under the axes: never over the title, however many conditions
+    fig.update_annotations(font=dict(size=FONT_SIZE + 1))  # the task titles
+    apply_style(fig, width=width, height=row_px * rows + (70 if title else 40))
+    if not on_axis:
+        legend_below(fig, fig.layout.width)  # under the axes: never over the title, however many conditions
     return fig
+
+
+def _bar_color(condition: str, conditions: Sequence[str]) -> str:
+    """A condition's colour; a composed task vector (``zero_shot+tv[a+b]``) takes its base condition's
+    colour (the bars are named on the axis then), others without a colour the next extra one."""
+    base = condition.partition("[")[0]
+    if base in CONDITION_COLORS:
+        return CONDITION_COLORS[base]
+    extra = [c for c in conditions if c.partition("[")[0] not in CONDITION_COLORS]
+    return condition_color(condition, extra.index(condition))
+
+
+def _short_condition(condition: str) -> str:
+    """A bar's name beside it: ``zero_shot+tv[inpainting+lowlight]`` -> ``+ TV inpainting<br>+ lowlight``."""
+    base, bracket, rest = condition.partition("[")
+    if bracket and rest.endswith("]") and base == "zero_shot+tv":
+        return "+ TV " + "<br>+ ".join(rest[:-1].split("+"))
+    return {"zero_shot+tv": "+ TV", "zero_shot+random": "+ random units", "zero_shot+tv_sampled": "+ TV sampled"}.get(
+        condition, condition_label(condition))
+
+
+def _unit_text(units: Any) -> str:
+    return f"{float(units):.0f}" if units is not None and pd.notna(units) and float(units) > 0 else ""
 
 
 def _ordered_tasks(tasks: Sequence[str]) -> list[str]:

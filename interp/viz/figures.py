@@ -16,11 +16,12 @@ input                                  figure(s)
 ``sweep.csv``                          ``sweep_<task>`` (delta of patching each unit alone)
 ``prompts/<task>.safetensors``         ``prompts`` (optional: the prompt and predictions)
 ``lens/<task>.*``, ``paths/<task>.csv``  ``lens_<task>_layers``, ``lens_<task>_strip``, ``paths_<task>``
+``search_comparison.csv``              ``search_comparison`` (every search method and control)
 =====================================  =====================================================
 
 Whatever is missing is skipped with a printed note; a file that is there but unreadable is
 reported and the other figures are still written, then :class:`FigureError` names every
-failure. Without Chrome only HTML is written and a note says how to get the static files.
+failure. A run that holds nothing to draw is a :class:`FigureError` too. Without Chrome only HTML is written and a note says how to get the static files.
 
 A policy's ``space`` metadata (``UnitSpace.to_dict``, written by the pipeline) says which
 units its logits are over.
@@ -42,6 +43,7 @@ import torch
 from interp.canvas import QUADRANTS, CanvasGrid, denormalize
 from interp.errors import InterpError
 from interp.run import RunDir
+from interp.taskvectors.policy import policy_mask
 from interp.taskvectors.units import UnitSpace
 from interp.viz.curves import reinforce_curves, results_bars
 from interp.viz.export import FORMATS, STATIC_HELP, chrome_available, check_formats, export_session, save_figure
@@ -50,6 +52,8 @@ from interp.viz.paper import paper_figure, paper_width_px
 from interp.viz.style import condition_label, metric_label
 
 FIGURES_DIR = "figures"
+#: a policy keeps the units whose probability is above this (:meth:`interp.taskvectors.policy.Policy.mask`)
+KEEP_THRESHOLD = 0.5
 
 
 class FigureError(InterpError, RuntimeError):
@@ -100,18 +104,20 @@ def _read_csv(run_dir: Path, name: str) -> pd.DataFrame:
     return table
 
 
-def results_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
-    """Conditions per task; composed task vectors (conditions ``...[a+b]``) in their own figure."""
+def results_figures(run_dir: Path, width: str | None = None) -> list[tuple[str, go.Figure]]:
+    """Conditions per task (a panel each; two per row at column width); composed task vectors
+    (conditions ``...[a+b]``) in their own figure, each bar named under it."""
     table = _read_csv(run_dir, "results.csv")
     composed = table["condition"].astype(str).str.contains(r"\[", regex=True)
     composite_tasks = set(table.loc[composed, "task"])
     main = table[~table["task"].isin(composite_tasks)]
     out = []
     if not main.empty:
-        out.append(("results", results_bars(main, title="Task performance on held-out prompts")))
+        out.append(("results", results_bars(main, title="Task performance on held-out prompts",
+                                            columns=2 if width == "column" else None)))
     if composite_tasks:
         out.append(("results_composition", results_bars(
-            table[table["task"].isin(composite_tasks)], title="Composing task vectors", width="column")))
+            table[table["task"].isin(composite_tasks)], title="Composing task vectors", width="column", bar_names="axis")))
     return out
 
 
@@ -121,8 +127,9 @@ def taskness_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
         raise _Skip("taskness.csv is per slot; the figure draws per-group taskness (taskness(..., by='group'))")
     values = table["taskness"].replace([np.inf, -np.inf], np.nan).dropna()
     positive = values[values > 0]
-    log = bool(len(positive) and positive.max() / positive.min() > 100)
-    fig = layer_head_heatmap(table, "taskness", title="Taskness: between- over within-task variance", log=log)
+    # most units near 0, a few far above: a square-root scale gives the low end room; log only over many decades
+    log = bool(len(positive) and positive.max() / positive.min() > 1000 and (values > 0).all())
+    fig = layer_head_heatmap(table, "taskness", title="Taskness: between- over within-task variance", log=log, sqrt=not log)
     return [("taskness", fig)]
 
 
@@ -135,10 +142,14 @@ def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
     for path in policies:
         task = path.parent.name
         space, probabilities, meta = read_policy_file(path)
-        kept = "best policy" if meta["which"] == "best_logits" else "final policy"
+        which = "best policy" if meta["which"] == "best_logits" else "final policy"
         frame = policy_frame(space, probabilities)
-        title = f"REINFORCE probabilities: {task} ({kept}, {space.granularity} units)"
-        out.append((f"reinforce_{_slug(task)}", layer_head_heatmap(frame, "probability", title=title, zmin=0.0, zmax=1.0)))
+        frame["kept"] = frame["probability"] > KEEP_THRESHOLD  # token units: any token of the group kept
+        n_kept = int(policy_mask(probabilities, KEEP_THRESHOLD).sum())
+        title = f"REINFORCE probabilities: {task} ({which}, {space.granularity} units, {n_kept} of {len(space)} kept)"
+        out.append((f"reinforce_{_slug(task)}", layer_head_heatmap(
+            frame, "probability", title=title, zmin=0.0, zmax=1.0, mark="kept",
+            mark_label=f"kept: probability > {KEEP_THRESHOLD:g} ({n_kept} of {len(space)} units)")))
     return out
 
 
@@ -164,11 +175,30 @@ def sweep_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
     out = []
     for task, part in table.groupby("task", sort=False):
         metric = str(part["metric"].iloc[0]) if "metric" in part.columns else "reward"
-        label = f"Δ {metric_label(metric, arrow=False)}"
+        # rewards are higher-is-better (-MSE): the figure reads the metric itself (Δ MSE), blue = helps either way
+        lower_better = metric.startswith("-")
+        name = metric_label(metric.lstrip("-"), arrow=False)
+        part = part.assign(delta=-part["delta"] if lower_better else part["delta"])
+        n = int(part["n_prompts"].max()) if "n_prompts" in part.columns else None
+        noise = "sem" in part.columns and part["sem"].notna().any()
+        if noise:
+            part = part.assign(beyond=part["delta"].abs() > 2 * part["sem"])
+        label = (f"Δ {name} ({'lower' if lower_better else 'higher'} better)<br>blue = helps"
+                 + (f", n = {n} prompts" if n else ""))
         title = f"Patching one unit at a time: {task}" if task else "Patching one unit at a time"
-        fig = layer_head_heatmap(part, "delta", title=title + " (blue = helps)", colorbar_title=label)
+        fig = layer_head_heatmap(part, "delta", title=title, colorbar_title=label,
+                                 colorscale="RdBu_r" if lower_better else None,
+                                 mark="beyond" if noise else None, mark_label="|Δ| > 2 sem (paired, over the prompts)")
         out.append((f"sweep_{_slug(str(task))}" if task else "sweep", fig))
     return out
+
+
+def search_comparison_figures(run_dir: Path, width: str | None = None) -> list[tuple[str, go.Figure]]:
+    """Quality vs forward passes of every search method and control (``interp compare-search``)."""
+    from interp.viz.search_comparison import search_comparison_figure
+
+    table = _read_csv(RunDir(run_dir).path, "search_comparison.csv")
+    return [("search_comparison", search_comparison_figure(table, columns=2 if width == "column" else None))]
 
 
 def prompt_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
@@ -248,6 +278,7 @@ BUILDERS: dict[str, Callable[[Path], list[tuple[str, go.Figure]]]] = {
     "sweep": sweep_figures,
     "prompts": prompt_figures,
     "lens": lens_figures,
+    "search comparison": search_comparison_figures,
 }
 
 
@@ -311,11 +342,17 @@ def write_run_figures(
     print(f"{len(written)} files ({kinds}) written to {out}")
     if failures:
         raise FigureError("some figures could not be drawn:\n  " + "\n  ".join(failures))
+    if not written:
+        inputs = "results.csv, taskness.csv, sweep.csv, search_comparison.csv, reinforce/<task>/, prompts/, lens/, paths/"
+        raise FigureError(f"{run_dir} holds nothing to draw" + (f" for {', '.join(names)}" if only is not None else "")
+                          + f" (it has none of {inputs})",
+                          fix=f"Run the pipeline stages into it first (e.g. `interp collect --run {run_dir}`, then "
+                              "taskness, search, sweep, evaluate), or give the folder `interp demo --out` wrote")
     return written
 
 
 __all__ = [
     "write_run_figures", "BUILDERS", "FigureError", "policy_space", "read_policy_file",
     "prompt_panels", "results_figures", "taskness_figures", "reinforce_figures", "curve_figures",
-    "sweep_figures", "prompt_figures", "lens_figures",
+    "sweep_figures", "prompt_figures", "lens_figures", "search_comparison_figures",
 ]

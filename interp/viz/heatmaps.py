@@ -9,9 +9,14 @@ such table the same way:
   full model), x = head, y = layer with layer 0 at the top (as matplotlib/seaborn heatmaps of
   the paper read: deeper is lower);
 * rows (facets): token groups in canvas order (``cls``, example cells, ``query``,
-  ``target``); a group a stack never sees (the encoder's ``target``) is an empty panel;
+  ``target``); where a stack never sees a group (the encoder's ``target``) its panel is left
+  out and the colour bar takes its place;
 * one colour scale for all panels (a shared ``coloraxis``), picked from the value's meaning
   (:func:`interp.viz.style.colorscale_for`; signed values such as deltas diverge around 0);
+  ``sqrt`` or ``log`` colour scales for values bunched near 0 (taskness), with the colour bar
+  labelled in the value's own units and naming the scale;
+* optional marks (a dot per cell of a boolean column, with a legend entry): the units a
+  policy keeps, the deltas beyond their noise;
 * hover text naming stack, layer, head, group and value.
 
 :func:`policy_frame` turns a REINFORCE policy (a probability per unit of a
@@ -31,10 +36,10 @@ import torch
 from plotly.subplots import make_subplots
 
 from interp.taskvectors.units import GROUP_NAMES, STACKS, UnitSpace
+from interp.viz.paper import legend_below
 from interp.viz.style import (
     FONT_SIZE,
     HEATMAP_ROW_HEIGHT,
-    SMALL_FONT_SIZE,
     apply_style,
     colorscale_for,
     is_diverging,
@@ -57,7 +62,7 @@ def _group_order(names: Sequence[str]) -> list[str]:
     return known + sorted(g for g in names if g not in GROUP_NAMES)
 
 
-def _tidy(df: pd.DataFrame, value: str, agg: str | None) -> pd.DataFrame:
+def _tidy(df: pd.DataFrame, value: str, agg: str | None, mark: str | None = None) -> pd.DataFrame:
     """Check and normalise a heatmap table: one row per (stack, layer, head, group)."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"layer_head_heatmap takes a pandas DataFrame, got {type(df).__name__}")
@@ -72,7 +77,9 @@ def _tidy(df: pd.DataFrame, value: str, agg: str | None) -> pd.DataFrame:
     stacks = set(df["stack"].unique())
     if not stacks <= set(STACKS):
         raise ValueError(f"stack must be 'encoder' or 'decoder'; found {sorted(map(str, stacks - set(STACKS)))}")
-    out = df[[c for c in ("stack", "layer", "head", "group", value) if c in df.columns]].copy()
+    if mark is not None and mark not in df.columns:
+        raise ValueError(f"no mark column {mark!r} (columns present: {list(df.columns)})")
+    out = df[[c for c in ("stack", "layer", "head", "group", value, mark) if c is not None and c in df.columns]].copy()
     if "group" not in out.columns:
         out["group"] = ALL_TOKENS
     group = out["group"].replace("", np.nan)
@@ -103,7 +110,9 @@ def _tidy(df: pd.DataFrame, value: str, agg: str | None) -> pd.DataFrame:
             )
         if agg not in ("mean", "max", "min", "sum", "median"):
             raise ValueError(f"agg must be one of 'mean', 'max', 'min', 'sum', 'median', got {agg!r}")
-        out = out.groupby(KEY, as_index=False, sort=False)[value].agg(agg)
+        out = out.groupby(KEY, as_index=False, sort=False).agg({value: agg, **({mark: "max"} if mark else {})})
+    if mark is not None:
+        out[mark] = out[mark].fillna(False).astype(bool)
     return out
 
 
@@ -119,6 +128,9 @@ def layer_head_heatmap(
     zmax: float | None = None,
     agg: str | None = None,
     log: bool = False,
+    sqrt: bool = False,
+    mark: str | None = None,
+    mark_label: str | None = None,
     layer0: Literal["top", "bottom"] = "top",
     colorbar_title: str | None = None,
     width: int | str = "text",
@@ -129,11 +141,16 @@ def layer_head_heatmap(
     ``df`` has columns ``stack``, ``layer``, ``head``, ``value`` and optionally ``group``
     (one row per key; pass ``agg`` to combine duplicates). ``groups`` picks and orders the
     facet rows. ``zmid`` centres a diverging scale (default 0 for delta-like columns);
-    ``log`` draws ``log10(value)`` (for taskness ratios spanning decades). Infinite values
+    ``log`` draws ``log10(value)`` (for taskness ratios spanning decades), ``sqrt`` the square root
+    of non-negative values (most cells near 0, a few large: the low end gets room); the colour
+    bar keeps the value's own units and says which scale. ``mark``: a boolean column whose true
+    cells get a dot, named ``mark_label`` in the legend. Infinite values
     (e.g. a taskness with zero within-task variance) are drawn at the top of the scale and
     labelled ``inf`` in the hover text.
     """
-    table = _tidy(df, value, agg)
+    if log and sqrt:
+        raise ValueError("choose one of log and sqrt")
+    table = _tidy(df, value, agg, mark)
     present = _group_order(table["group"].unique().tolist())
     if groups is None:
         facets = present
@@ -151,6 +168,10 @@ def layer_head_heatmap(
         with np.errstate(divide="ignore", invalid="ignore"):
             shown = np.where(raw > 0, np.log10(np.where(raw > 0, raw, 1.0)), np.nan)
         shown[np.isposinf(raw)] = np.inf
+    elif sqrt:
+        if (raw[np.isfinite(raw)] < 0).any():
+            raise ValueError(f"sqrt needs non-negative values; column {value!r} has negative ones")
+        shown = np.sqrt(raw)
     finite = shown[np.isfinite(shown)]
     if finite.size == 0:
         raise ValueError(f"column {value!r} holds no finite value to draw" + (" (log needs positive values)" if log else ""))
@@ -158,7 +179,7 @@ def layer_head_heatmap(
     shown = np.where(np.isposinf(shown), hi, np.where(np.isneginf(shown), lo, shown))
     table = table.assign(_shown=shown, _raw=raw)
 
-    diverging = zmid is not None or (is_diverging(value) and not log)
+    diverging = zmid is not None or (is_diverging(value) and not log and not sqrt)
     if diverging:
         zmid = 0.0 if zmid is None else zmid
         span = max(abs(hi - zmid), abs(lo - zmid)) or 1.0
@@ -169,9 +190,12 @@ def layer_head_heatmap(
         cmax = hi if zmax is None else zmax
     scale = colorscale if colorscale is not None else colorscale_for(value)
 
+    empty = [(r, c) for r, group in enumerate(facets, start=1) for c, stack in enumerate(stacks, start=1)
+             if table[(table["stack"] == stack) & (table["group"] == group)].empty]
     fig = make_subplots(
         rows=len(facets),
         cols=len(stacks),
+        specs=[[None if (r, c) in empty else {} for c in range(1, len(stacks) + 1)] for r in range(1, len(facets) + 1)],
         column_titles=[s for s in stacks],
         row_titles=None if facets == [ALL_TOKENS] else [GROUP_LABELS.get(g, g) for g in facets],
         horizontal_spacing=0.08,
@@ -185,6 +209,8 @@ def layer_head_heatmap(
         head_axis = ["all"] if heads == [-1] else list(range(int(max(heads)) + 1))
         for r, group in enumerate(facets, start=1):
             cell = part[part["group"] == group]
+            if (r, c) in empty:  # e.g. the encoder never sees the target cell: no panel
+                continue
             z = np.full((n_layers, len(head_axis)), np.nan)
             text = np.full((n_layers, len(head_axis)), "", dtype=object)
             for layer, head, z_shown, z_raw in zip(cell["layer"], cell["head"], cell["_shown"], cell["_raw"]):
@@ -211,19 +237,22 @@ def layer_head_heatmap(
                 row=r,
                 col=c,
             )
-            if cell.empty:  # e.g. the encoder never sees the target cell
-                fig.update_xaxes(visible=False, row=r, col=c)
-                fig.update_yaxes(visible=False, row=r, col=c)
-                fig.add_annotation(
-                    text=f"no {GROUP_LABELS.get(group, group)}",
-                    showarrow=False,
-                    font=dict(size=SMALL_FONT_SIZE, color="#888888"),
-                    xref="x domain" if (r, c) == (1, 1) else f"x{(r - 1) * len(stacks) + c} domain",
-                    yref="y domain" if (r, c) == (1, 1) else f"y{(r - 1) * len(stacks) + c} domain",
-                    x=0.5,
-                    y=0.5,
+            if mark is not None and cell[mark].any():
+                marked = cell[cell[mark]]
+                fig.add_trace(
+                    go.Scatter(
+                        x=["all" if head_axis == ["all"] else int(h) for h in marked["head"]],
+                        y=marked["layer"].astype(int).tolist(),
+                        mode="markers",
+                        marker=dict(symbol="circle", size=4, color="#000000", line=dict(width=0.6, color="#ffffff")),
+                        name=mark_label or mark,
+                        legendgroup="mark",
+                        showlegend=not any(t.legendgroup == "mark" for t in fig.data),
+                        hoverinfo="skip",
+                    ),
+                    row=r,
+                    col=c,
                 )
-                continue
             fig.update_yaxes(
                 autorange="reversed" if layer0 == "top" else True,
                 dtick=1 if n_layers <= 12 else 4,
@@ -239,20 +268,59 @@ def layer_head_heatmap(
                 row=r,
                 col=c,
             )
-    label = colorbar_title or (f"log10 {value}" if log else value)
+    label = colorbar_title or value
+    if log or sqrt:
+        label += " (log scale)" if log else " (√ scale)"
+    colorbar = dict(title=dict(text=label, side="right"), x=1.0, xref="paper", xpad=40, len=1.0, lenmode="fraction",
+                    y=0.5, yanchor="middle", yref="paper", **_value_ticks(lo, hi, log, sqrt))  # beside every row of panels
+    right = 120
+    if empty:  # the colour bar lies in the first empty panel, across it
+        r, c = empty[0]
+        x0, x1 = _cell_domain(fig, len(stacks), c, "x")
+        y0, y1 = _cell_domain(fig, len(facets), len(facets) + 1 - r, "y")
+        colorbar.update(orientation="h", x=(x0 + x1) / 2, xanchor="center", len=0.8 * (x1 - x0), y=(y0 + y1) / 2,
+                        yanchor="middle", xpad=0, title=dict(text=label, side="top"))
+        right = 30
     fig.update_layout(
         coloraxis=dict(
             colorscale=scale,
             cmin=cmin,
             cmax=cmax,
             **({"cmid": zmid} if diverging and zmin is None and zmax is None else {}),
-            colorbar=dict(title=dict(text=label, side="right"), x=1.0, xref="paper", xpad=40, len=1.0, lenmode="fraction",
-                          y=0.5, yanchor="middle", yref="paper"),  # beside every row of panels, not mid-height
+            colorbar=colorbar,
         ),
         title=title,
-        margin=dict(t=70 if title else 40, r=120),
+        margin=dict(t=70 if title else 40, r=right),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1.0, xanchor="right") if mark is not None else {},
     )
-    return apply_style(fig, width=width, height=row_height * len(facets) + (110 if title else 80))
+    apply_style(fig, width=width, height=row_height * len(facets) + (110 if title else 80))
+    if mark is not None:
+        legend_below(fig, fig.layout.width)  # under the panels: clear of the column titles
+    return fig
+
+
+def _cell_domain(fig: go.Figure, count: int, index: int, letter: str) -> tuple[float, float]:
+    """The paper domain of grid column (``x``) or row from the bottom (``y``) ``index`` of ``count``."""
+    spans = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith(letter + "axis") and fig.layout[k].domain})
+    if len(spans) == count:
+        return spans[index - 1]
+    step = 1 / count  # every panel of that column / row left out: an even share
+    return (index - 1) * step, index * step
+
+
+def _value_ticks(lo: float, hi: float, log: bool, sqrt: bool) -> dict:
+    """Colour bar ticks in the value's own units for a log or sqrt colour scale (plotly's otherwise)."""
+    if not (log or sqrt) or hi <= lo:
+        return {}
+    if log:
+        values = [10.0 ** k for k in range(int(np.floor(lo)), int(np.ceil(hi)) + 1)]
+        where = [float(np.log10(v)) for v in values]
+    else:  # squares of evenly spaced roots: evenly spaced along the bar (0, 1, 4, 9 for taskness up to 9.5)
+        step = next(m * 10.0 ** k for k in range(-3, 6) for m in (1, 2, 5) if hi / (m * 10.0 ** k) <= 4)
+        where = [float(step * i) for i in range(int(np.floor(hi / step + 1e-9)) + 1)]
+        values = [w * w for w in where]
+    keep = [(w, v) for w, v in zip(where, values) if lo - 1e-9 <= w <= hi + 1e-9]
+    return dict(tickmode="array", tickvals=[w for w, _ in keep], ticktext=[f"{v:.3g}" for _, v in keep], tickangle=0)
 
 
 def _fmt(x: float) -> str:

@@ -144,6 +144,8 @@ def _align_colorbars(fig: go.Figure) -> None:
     need = 0.0
     for name in _colour_axes_in_use(fig):
         bar = fig.layout[name].colorbar
+        if bar.orientation == "h":  # placed in a panel's slot by its figure (a heatmap's missing panel)
+            continue
         bar.update(len=1.0, lenmode="fraction", y=0.5, yanchor="middle", yref="paper", thickness=10, xpad=28)  # clear of row titles
         title = font_px(bar.title.font) + 6 if bar.title.text else 0
         need = max(need, 28 + 10 + 5 + tick_label_px(4, font_px(bar.tickfont)) + title + 6)
@@ -171,10 +173,9 @@ def vector_heatmaps(fig: go.Figure) -> go.Figure:
         cells = [(i, j) for i in range(z.shape[0]) for j in range(z.shape[1]) if np.isfinite(z[i, j])]
         colours = sample_colorscale(scale, [float(np.clip((z[i, j] - cmin) / span, 0, 1)) for i, j in cells]) if cells else []
         xref, yref = trace.xaxis or "x", trace.yaxis or "y"
-        inset = 0.03  # a hairline between cells, like the heatmaps' xgap / ygap
-        for (i, j), colour in zip(cells, colours):
-            shapes.append(dict(type="rect", xref=xref, yref=yref, layer="below", line=dict(width=0), fillcolor=colour, opacity=1,
-                               x0=xs[j] - 0.5 + inset, x1=xs[j] + 0.5 - inset, y0=ys[i] - 0.5 + inset, y1=ys[i] + 0.5 - inset))
+        for (i, j), colour in zip(cells, colours):  # a white hairline between cells, the same width whatever the cell size
+            shapes.append(dict(type="rect", xref=xref, yref=yref, layer="below", line=dict(width=0.5, color="#ffffff"),
+                               fillcolor=colour, opacity=1, x0=xs[j] - 0.5, x1=xs[j] + 0.5, y0=ys[i] - 0.5, y1=ys[i] + 0.5))
         holder = go.Scatter(x=[xs[0]], y=[ys[0]], mode="markers", xaxis=xref, yaxis=yref, showlegend=False,
                             hoverinfo="skip", marker=dict(size=0.1, opacity=0, color=[cmin]))
         if trace.coloraxis:

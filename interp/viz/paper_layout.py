@@ -133,22 +133,15 @@ def _thin_line_ticks(fig: go.Figure, axis, ref: str, plot_px: float) -> None:
     fit = int((axis.domain[1] - axis.domain[0]) * plot_px // label)
     if fit >= 5 or hi <= lo:
         return
-    if fit <= 2:  # room for two labels: the ends, rounded to one significant digit inwards
-        ticks = [_round_in(lo, up=True), _round_in(hi, up=False)]
-    else:
-        for step in (m * 10 ** k for k in range(-3, 8) for m in (1, 2, 2.5, 5)):
-            ticks = np.arange(np.ceil(lo / step) * step, hi + step * 1e-9, step)
-            if len(ticks) <= fit:
-                break
-    axis.update(tickmode="array", tickvals=[float(t) for t in ticks], ticktext=[f"{t:g}" for t in ticks], tickangle=0)
-
-
-def _round_in(x: float, up: bool) -> float:
-    """``x`` rounded to one significant digit, towards the inside of the axis (0 stays 0)."""
-    if x == 0:
-        return 0.0
-    unit = 10 ** np.floor(np.log10(abs(x)))
-    return float((np.ceil if up else np.floor)(x / unit) * unit)
+    fit = max(fit, 3)  # at least the ends and the middle (labels at 10 px still fit three to a 100 px panel)
+    for step in (m * 10 ** k for k in range(-3, 8) for m in (1, 2, 2.5, 5)):
+        end = np.ceil(hi / step) * step
+        end = end if end - hi <= 0.02 * (hi - lo) else np.floor(hi / step) * step  # 0..399 steps: a tick at 400
+        ticks = np.arange(np.ceil(lo / step) * step, end + step * 1e-9, step)
+        if len(ticks) <= fit:
+            break
+    axis.update(tickmode="array", tickvals=[float(t) for t in ticks], ticktext=[f"{t:g}" for t in ticks], tickangle=0,
+                range=[lo, max(hi, float(ticks[-1]))])
 
 
 

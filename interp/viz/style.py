@@ -11,7 +11,7 @@ the exported PNG/PDF/SVG alike. The choices, in one place:
   single-column and a full-text width; fonts are :data:`FONT_SIZE` (ticks, legends) and
   :data:`TITLE_SIZE`.
 * **Colour scales** by what a value means, not by figure (:data:`COLORSCALES`): taskness is
-  sequential (Viridis), probabilities go from white (off) to blue, deltas diverge around 0
+  sequential (Viridis), probabilities go from light grey (off; not the white background) to blue, deltas diverge around 0
   (red = hurts, blue = helps). :func:`colorscale_for` picks one from a value column's name.
 * **Conditions and tasks** keep one colour everywhere (:data:`CONDITION_COLORS`,
   :func:`task_color`), so "zero-shot + task vector" is the same orange in every figure.
@@ -53,7 +53,7 @@ OKABE_ITO: tuple[str, ...] = (
 #: colour scale per kind of value (keys are matched against value-column names)
 COLORSCALES: Mapping[str, str | list] = {
     "taskness": "Viridis",
-    "probability": [[0.0, "#ffffff"], [1.0, "#08306b"]],  # white = never patched
+    "probability": [[0.0, "#e0e0e0"], [1.0, "#08306b"]],  # light grey = never patched (white is the background)
     "delta": "RdBu",  # plotly's RdBu runs red (low) -> blue (high): blue = patching helps
     "patched": [[0.0, "#f2f2f2"], [1.0, "#D55E00"]],
     "default": "Viridis",

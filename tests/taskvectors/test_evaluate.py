@@ -50,3 +50,13 @@ def test_conditions_and_the_averaged_control(setup) -> None:
     assert row["zero_shot+random"] == pytest.approx(float(control.double().mean()))
     assert row["zero_shot+tv"] != row["zero_shot"]
     assert (table.loc[table["condition"].str.contains("\\+"), "units"] == 20).all()
+
+
+def test_sampled_rows_report_the_mean_units_of_their_draws(setup) -> None:
+    model, prompts, means, space = setup
+    policy = torch.full((len(space),), 0.3)
+    table = evaluate_task_vectors(model, space, means, {"lowlight": policy}, prompts, sampled=3, seed=5, controls=1)
+    g = torch.Generator().manual_seed(5)
+    draws = [torch.bernoulli(policy.double(), generator=g).bool() for _ in range(3)]
+    units = table.set_index("condition")["units"]
+    assert units["zero_shot+tv_sampled"] == pytest.approx(float(sum(d.sum() for d in draws)) / 3) and units["zero_shot+tv"] == 0

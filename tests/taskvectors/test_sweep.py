@@ -48,6 +48,11 @@ def test_sweep_row_equals_a_manual_patch(setup) -> None:
         expected = reward_from_logits(model, "lowlight", batch.canvases, logits, zero_shot(model.grid), "pixel")
     assert table.loc[table["unit"] == unit, "reward"].item() == pytest.approx(float(expected.mean()), abs=1e-5)
     assert table["metric"].unique().tolist() == ["-mse"]
+    with torch.no_grad():  # the delta's standard error, paired over the prompts
+        clean = reward_from_logits(model, "lowlight", batch.canvases, model(batch.canvases, zero_shot(model.grid)),
+                                   zero_shot(model.grid), "pixel")
+    paired = (expected - clean).double()
+    assert table.loc[table["unit"] == unit, "sem"].item() == pytest.approx(float(paired.std() / len(paired) ** 0.5), abs=1e-5)
 
 
 def test_a_sweep_of_some_units_equals_those_rows_of_the_whole_sweep(setup) -> None:

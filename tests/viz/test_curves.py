@@ -55,24 +55,51 @@ def _results() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_results_bars_per_metric() -> None:
-    fig = results_bars(_results(), title="results")
+def test_results_bars_one_panel_per_task() -> None:
+    """Each task has its own axis (a far-off zero-shot does not flatten the others), ±1 sem bars, units under the bars."""
+    table = _results().assign(units=lambda t: np.where(t.condition.str.contains(r"\+"), 12.0, 0.0))
+    table.loc[(table.task == "lowlight") & (table.condition == "zero_shot"), "mean"] = 2.07
+    fig = results_bars(table, title="results")
     bars = [t for t in fig.data if isinstance(t, go.Bar)]
-    assert len(bars) == 2 * 4  # two metric panels x four conditions
+    assert len(bars) == 3 * 4  # three task panels x four conditions
     first_panel = [t.name for t in bars if t.xaxis == "x"]
     assert first_panel == ["one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units"]
-    assert fig.layout.yaxis.title.text == "mIoU ↑" and fig.layout.yaxis2.title.text == "MSE ↓"
+    titles = [fig.layout[a].title.text for a in ("yaxis", "yaxis2", "yaxis3")]
+    assert titles == ["mIoU ↑ ± sem", "MSE ↓ ± sem", "MSE ↓ ± sem"]  # error bars named
+    assert [a.text for a in fig.layout.annotations] == ["segmentation", "lowlight", "colorization"]
+    assert list(fig.layout.xaxis2.ticktext) == ["", "", "12", "12"] and fig.layout.xaxis2.title.text == "units patched"
+    assert all(fig.layout[k].tickangle == 0 for k in fig.layout if k.startswith("xaxis"))  # nothing rotated
+    domains = sorted(tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("xaxis"))
+    gaps = [(b[0] - a[1]) * fig.layout.width for a, b in zip(domains, domains[1:])]
+    assert all(40 <= g <= 90 for g in gaps), gaps  # room for the tick labels and axis title, no wide empty gap
     legend = fig.layout.legend  # under the axes, in a margin made for it: never over the title
-    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom") and fig.layout.margin.b > 90
+    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom") and fig.layout.margin.b > 40
     tv = next(t for t in bars if t.xaxis == "x2" and t.name == "zero-shot + task vector")
-    assert list(tv.x) == ["lowlight", "colorization"] and np.allclose(tv.error_y.array, [0.04, 0.04])
+    assert list(tv.x) == ["zero_shot+tv"] and np.allclose(tv.error_y.array, [0.04])
     assert sum(t.showlegend for t in bars) == 4  # one legend entry per condition
+    assert "sem, n=10" in tv.hovertext[0] and "12 units patched" in tv.hovertext[0]
+
+
+def test_composition_bars_are_named_on_the_axis_in_the_results_colours() -> None:
+    from interp.viz.style import CONDITION_COLORS
+
+    rows = [("one_shot", 0.5), ("zero_shot", 2.0), ("zero_shot+tv[inpainting]", 0.7), ("zero_shot+tv[inpainting+lowlight]", 0.6)]
+    table = pd.DataFrame({"task": "inpainting_lowlight", "condition": [c for c, _ in rows], "mean": [m for _, m in rows],
+                          "sem": 0.05, "metric": "mse", "higher_is_better": False})
+    fig = results_bars(table, bar_names="axis")
+    assert fig.layout.showlegend is False
+    assert list(fig.layout.yaxis.ticktext) == ["one-shot", "zero-shot", "+ TV inpainting", "+ TV inpainting<br>+ lowlight"]
+    assert fig.layout.yaxis.autorange == "reversed" and {t.orientation for t in fig.data} == {"h"}  # named at the left, unrotated
+    assert fig.layout.xaxis.title.text == "MSE ↓ ± sem"
+    colours = {t.y[0]: t.marker.color for t in fig.data}
+    assert colours["zero_shot+tv[inpainting+lowlight]"] == colours["zero_shot+tv[inpainting]"] == CONDITION_COLORS["zero_shot+tv"]
+    assert colours["one_shot"] == CONDITION_COLORS["one_shot"]
 
 
 def test_results_bars_inputs() -> None:
     minimal = pd.DataFrame({"task": ["segmentation", "lowlight"], "condition": ["one_shot"] * 2, "mean": [0.5, 0.2]})
     fig = results_bars(minimal)  # metric looked up from the task
-    assert fig.layout.yaxis.title.text == "mIoU ↑"
+    assert fig.layout.yaxis.title.text == "mIoU ↑ ± sem"
     with pytest.raises(ValueError, match="no column.*mean"):
         results_bars(minimal.drop(columns="mean"))
     with pytest.raises(ValueError, match="appear more than once"):
@@ -113,8 +140,8 @@ def test_curves_wrap_tasks_into_blocks(log) -> None:
     assert [a.text for a in fig.layout.annotations] == list(tasks)
     assert [fig.layout[f"xaxis{i}"].title.text for i in (5, 6, 11, 12)] == [None, None, "step", "step"]
     bars = results_bars(_results(), title="results")  # legend room made once, also when paper mode redoes it
-    once = bars.layout.margin.b - 90
+    once = bars.layout.margin.b - 40
     paper = paper_figure(bars, "page")
-    assert paper.layout.margin.b - paper.layout.meta["legend_below_px"] <= 90 and once > 0
+    assert paper.layout.margin.b - paper.layout.meta["legend_below_px"] <= 40 and once > 0
     with pytest.raises(ValueError, match="wrap"):
         reinforce_curves({t: pd.DataFrame(log) for t in tasks}, wrap=0)

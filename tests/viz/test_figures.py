@@ -80,6 +80,15 @@ def make_run(root: Path, model) -> Path:
     ])
     sweep.to_csv(run / "sweep.csv", index=False)
 
+    comparison = []
+    for task, metric, higher in (("segmentation", "iou", True), ("lowlight", "mse", False)):
+        for k, (condition, kind, forwards) in enumerate((("reinforce", "method", 2000.0), ("attribution", "method", 40.0),
+                                                          ("control:random", "control", np.nan), ("control:taskness", "control", np.nan))):
+            comparison.append({"task": task, "condition": condition, "kind": kind, "metric": metric, "higher_is_better": higher,
+                               "diff_zero_shot": 0.1 * k, "ci_low_zero_shot": 0.1 * k - 0.05, "ci_high_zero_shot": 0.1 * k + 0.05,
+                               "strongest_control": "control:taskness", "units": 12.0, "forwards": forwards, "seconds": 1.0})
+    pd.DataFrame(comparison).to_csv(run / "search_comparison.csv", index=False)
+
     (run / "prompts").mkdir()
     canvases = torch.randn(2, 3, 64, 64)
     save_file({"canvases": canvases, "prediction.zero_shot": torch.rand(2, 3, 64, 64)},
@@ -88,7 +97,7 @@ def make_run(root: Path, model) -> Path:
 
 
 EXPECTED = {"results", "results_composition", "taskness", "reinforce_segmentation", "reinforce_lowlight",
-            "reinforce_curves", "sweep_segmentation", "sweep_lowlight", "prompts"}
+            "reinforce_curves", "sweep_segmentation", "sweep_lowlight", "prompts", "search_comparison"}
 
 
 def test_every_figure_as_html(tmp_path: Path, model, capsys) -> None:
@@ -151,3 +160,66 @@ def test_policy_space_from_metadata(tmp_path: Path, model) -> None:
     with pytest.raises(ValueError, match="logits"):
         policy_space(space.to_dict(), len(space) + 1)
 
+
+
+def test_a_run_with_nothing_to_draw_is_an_error(tmp_path: Path, capsys) -> None:
+    from interp import cli
+
+    run = tmp_path / "empty"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    with pytest.raises(FigureError, match="nothing to draw.*interp collect"):
+        write_run_figures(run, formats=("html",))
+    assert cli.main(["figures", str(run), "--formats", "html"]) == 1
+    err = capsys.readouterr().err
+    assert "holds nothing to draw" in err and "Traceback" not in err and not (run / "figures").exists()
+
+
+def test_search_comparison_figure(tmp_path: Path, model) -> None:
+    run = make_run(tmp_path, model)
+    [(stem, fig)] = figures.search_comparison_figures(run)
+    assert stem == "search_comparison"
+    points = {t.name: t for t in fig.data if t.mode == "markers"}
+    methods = {points[m].marker.color for m in ("reinforce", "attribution")}
+    assert len(methods) == 2 and not methods & {"#F0E442", "#000000"}  # distinct, visible method colours
+    assert {points[c].marker.symbol for c in ("control: random", "control: taskness")} == {"diamond-open", "square-open"}
+    controls = [points[c].x[0] for c in ("control: random", "control: taskness")]
+    assert controls[0] != controls[1] and max(controls) < 40  # side by side, left of the cheapest search
+    assert [fig.layout[a].title.text for a in ("yaxis", "yaxis2")] == ["Δ mIoU vs zero-shot (95% CI)", "Δ MSE vs zero-shot (95% CI)"]
+    assert "strongest control" in {t.name for t in fig.data if t.showlegend}
+    assert fig.layout.legend.yref == "container"  # under the panels
+
+
+def test_sweep_colour_bar_reads_the_metric_and_marks_noise(tmp_path: Path, model) -> None:
+    run = make_run(tmp_path, model)
+    table = pd.read_csv(run / "sweep.csv")
+    table["sem"] = 0.5
+    table.to_csv(run / "sweep.csv", index=False)
+    built = dict(figures.sweep_figures(run))
+    low, seg = built["sweep_lowlight"], built["sweep_segmentation"]
+    bar = low.layout.coloraxis.colorbar.title.text
+    assert bar.startswith("Δ MSE (lower better)") and "blue = helps" in bar and "−MSE" not in bar
+    assert "Δ mIoU (higher better)" in seg.layout.coloraxis.colorbar.title.text
+    z = np.concatenate([np.asarray(t.z, dtype=float).ravel() for t in low.data if t.type == "heatmap"])
+    deltas = table[table.task == "lowlight"]["delta"].to_numpy()
+    assert np.nanmax(z) == pytest.approx(-deltas.min())  # Δ MSE = −Δ(−MSE)
+    assert low.layout.coloraxis.colorscale[0][1] != seg.layout.coloraxis.colorscale[0][1]  # reversed: blue = lower MSE
+    beyond = (np.abs(deltas) > 1.0).sum()
+    assert sum(len(t.x) for t in low.data if t.type == "scatter") == beyond
+    from interp.viz.paper import paper_figure
+
+    paper = paper_figure(low, "column")
+    assert "blue = helps" in paper.layout.coloraxis.colorbar.title.text  # kept in paper mode (no title there)
+
+
+def test_policy_maps_mark_the_kept_units(tmp_path: Path, model) -> None:
+    run = make_run(tmp_path, model)
+    built = dict(figures.reinforce_figures(run))
+    fig = built["reinforce_segmentation"]
+    _, probabilities, _ = read_policy_file(run / "reinforce" / "segmentation" / "policy.safetensors")
+    kept = int((probabilities > 0.5).sum())
+    assert sum(len(t.x) for t in fig.data if t.type == "scatter") == kept
+    assert f"{kept} of {len(probabilities)}" in fig.layout.title.text
+    assert [t.name for t in fig.data if t.type == "scatter" and t.showlegend] == [
+        f"kept: probability > 0.5 ({kept} of {len(probabilities)} units)"]
+    assert fig.layout.coloraxis.colorscale[0][1] != "#ffffff"  # probability 0 is not the white background

@@ -30,15 +30,17 @@ def test_group_policy_facets_and_values(model) -> None:
 
     fig = layer_head_heatmap(frame, "probability", title="policy")
     heatmaps = [t for t in fig.data if isinstance(t, go.Heatmap)]
-    assert len(heatmaps) == 3 * 2  # (cls, query, target) x (encoder, decoder)
+    assert len(heatmaps) == 3 * 2 - 1  # (cls, query, target) x (encoder, decoder), less the encoder's target
     assert {t.coloraxis for t in heatmaps} == {"coloraxis"}  # one shared colour scale
     dec_target = next(t for t in heatmaps if t.name == "decoder target")
     assert np.asarray(dec_target.z, dtype=float)[1, 2] == pytest.approx(probabilities[i].item())
     assert "decoder L1 H2" in np.asarray(dec_target.text)[1, 2] and "target" in np.asarray(dec_target.text)[1, 2]
-    enc_target = next(t for t in heatmaps if t.name == "encoder target")
-    assert np.isnan(np.asarray(enc_target.z, dtype=float)).all()  # the encoder never sees the target
+    assert "encoder target" not in {t.name for t in heatmaps}  # the encoder never sees the target: no empty panel
     texts = [a.text for a in fig.layout.annotations]
-    assert {"encoder", "decoder", "CLS", "query", "target", "no target"} <= set(texts)
+    assert {"encoder", "decoder", "CLS", "query", "target"} <= set(texts) and "no target" not in texts
+    bar = fig.layout.coloraxis.colorbar  # the colour bar takes the missing panel's place, across it
+    enc = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("xaxis")})[0]
+    assert bar.orientation == "h" and enc[0] < bar.x < enc[1] and bar.y < 1 / 3
     assert fig.layout.yaxis.autorange == "reversed"  # layer 0 at the top
     assert fig.layout.template == PAPER_TEMPLATE
 
@@ -80,7 +82,8 @@ def test_deltas_diverge_and_infinities_are_labelled() -> None:
     assert np.asarray(decoder.z, dtype=float)[0, 1] == 0.5 and "inf" in np.asarray(decoder.text)[0, 1]
     log = layer_head_heatmap(df.assign(taskness=[1.0, 100.0, 10.0]), "taskness", log=True)
     assert np.nanmax(np.asarray(log.data[0].z, dtype=float)) == pytest.approx(2.0)
-    assert log.layout.coloraxis.colorbar.title.text == "log10 taskness"
+    assert log.layout.coloraxis.colorbar.title.text == "taskness (log scale)"
+    assert list(log.layout.coloraxis.colorbar.ticktext) == ["1", "10", "100"]  # in taskness units
     assert log.layout.coloraxis.colorbar.len == 1.0  # spans every row of panels
 
 
@@ -101,3 +104,22 @@ def test_bad_input_names_the_fix(model) -> None:
         policy_frame(space, torch.randn(len(space)) * 3)
     with pytest.raises(ValueError, match="granularity"):
         policy_frame(space, torch.rand(7))
+
+
+def test_sqrt_scale_and_marks(model) -> None:
+    """Most taskness values near 0, a few large: a square-root colour scale, ticks in the value's units, named."""
+    space = UnitSpace.for_model(model, "head")
+    values = np.concatenate([np.linspace(0, 2, len(space) - 2), [6.0, 9.5]])
+    frame = policy_frame(space, torch.zeros(len(space))).assign(taskness=values, top=values > 5)
+    fig = layer_head_heatmap(frame, "taskness", sqrt=True, mark="top", mark_label="top units")
+    z = np.concatenate([np.asarray(t.z, dtype=float).ravel() for t in fig.data if isinstance(t, go.Heatmap)])
+    assert np.nanmax(z) == pytest.approx(np.sqrt(9.5))
+    bar = fig.layout.coloraxis.colorbar
+    assert "√" in bar.title.text and [float(t) for t in bar.ticktext] == [0, 1, 4, 9]  # evenly spaced along the bar
+    assert np.allclose(np.square(bar.tickvals), [float(t) for t in bar.ticktext])
+    # 0..2 takes almost half the colour range (a linear scale gives it a fifth)
+    assert np.sqrt(2) / np.sqrt(9.5) > 0.45
+    dots = [t for t in fig.data if isinstance(t, go.Scatter)]
+    assert sum(len(t.x) for t in dots) == 2 and [t.name for t in dots if t.showlegend] == ["top units"]
+    with pytest.raises(ValueError, match="non-negative"):
+        layer_head_heatmap(frame.assign(taskness=-1.0), "taskness", sqrt=True)

@@ -27,8 +27,13 @@ def test_paper_figure_sizes_fonts_and_vector_cells() -> None:
     assert fig.layout.width == paper_width_px("column") == 317 and fig.layout.title.text is None
     assert not [t for t in fig.data if t.type == "heatmap"]  # every cell a rectangle instead
     assert len([s for s in fig.layout.shapes if s.type == "rect"]) == len(space)
-    assert {s.fillcolor for s in fig.layout.shapes} >= {"rgb(255, 255, 255)", "rgb(8, 48, 107)"}  # both ends of the scale
-    assert fig.layout.coloraxis.colorbar.len == 1.0  # the colour bar spans the panels
+    assert {s.fillcolor for s in fig.layout.shapes} >= {"rgb(224, 224, 224)", "rgb(8, 48, 107)"}  # both ends of the scale
+    assert "rgb(255, 255, 255)" not in {s.fillcolor for s in fig.layout.shapes}  # probability 0 is not the background
+    bar = fig.layout.coloraxis.colorbar
+    assert bar.orientation == "h" and bar.len < 0.5  # in the encoder's missing target panel, not stretched over the panels
+    heads = UnitSpace.for_model(model, "head")
+    per_head = paper_figure(layer_head_heatmap(policy_frame(heads, torch.linspace(0, 1, len(heads))), "probability"), "column")
+    assert per_head.layout.coloraxis.colorbar.len == 1.0  # no missing panel: the colour bar spans the panels
     sizes = [fig.layout.font.size] + [a.font.size for a in fig.layout.annotations]
     sizes += [fig.layout[k].tickfont.size for k in fig.layout if k.startswith(("xaxis", "yaxis"))]
     assert min(sizes) * PT_PER_PX >= MIN_FONT_PT
@@ -136,3 +141,27 @@ def test_wide_image_table_is_transposed_at_column_width() -> None:
     cell_w = (columns[0][1] - columns[0][0]) * plot_px
     cell_h = (lines[0][1] - lines[0][0]) * (fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
     assert cell_w == pytest.approx(cell_h, rel=0.02) and cell_w > 50  # square cells, larger than the untransposed ~38 px
+
+
+def test_exported_legends_and_colour_bars_fit(tmp_path: Path) -> None:
+    """In the files kaleido writes: every legend lies inside the page, under the panels (never over a
+    subplot title); the taskness colour bar's labels are upright."""
+    if not chrome_available():
+        pytest.skip("kaleido or Chromium absent here: static export is checked where they are (CI)")
+    run = make_run(tmp_path, random_model(0))
+    screen = write_run_figures(run, formats=("svg",), out_dir=tmp_path / "screen", only=["results", "reinforce-curves"])
+    column = write_run_figures(run, formats=("svg",), out_dir=tmp_path / "column", only=["taskness"], width="column")
+    for svg in screen + column:
+        text = svg.read_text()
+        height = float(re.search(r'<svg[^>]* height="([0-9.]+)"', text).group(1))
+        legend = re.search(r'<g class="legend"[^>]*transform="translate\(([0-9.]+),([0-9.]+)\)"><rect class="bg"[^>]*height="([0-9.]+)"', text)
+        if legend is None:
+            continue
+        top, box = float(legend.group(2)), float(legend.group(3))
+        assert top + box <= height + 0.5, f"{svg.name}: legend cut off ({top} + {box} > {height})"
+        titles = [float(y) for y in re.findall(r'<g class="annotation"[^>]*><g class="annotation-text-g" transform="rotate\([0-9.-]+,[0-9.]+,([0-9.]+)\)', text)]
+        assert titles and all(top > y for y in titles), f"{svg.name}: legend over a title"
+    taskness = (tmp_path / "column" / "taskness.svg").read_text()
+    bar = taskness[taskness.index('class="cbaxis'):]
+    bar = bar[: bar.index("</g></g>")]
+    assert "<text" in bar and "rotate(" not in bar  # upright colour bar labels
