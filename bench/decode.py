@@ -49,7 +49,8 @@ def before_reward(model: Any, task: str, canvases: torch.Tensor, logits: torch.T
     """The reward as interp computed it before the official path (band decode, float canvas,
     unquantised MSE): the "before" of the agreement numbers."""
     from interp.canvas import denormalize, normalize
-    from interp.metrics import task_metric, task_reward
+    from bench.float_metrics import task_reward
+    from interp.metrics import task_metric
     from interp.models.pixels import decode_prediction, masked_pixels
 
     pixels = decode_prediction(model.vqgan, logits.argmax(-1), layout, "band")

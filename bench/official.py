@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from interp.canvas import PromptLayout, normalize
-from interp.metrics import mse, segmentation_iou, task_metric
+from bench.float_metrics import mse, segmentation_iou
+from interp.metrics import task_metric
 
 
 def official_codes(logits: Tensor, layout: PromptLayout) -> Tensor:

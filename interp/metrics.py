@@ -1,9 +1,10 @@
-"""Task metrics on the target cell, batched: segmentation IoU, MSE, and code cross-entropy.
+"""Task metrics on the scored cell, batched: segmentation IoU, MSE, and code cross-entropy.
 
-All pixel metrics take whole canvases ``[B, 3, H, W]`` (the prediction with the model's
-output pasted into the target cell, and the prompt canvas whose target cell holds the truth),
-ImageNet-normalised unless ``normalized=False`` (then in [0, 1]), crop the target cell with
-the :class:`~interp.canvas.CanvasGrid`, and return one value per prompt, ``[B]``.
+All pixel metrics take whole integer canvases ``[B, 3, H, W]`` (the prediction with the
+model's output pasted into the target cell, and the prompt canvas whose target cell holds the
+truth), crop the scored cell (the task's region, :func:`task_metric`) with the
+:class:`~interp.canvas.CanvasGrid`, and return one value per prompt, ``[B]``. (Float-canvas
+variants, used only by the benchmarks, live in ``bench/float_metrics.py``.)
 
 They follow the official scoring (github amirbar/visual_prompting,
 evaluate/evaluate_segmentation.py, evaluate/segmentation_utils.py ``calculate_metric``,
@@ -17,10 +18,9 @@ evaluate/evaluate_multitask.py ``evaluate_mse`` and evaluate/reinforce_train.py
   ``t`` to the *prediction* only (the official ``--t``; the official code casts them to the
   image's integer type, so pass integers to match it); IoU of the white pixels. Both empty:
   ``empty`` (NaN, like the official 0/0);
-* **MSE**: mean squared difference over the cell's channels and pixels in normalised space.
-  The official code first truncates both canvases to 0..255 and normalises the integers again
-  in float32 (``quantize=True``, :func:`pixel_mse`); the float default skips that (exact and
-  differentiable).
+* **MSE**: mean squared difference over the cell's channels and pixels in normalised space:
+  the official code truncates both canvases to 0..255 and normalises the integers again in
+  float32 (:func:`pixel_mse`).
 
 :func:`pixel_mse`, :func:`pixel_iou` are the official ``loss_mse`` / ``loss_iou`` bit for bit
 on integer canvases (what :func:`interp.models.pixels.predict_pixels` and ``canvas_pixels``
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interp.canvas import CanvasGrid, PromptLayout, Quadrant, denormalize, normalize
+from interp.canvas import CanvasGrid, PromptLayout, Quadrant, normalize
 from interp.data.registry import get_task
 
 WHITE = (255, 255, 255)
@@ -63,22 +63,14 @@ def task_metric(task: str) -> TaskMetric:
     return TaskMetric(spec.metric, spec.metric == "iou", spec.region)
 
 
-def _check_pair(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
+def check_canvas_pair(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
+    """A ValueError unless prediction and target are canvas batches ``[B, 3, H, W]`` of one shape on the grid."""
     if pred.dim() != 4 or pred.shape[1] != 3:
         raise ValueError(f"expected canvases [B, 3, H, W]; got prediction of shape {tuple(pred.shape)}")
     if pred.shape != target.shape:
         raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     if pred.shape[-1] != grid.canvas_size or pred.shape[-2] != grid.canvas_size:
         raise ValueError(f"canvases are {pred.shape[-2]}x{pred.shape[-1]}, the grid is {grid.canvas_size}px")
-
-
-def to_pixels(canvas: Tensor, normalized: bool = True, quantize: bool = True) -> Tensor:
-    """Canvas -> pixel values in [0, 255] (float64); ``quantize``: the official truncation."""
-    x = canvas.detach().to(torch.float64)
-    if normalized:
-        x = denormalize(x)
-    x = (x * 255.0).clamp(0.0, 255.0)
-    return x.floor() if quantize else x
 
 
 def round_to_white(pixels: Tensor, offsets: Sequence[float] = (0, 0, 0)) -> Tensor:
@@ -89,47 +81,12 @@ def round_to_white(pixels: Tensor, offsets: Sequence[float] = (0, 0, 0)) -> Tens
     return to_white <= to_black  # tie -> white (first option, like argmin in round_image)
 
 
-def segmentation_iou(
-    pred: Tensor,
-    target: Tensor,
-    grid: CanvasGrid,
-    normalized: bool = True,
-    offsets: Sequence[float] = (0, 0, 0),
-    quantize: bool = True,
-    empty: float = float("nan"),
-) -> Tensor:
-    """IoU of the white pixels of the target cell after rounding to white/black, ``[B]``."""
-    _check_pair(pred, target, grid)
-    if quantize:
-        pixels = [to_pixels(x, normalized).to(torch.int32) for x in (pred, target)]
-        return pixel_iou(*pixels, grid, offsets, empty)
-    ours = round_to_white(to_pixels(grid.cell(pred, "target"), normalized, quantize), offsets)
-    truth = round_to_white(to_pixels(grid.cell(target, "target"), normalized, quantize))
-    return _iou(ours, truth, empty)
-
-
-def _iou(ours: Tensor, truth: Tensor, empty: float) -> Tensor:
+def white_iou(ours: Tensor, truth: Tensor, empty: float = float("nan")) -> Tensor:
+    """IoU of two ``[B, H, W]`` bool masks of white pixels, ``[B]`` float32; ``empty`` where both are empty."""
     intersection = (ours & truth).sum(dim=(-2, -1)).to(torch.float32)
     union = (ours | truth).sum(dim=(-2, -1)).to(torch.float32)
     iou = intersection / union.clamp(min=1)
     return torch.where(union > 0, iou, torch.full_like(iou, empty))
-
-
-def mse(
-    pred: Tensor,
-    target: Tensor,
-    grid: CanvasGrid,
-    normalized: bool = True,
-    quantize: bool = False,
-) -> Tensor:
-    """Mean squared error on the target cell in ImageNet-normalised space, ``[B]``."""
-    _check_pair(pred, target, grid)
-    if quantize:
-        return pixel_mse(*(to_pixels(x, normalized).to(torch.int32) for x in (pred, target)), grid)
-    cells = [grid.cell(canvas, "target") for canvas in (pred, target)]
-    if not normalized:
-        cells = [normalize(cell) for cell in cells]
-    return ((cells[0] - cells[1]) ** 2).mean(dim=(-3, -2, -1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,10 +94,10 @@ def mse(
 
 
 def _check_pixels(pred: Tensor, target: Tensor, grid: CanvasGrid) -> None:
-    _check_pair(pred, target, grid)
+    check_canvas_pair(pred, target, grid)
     if pred.is_floating_point() or target.is_floating_point():
         raise ValueError("pixel metrics take integer canvases 0..255 (interp.models.pixels.predict_pixels / "
-                         "canvas_pixels); for float canvases use mse / segmentation_iou")
+                         "canvas_pixels)")
 
 
 def pixel_mse(pred: Tensor, target: Tensor, grid: CanvasGrid, region: Quadrant = "target") -> Tensor:
@@ -162,7 +119,7 @@ def pixel_iou(
     shift = torch.tensor(offsets).to(torch.int32).view(1, 3, 1, 1).to(pred.device)  # the official cast
     ours = round_to_white((grid.cell(pred, region).to(torch.int32) + shift).double())
     truth = round_to_white(grid.cell(target, region).double())
-    return _iou(ours, truth, empty)
+    return white_iou(ours, truth, empty)
 
 
 def decoder_rows(layout: PromptLayout, patches: Sequence[int], what: str = "the requested") -> list[int]:
@@ -206,20 +163,6 @@ def code_cross_entropy(
     codes = target_codes.index_select(1, torch.tensor(patches, device=target_codes.device)).long()  # [B, P]
     loss = F.cross_entropy(chosen.flatten(0, 1).float(), codes.flatten(), reduction="none")
     return loss.view(codes.shape).mean(dim=1)
-
-
-def task_score(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwargs) -> Tensor:
-    """The task's own metric (:func:`task_metric`), ``[B]``; kwargs go to that metric."""
-    metric = task_metric(task)
-    if metric.name == "iou":
-        return segmentation_iou(pred, target, grid, **kwargs)
-    return mse(pred, target, grid, **kwargs)
-
-
-def task_reward(task: str, pred: Tensor, target: Tensor, grid: CanvasGrid, **kwargs) -> Tensor:
-    """Higher-is-better score, ``[B]``: IoU, or -MSE (the official REINFORCE reward)."""
-    score = task_score(task, pred, target, grid, **kwargs)
-    return score if task_metric(task).higher_is_better else -score
 
 
 def masked_code_logits(logits: Tensor, codes: Tensor, layout: PromptLayout) -> tuple[Tensor, Tensor]:

@@ -129,12 +129,6 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; expected one of {TASKS}") from None
 
 
-def check_task(task: str) -> str:
-    """``task`` if it is a registered task name (else the ValueError of :func:`get_task`)."""
-    get_task(task)
-    return task
-
-
 def selection(name: str) -> tuple[str, ...]:
     """A named task list of :data:`SELECTIONS`."""
     if name not in SELECTIONS:
@@ -154,13 +148,8 @@ def composite_of(parts: tuple[str, ...] | list[str]) -> str | None:
     return found[0] if found else None
 
 
-def primary_tasks() -> tuple[str, ...]:
-    """Tasks that are no composite (the ones a composition may combine)."""
-    return tuple(t.name for t in REGISTRY.values() if not t.is_composite)
-
-
 __all__ = [
     "DEFAULT_COMPOSITE", "LOWLIGHT_FACTOR", "LUMA", "REGISTRY", "SELECTIONS", "TASKS", "Task", "TaskImages",
-    "check_task", "composite_of", "composites", "get_task", "grayscale", "mask_image", "primary_tasks",
+    "composite_of", "composites", "get_task", "grayscale", "mask_image",
     "selection", "square_side",
 ]
