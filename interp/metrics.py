@@ -122,6 +122,29 @@ def pixel_iou(
     return white_iou(ours, truth, empty)
 
 
+#: pixel units over which :func:`soft_iou`'s whiteness goes from 27% to 73% (logistic scale)
+SOFT_IOU_SCALE = 8.0
+
+
+def soft_iou(pred: Tensor, truth: Tensor, grid: CanvasGrid, scale: float = SOFT_IOU_SCALE, smooth: float = 1.0) -> Tensor:
+    """Smooth IoU of float pixels ``pred [B, 3, H, W]`` in [0, 1] against integer ``truth``, ``[B]``.
+
+    The official rounding (:func:`round_to_white`) calls a pixel white when its channel mean is
+    at least 127.5; here a predicted pixel is white with weight ``sigmoid((mean - 127.5) / scale)``
+    (0..255 units), the truth is rounded as officially, and
+    ``(sum w t + smooth) / (sum (w + t - w t) + smooth)`` is differentiable in ``pred``. With
+    ``smooth=1`` pixel an empty prediction of an empty truth scores 1 (the official reward's
+    ``empty_iou``), and a non-empty cell moves by well under 1%.
+    """
+    _check_pair(pred, truth, grid)
+    level = (grid.cell(pred, "target").float() * 255.0).mean(dim=1)  # [B, h, w]
+    white = torch.sigmoid((level - 127.5) / scale)
+    target = round_to_white(grid.cell(truth, "target").double()).to(white.dtype)
+    intersection = (white * target).sum(dim=(-2, -1))
+    union = (white + target - white * target).sum(dim=(-2, -1))
+    return (intersection + smooth) / (union + smooth)
+
+
 def decoder_rows(layout: PromptLayout, patches: Sequence[int], what: str = "the requested") -> list[int]:
     """Rows of the logits ``[B, len(layout.decoder_patches), vocab]`` that predict ``patches``."""
     row = {patch: i for i, patch in enumerate(layout.decoder_patches)}

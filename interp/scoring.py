@@ -12,6 +12,15 @@ single-unit sweep, evaluation, the explorer and the other search methods.
   metric is NaN) or -MSE.
 * ``kind="token"``: minus the cross-entropy of the target cell's VQGAN codes (no VQGAN
   decode, which dominates the pixel reward's cost). Metric: that cross-entropy.
+* ``kind="soft"``: a differentiable stand-in for the pixel reward. The code probabilities
+  (``softmax(logits / soft_temperature)``) weight the codebook embeddings, the VQGAN decodes
+  that latent in the official code layout (:func:`interp.models.pixels.soft_prediction`: the
+  hard decode exactly when the probabilities are one-hot), and the target cell is scored by a
+  smooth form of the task metric: :func:`interp.metrics.soft_iou` or minus the float MSE
+  (no truncation to integers). As costly as the pixel reward (a decode per row, nothing to
+  cache), but it has a gradient, so ``gradient`` and ``attribution`` can follow the metric.
+  How well each reward agrees with the official one is measured by
+  :mod:`interp.taskvectors.agreement`.
 
 ``decode="band"`` is a faster, non-official pixel path: only the rows of patches the decoder
 covers are decoded (zero-shot: the bottom half, without the official copy in the top half).
@@ -26,11 +35,11 @@ import torch
 from torch import Tensor
 
 from interp.canvas import PromptLayout, get_layout
-from interp.metrics import code_cross_entropy, pixel_iou, pixel_mse, task_metric
+from interp.metrics import code_cross_entropy, mse, pixel_iou, pixel_mse, soft_iou, task_metric
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.pixels import DECODES, Decode, Decoder, canvas_pixels, check_decode
 
-KINDS = ("pixel", "token")
+KINDS = ("pixel", "token", "soft")
 
 
 @dataclass
@@ -48,17 +57,18 @@ class Score:
 
 
 def reward_name(task: str, kind: str) -> str:
-    """What a reward measures: ``iou``, ``-mse`` (pixel) or ``-code_ce`` (token)."""
+    """What a reward measures: ``iou``, ``-mse`` (pixel), ``-code_ce`` (token), ``soft_iou`` or ``-soft_mse`` (soft)."""
     check_kind(kind)
     if kind == "token":
         return "-code_ce"
-    return "iou" if task_metric(task).name == "iou" else "-mse"
+    name = "iou" if task_metric(task).name == "iou" else "-mse"
+    return ("soft_" + name if name == "iou" else "-soft_mse") if kind == "soft" else name
 
 
 def check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"reward kind must be one of {KINDS} ('pixel': official IoU / -MSE, 'token': "
-                         f"-code cross-entropy, no decode); got {kind!r}")
+                         f"-code cross-entropy, no decode, 'soft': differentiable soft decode); got {kind!r}")
 
 
 class Scorer:
@@ -71,17 +81,22 @@ class Scorer:
     def __init__(
         self, model: MAEVQGAN, task: str, layout: PromptLayout | str = "zero_shot", kind: str = "pixel",
         decode: Decode = "official", empty_iou: float = 1.0, decoder: Decoder | None = None,
+        soft_temperature: float = 1.0,
     ) -> None:
         check_kind(kind)
         check_decode(decode)
         if not model.has_pixels:
             raise RuntimeError("scoring needs the model's VQGAN (to decode or to encode the target codes); "
                                "load a model with one")
+        if kind == "soft" and not hasattr(model, "predict_soft"):
+            raise ValueError(f"the soft reward needs a model with predict_soft (a soft decode); {type(model).__name__} "
+                             "has none: use reward 'pixel' or 'token'")
         self.model, self.task, self.kind, self.decode = model, task, kind, decode
         self.layout = get_layout(layout, model.grid)
         self.metric = task_metric(task)
         self.empty_iou = empty_iou
         self.decoder = decoder
+        self.soft_temperature = float(soft_temperature)
 
     @property
     def name(self) -> str:
@@ -104,6 +119,9 @@ class Scorer:
             codes = self.target_codes(canvases) if target_codes is None else target_codes
             ce = code_cross_entropy(logits, codes.to(logits.device), self.layout)
             return Score(-ce.double(), ce)
+        if self.kind == "soft":
+            reward = self.soft_rewards(canvases, logits, truth)
+            return Score(reward.double(), reward if self.metric.name == "iou" else -reward)
         image = self.image(canvases, logits)
         truth = canvas_pixels(canvases).to(image.device) if truth is None else truth
         if self.metric.name == "iou":
@@ -119,6 +137,16 @@ class Scorer:
         """The official pasted integer prediction ``[B, 3, H, W]`` (int32 0..255) of the logits."""
         codes = logits.argmax(dim=-1)
         return self.model.predict_pixels(canvases, codes, self.layout, self.decode, self.decoder)
+
+    def soft_rewards(self, canvases: Tensor, logits: Tensor, truth: Tensor | None = None) -> Tensor:
+        """The soft reward ``[B]`` (soft IoU or -MSE of the soft decode), differentiable in ``logits``."""
+        probs = torch.softmax(logits.float() / self.soft_temperature, dim=-1)
+        image = self.model.predict_soft(probs, self.layout)
+        truth = canvas_pixels(canvases).to(image.device) if truth is None else truth
+        grid = self.model.grid
+        if self.metric.name == "iou":
+            return soft_iou(image, truth, grid)
+        return -mse(image, truth.to(image.dtype) / 255.0, grid, normalized=False)
 
     def rewards(self, canvases: Tensor, logits: Tensor, target_codes: Tensor | None = None) -> Tensor:
         """Just the reward, ``[B]`` float64."""

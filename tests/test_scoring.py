@@ -69,3 +69,46 @@ def test_bad_kind_and_decode_are_named(model) -> None:
         Scorer(model, "lowlight", kind="pixels")
     with pytest.raises(ValueError, match="decode must be"):
         Scorer(model, "lowlight", decode="fast")
+
+
+def test_soft_reward_on_one_hot_logits_is_the_pixel_reward_before_truncation(model, canvases) -> None:
+    """Very peaked logits make the soft decode the hard one; the soft reward then differs from
+    the official pixel reward only by the integer truncation (MSE) or the sigmoid rounding (IoU)."""
+    from interp.metrics import mse, soft_iou
+    from interp.models.pixels import decode_prediction
+
+    layout = zero_shot(model.grid)
+    logits = model(canvases, layout)
+    peaked = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float() * 1e4
+    hard = decode_prediction(model.vqgan, logits.argmax(-1), layout)
+    truth = canvas_pixels(canvases)
+    soft = Scorer(model, "lowlight", layout, "soft")(canvases, peaked)
+    torch.testing.assert_close(soft.reward, -mse(hard, truth.float() / 255, model.grid, normalized=False).double())
+    official = Scorer(model, "lowlight", layout)(canvases, peaked).reward
+    assert (soft.reward - official).abs().max() < 0.05  # truncation to 0..255 moves MSE by a little
+    seg = Scorer(model, "segmentation", layout, "soft")
+    torch.testing.assert_close(seg(canvases, peaked).reward, soft_iou(hard, truth, model.grid).double())
+    assert seg.name == "soft_iou" and reward_name("lowlight", "soft") == "-soft_mse"
+
+
+def test_soft_reward_has_a_gradient_through_the_logits(model, canvases) -> None:
+    layout = zero_shot(model.grid)
+    logits = model(canvases, layout).detach().requires_grad_(True)
+    for task in ("lowlight", "segmentation"):
+        Scorer(model, task, layout, "soft").soft_rewards(canvases, logits).sum().backward()
+        assert logits.grad is not None and logits.grad.abs().max() > 0
+        logits.grad = None
+
+
+def test_soft_iou_of_the_truth_itself_is_near_one() -> None:
+    from interp.canvas import CanvasGrid
+    from interp.metrics import pixel_iou, soft_iou
+
+    grid = CanvasGrid(64, 8)
+    truth = (torch.rand(3, 1, 64, 64, generator=torch.Generator().manual_seed(0)) > 0.5).expand(-1, 3, -1, -1).int() * 255
+    assert soft_iou(truth.float() / 255, truth, grid).min() > 0.999
+    inverted = 255 - truth
+    assert soft_iou(inverted.float() / 255, truth, grid).max() < 0.01
+    assert torch.equal(pixel_iou(truth, truth, grid), torch.ones(3))
+    empty = torch.zeros(1, 3, 64, 64, dtype=torch.int32)
+    assert float(soft_iou(empty.float(), empty, grid)[0]) == pytest.approx(1.0, abs=1e-3)  # empty_iou = 1

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from interp.canvas import CanvasGrid, PromptLayout, get_layout
 from interp.errors import InputError
 from interp.hooks import HookedModule, HookPoint
-from interp.models.pixels import Decode, Decoder, predict_pixels
+from interp.models.pixels import Decode, Decoder, predict_pixels, soft_prediction
 from interp.models.protocol import StackInfo
 from interp.models.vit import Block
 from interp.models.vqgan import VQGAN, VQGANConfig
@@ -266,6 +266,11 @@ class MAEVQGAN(HookedModule):
                        decoder: Decoder | None = None) -> Tensor:
         """The official pasted integer image (int32 0..255) of predicted codes (:func:`~interp.models.pixels.predict_pixels`)."""
         return predict_pixels(self._tokenizer(), canvases, codes, layout, decode, decoder)
+
+    def predict_soft(self, probs: Tensor, layout: PromptLayout) -> Tensor:
+        """The soft decode of code probabilities ``[B, len(decoder_patches), vocab]``: float pixels in
+        [0, 1], differentiable (:func:`~interp.models.pixels.soft_prediction`; the soft reward)."""
+        return soft_prediction(self._tokenizer(), probs, layout)
 
     # --- forward -------------------------------------------------------------------------
 

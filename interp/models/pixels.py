@@ -50,10 +50,15 @@ def full_grid_codes(codes: Tensor, layout: PromptLayout) -> Tensor:
     A covered patch keeps its code; an uncovered patch ``p`` takes the code of patch
     ``(p + N/2) mod N`` (zero-shot: the official ``hstack([y, y])``).
     """
-    n = layout.grid.num_patches
     if codes.shape[-1] != len(layout.decoder_patches):
         raise ValueError(f"codes have {codes.shape[-1]} rows; layout {layout.name!r} predicts "
                          f"{len(layout.decoder_patches)}")
+    return codes.index_select(-1, torch.tensor(full_grid_source(layout), device=codes.device))
+
+
+def full_grid_source(layout: PromptLayout) -> list[int]:
+    """For each canvas patch, the decoder row whose code it takes in the official code layout."""
+    n = layout.grid.num_patches
     row = {p: i for i, p in enumerate(layout.decoder_patches)}
     source = []
     for p in range(n):
@@ -62,7 +67,23 @@ def full_grid_codes(codes: Tensor, layout: PromptLayout) -> Tensor:
             raise ValueError(f"layout {layout.name!r} covers neither patch {p} nor its mirror {mirror}: "
                              "no official code layout; use decode='band' or a decoder covering them")
         source.append(row[p] if p in row else row[mirror])
-    return codes.index_select(-1, torch.tensor(source, device=codes.device))
+    return source
+
+
+def soft_prediction(vqgan: torch.nn.Module, probs: Tensor, layout: PromptLayout) -> Tensor:
+    """The soft decode of code probabilities ``[B, len(decoder_patches), n_embed]``: pixels in
+    [0, 1] of the whole canvas, ``[B, 3, H, W]``, differentiable in ``probs``.
+
+    The official code layout (:func:`full_grid_codes`) applied to probability rows, then
+    :meth:`~interp.models.vqgan.VQGAN.decode_soft`; with one-hot ``probs`` this is
+    :func:`decode_prediction` of their argmax (``decode="official"``). Not quantised, not pasted.
+    """
+    if probs.dim() != 3 or probs.shape[1] != len(layout.decoder_patches):
+        raise ValueError(f"probs must be [B, {len(layout.decoder_patches)}, n_embed] for layout {layout.name!r}; "
+                         f"got {tuple(probs.shape)}")
+    n = layout.grid.patches_per_side
+    source = torch.tensor(full_grid_source(layout), device=probs.device)
+    return vqgan.decode_soft(probs.index_select(1, source), grid=(n, n))
 
 
 def decode_prediction(

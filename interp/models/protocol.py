@@ -24,6 +24,9 @@ that provides them; :class:`~interp.models.MAEVQGAN` is the first. The members:
 ``hooks``, ``run_with_cache``, ``hook_dict``  hook points (:class:`~interp.hooks.HookedModule`)
 =========================  ===================================================================
 
+Optional (not checked by ``isinstance``): ``predict_soft(probs, layout)``, the differentiable
+soft decode of code probabilities the ``soft`` reward needs (:mod:`interp.scoring`).
+
 The protocol is ``runtime_checkable``: ``isinstance(model, PromptModel)`` checks that every
 member is present (not their signatures). ``tests/models/test_protocol.py`` builds a second,
 different model and runs the pipeline on it.

@@ -55,11 +55,11 @@ NNPACK_MIN_BATCH = 16
 
 
 def _pad_batch(codes: Tensor) -> Tensor:
-    """``codes`` padded to :data:`NNPACK_MIN_BATCH` rows (copies of the last row) where the CPU
+    """``codes`` (or latents ``[B, C, h, w]``) padded to :data:`NNPACK_MIN_BATCH` rows (copies of the last row) where the CPU
     kernel torch picks would otherwise depend on the batch size."""
     if codes.device.type != "cpu" or not torch.backends.nnpack.is_available() or not 0 < len(codes) < NNPACK_MIN_BATCH:
         return codes
-    return torch.cat([codes, codes[-1:].expand(NNPACK_MIN_BATCH - len(codes), -1)])
+    return torch.cat([codes, codes[-1:].expand(NNPACK_MIN_BATCH - len(codes), *codes.shape[1:])])
 
 
 @dataclass(frozen=True)
@@ -372,6 +372,31 @@ class VQGAN(nn.Module):
                 part = _pad_batch(part)
             with _native_cpu_kernels(codes.device) if self.thread_invariant else nullcontext():
                 out.append(self.decode(self.quantize.lookup(part.long(), grid))[:rows])
+        x = torch.cat(out) if len(out) > 1 else out[0]
+        return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+    def decode_soft(self, probs: Tensor, grid: tuple[int, int]) -> Tensor:
+        """Soft decode: ``[B, h*w, n_embed]`` code probabilities -> ``[B, 3, h*f, w*f]`` pixels in [0, 1].
+
+        Each position's latent is the probability-weighted codebook embedding ``probs @ E``
+        (differentiable in ``probs``), decoded like :meth:`decode_codes` (same kernels, same
+        batch padding, same clamp). One-hot ``probs`` give exactly the codebook rows, so the
+        pixels equal ``decode_codes`` of their argmax (``tests/models/test_vqgan.py``).
+        """
+        if probs.dim() != 3 or probs.shape[1] != grid[0] * grid[1] or probs.shape[2] != self.config.n_embed:
+            raise ValueError(f"probs must be [B, {grid[0] * grid[1]}, {self.config.n_embed}]; got {tuple(probs.shape)}")
+        weight = self.quantize.embedding.weight
+        latent = torch.matmul(probs.to(weight.dtype), weight)  # [B, h*w, embed_dim]
+        latent = latent.view(len(probs), grid[0], grid[1], -1).permute(0, 3, 1, 2).contiguous()
+        f = self.config.downsample_factor
+        step = self.rows_per_call(grid[0] * f, grid[1] * f, latent.device)
+        out = []
+        for part in latent.split(step) if len(latent) else [latent]:  # as decode_codes batches them
+            rows = len(part)
+            if self.thread_invariant:
+                part = _pad_batch(part)
+            with _native_cpu_kernels(latent.device) if self.thread_invariant else nullcontext():
+                out.append(self.decode(part)[:rows])
         x = torch.cat(out) if len(out) > 1 else out[0]
         return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
 

@@ -88,3 +88,24 @@ def test_decode_codes_rectangular_grid() -> None:
     assert out.shape == (1, 3, 4, 6) and out.min() >= 0 and out.max() <= 1
     with pytest.raises(ValueError):
         model.decode_codes(torch.zeros(1, 6, dtype=torch.int64))
+
+
+def test_soft_decode_of_one_hot_probabilities_is_the_hard_decode(small) -> None:
+    """The soft decode's latent is ``probs @ codebook``: one-hot rows pick codebook rows exactly,
+    so the pixels equal ``decode_codes`` bit for bit on the CPU (stated tolerance: 0; 20 rows
+    also cross the 16-row batch split); a softened distribution gives other pixels."""
+    model, golden = small
+    n = int(golden["tokens"].shape[1] ** 0.5)
+    codes = torch.randint(0, model.config.n_embed, (20, n * n), generator=torch.Generator().manual_seed(0))
+    probs = torch.nn.functional.one_hot(codes, model.config.n_embed).float()
+    with torch.no_grad():
+        hard = model.decode_codes(codes, grid=(n, n))
+        soft = model.decode_soft(probs, grid=(n, n))
+        torch.testing.assert_close(soft, hard, rtol=0, atol=0)
+        blurred = model.decode_soft(0.6 * probs + 0.4 / model.config.n_embed, grid=(n, n))
+    assert (blurred - hard).abs().max() > 1e-3
+    probs.requires_grad_(True)
+    model.decode_soft(probs[:2], grid=(n, n)).sum().backward()
+    assert probs.grad is not None and probs.grad[:2].abs().sum() > 0
+    with pytest.raises(ValueError, match="probs must be"):
+        model.decode_soft(probs[:, :3], grid=(n, n))

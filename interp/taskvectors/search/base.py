@@ -161,7 +161,11 @@ class SearchProblem:
         if kind == "pixel":
             scorer = self._pixel_scorer(prompts.task)
             return lambda logits, canvases, rows: scorer.rewards(canvases, logits)
-        raise ConfigError(f"reward must be 'token', 'pixel' or a callable, got {kind!r}", fix="pass reward='token' or 'pixel'")
+        if kind == "soft":  # differentiable: the soft decode scored by a smooth task metric
+            soft = Scorer(self.model, prompts.task, self.layout, "soft")
+            return lambda logits, canvases, rows: soft.soft_rewards(canvases, logits)
+        raise ConfigError(f"reward must be 'token', 'pixel', 'soft' or a callable, got {kind!r}",
+                          fix="pass reward='token', 'pixel' or 'soft'")
 
     def _pixel_scorer(self, task: str) -> Scorer:
         """The official pixel reward of ``task``, its decodes through one :class:`DecodeCache`."""
