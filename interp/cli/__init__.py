@@ -29,6 +29,7 @@ MODULES: tuple[str, ...] = (
     "interp.cli.demo",
     "interp.cli.compare",
     "interp.cli.lens",
+    "interp.cli.agreement",
 )
 
 DEBUG_ENV = "INTERP_DEBUG"

@@ -1,0 +1,79 @@
+"""Reward agreement: a reward agrees with itself, a planted anti-correlated reward is warned
+about, and the measurement runs through the search problem's scoring engine."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from interp.taskvectors.agreement import (
+    MIN_PEARSON, RewardDisagreement, pearson, random_masks, ranks, reward_agreement, sign_agreement, spearman, warn_if_low,
+)
+from interp.taskvectors.search import SearchProblem
+from tests.taskvectors.search.test_planted import build_planted
+
+
+@pytest.fixture(scope="module")
+def planted():
+    model, space, means, train, held_out, reward_for, mask = build_planted()
+    metric = reward_for(held_out)  # the planted task's "official" reward: minus the KL to the planted prediction
+
+    def anti(logits, canvases, rows):  # a training reward that is exactly the opposite of the metric
+        return -metric(logits, canvases, rows)
+
+    def noisy(logits, canvases, rows):  # the metric plus a small monotone distortion: agrees
+        value = metric(logits, canvases, rows)
+        return value + 0.1 * value.pow(3)
+
+    problem = SearchProblem(model, space, means, train, held_out, reward=anti, select_reward=metric)
+    return problem, metric, anti, noisy
+
+
+def test_a_reward_agrees_with_itself_and_opposite_one_is_warned(planted) -> None:
+    problem, metric, anti, noisy = planted
+    before = (problem.budget.forwards, problem.budget.select_forwards)
+    same, opposite, close = reward_agreement(problem, [metric, anti, noisy], metric, n_masks=12, batch=4,
+                                             names=["metric", "token", "close"])
+    assert (problem.budget.forwards, problem.budget.select_forwards) == before  # the search's budget is untouched
+    assert same.forwards == 3 * 12 * len(problem.held_out)  # the metric is scored once, reused for itself
+    assert same.pearson == pytest.approx(1.0, abs=1e-12) and same.spearman == pytest.approx(1.0, abs=1e-12)
+    assert same.sign_agreement == 1.0 and not same.low and same.warning() is None
+    assert opposite.pearson == pytest.approx(-1.0, abs=1e-12) and opposite.sign_agreement == 0.0 and opposite.low
+    assert close.spearman == pytest.approx(1.0, abs=1e-12) and close.pearson > MIN_PEARSON and not close.low
+    with pytest.warns(RewardDisagreement, match="token reward agrees poorly"):
+        warn_if_low(opposite)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_low(same)
+
+
+def test_token_and_soft_rewards_against_pixel_on_a_random_model() -> None:
+    from interp.data.synthetic import SyntheticPascal
+    from interp.data.tasks import build_prompts
+    from interp.taskvectors.stats import collect
+    from interp.taskvectors.units import UnitSpace
+    from tests.conftest import random_model
+
+    model = random_model(with_vqgan=True)
+    space = UnitSpace.for_model(model, "group")
+    prompts = build_prompts(SyntheticPascal(seed=3), "lowlight", 0, 6, model.grid, seed=0, split="trn")
+    means = collect(model, [prompts.canvases], "one_shot", task="lowlight", progress=False)
+    problem = SearchProblem(model, space, means, prompts.select(range(3)), prompts.select(range(3, 6)))
+    rows = reward_agreement(problem, ["token", "soft", "pixel"], "pixel", n_masks=6, batch=3)
+    assert [r.reward for r in rows] == ["token", "soft", "pixel"] and all(r.task == "lowlight" for r in rows)
+    assert rows[2].pearson == pytest.approx(1.0) and rows[2].sign_agreement == 1.0
+    assert all(-1.0 <= r.pearson <= 1.0 and 0.0 <= r.sign_agreement <= 1.0 for r in rows[:2])
+    assert rows[0].forwards == 3 * 6 * 3 and problem.budget.forwards == 0
+
+
+def test_statistics() -> None:
+    assert ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])).tolist() == [2.5, 0.0, 2.5, 1.0]
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, float("nan")])
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0) and spearman(x, x.exp()) == pytest.approx(1.0)
+    assert pearson(x, torch.ones(5)) != pearson(x, torch.ones(5))  # constant: NaN
+    groups = torch.tensor([0, 0, 1, 1])
+    assert sign_agreement(torch.tensor([1.0, 2.0, 5.0, 3.0]), torch.tensor([0.0, 1.0, 0.0, 1.0]), groups) == 0.5
+    masks = random_masks(200, 5, seed=1)
+    assert masks[0].sum() == 0 and masks[-1].sum() == 200 and 60 < masks[2].sum() < 140
