@@ -11,6 +11,7 @@ config-checked checkpoint, and returns a :class:`SearchResult`:
 ``greedy``     forward selection from the single-unit sweep, batched
 ``random``     best-of-k random unit sets on the held-out prompts
 ``taskness``   top-k by taskness, k chosen on the held-out prompts
+``prune``      backward elimination from every unit, batched; the best round held-out
 =============  ===========================================================================
 """
 
@@ -32,6 +33,7 @@ METHODS: dict[str, str] = {
     "greedy": "interp.taskvectors.search.greedy",
     "random": "interp.taskvectors.search.random_sets",
     "taskness": "interp.taskvectors.search.taskness_topk",
+    "prune": "interp.taskvectors.search.prune",
 }
 
 

@@ -67,6 +67,7 @@ SETTINGS = {
     "greedy": {"pool": 16},
     "random": {"draws": 400, "units": 3},
     "taskness": {},
+    "prune": {},
 }
 
 
@@ -82,7 +83,7 @@ def test_method_recovers_planted_units(planted, method: str) -> None:
     assert result.budget.select_forwards <= result.budget.forwards
 
 
-@pytest.mark.parametrize("method", ["gradient", "greedy", "random"])
+@pytest.mark.parametrize("method", ["gradient", "greedy", "random", "prune"])
 def test_killed_search_resumes_to_the_same_result(planted, method: str, tmp_path) -> None:
     cfg = method_config(method, **{**SETTINGS[method], "steps": 12, "draws": 40})
     full = run_search(method, problem_for(planted), cfg, progress=False)
@@ -104,6 +105,6 @@ def test_killed_search_resumes_to_the_same_result(planted, method: str, tmp_path
     resumed = run_search(method, problem_for(planted), cfg, checkpoint=tmp_path / "ckpt.pt", progress=False)
     assert torch.equal(resumed.mask, full.mask) and torch.allclose(resumed.scores, full.scores)
     assert resumed.budget.forwards == full.budget.forwards
-    other = method_config(method, **{**SETTINGS[method], "steps": 13, "draws": 41, "pool": 15})
+    other = method_config(method, **{**SETTINGS[method], "steps": 13, "draws": 41, "pool": 15, "drop": 0.3})
     with pytest.raises(SearchResumeError, match="delete it to start over"):
         run_search(method, problem_for(planted), other, checkpoint=tmp_path / "ckpt.pt", progress=False)
