@@ -12,6 +12,7 @@ config-checked checkpoint, and returns a :class:`SearchResult`:
 ``random``     best-of-k random unit sets on the held-out prompts
 ``taskness``   top-k by taskness, k chosen on the held-out prompts
 ``prune``      backward elimination from every unit, batched; the best round held-out
+``sweep``      top-k by the single-unit sweep's training reward, k chosen held-out
 =============  ===========================================================================
 """
 
@@ -34,6 +35,7 @@ METHODS: dict[str, str] = {
     "random": "interp.taskvectors.search.random_sets",
     "taskness": "interp.taskvectors.search.taskness_topk",
     "prune": "interp.taskvectors.search.prune",
+    "sweep": "interp.taskvectors.search.sweep_topk",
 }
 
 

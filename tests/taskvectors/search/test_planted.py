@@ -68,6 +68,7 @@ SETTINGS = {
     "random": {"draws": 400, "units": 3},
     "taskness": {},
     "prune": {},
+    "sweep": {},
 }
 
 

@@ -1,0 +1,35 @@
+"""``sweep``: every unit patched alone on the training prompts (one batched sweep), units ranked
+by that reward, and the top-k with the best held-out score kept (``k`` up to all units)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResult, best_top_k, config_dict
+
+
+@dataclass
+class SweepConfig:
+    max_units: int | None = None  # largest top-k tried (default: all units)
+    seed: int = 0  # unused (deterministic)
+
+
+Config = SweepConfig
+
+
+def run(problem: SearchProblem, cfg: SweepConfig = SweepConfig(), checkpoint: str | Path | None = None,
+        progress: bool = True) -> SearchResult:
+    store = Checkpoint(checkpoint, "sweep", config_dict(cfg))
+    saved = store.load()
+    if saved is not None:
+        problem.budget.add(saved["budget"])
+        single = saved["single"]
+    else:
+        with problem.budget.timing():
+            single = problem.train_score(torch.eye(len(problem.space), dtype=torch.bool))  # [U] each unit alone
+        store.save({"single": single}, problem.budget)
+    problem.single_unit = single  # the sweep control reuses it
+    return best_top_k(problem, "sweep", single, cfg.max_units, config_dict(cfg))
