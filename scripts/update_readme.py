@@ -101,6 +101,40 @@ def render_search(path: Path) -> str:
     return search_table(pd.read_csv(path))
 
 
+@renderer("science", "runs/demo/search_comparison.csv")
+def render_science(path: Path) -> str:
+    """Issue 22's summary per task: the reward the searches trained on and its agreement with the
+    task metric (``agreement.csv`` beside the comparison), the method the held-out search prompts
+    pick, its share of the one-shot gain with the interval against zero-shot and the strongest
+    control, and what the strongest cheap baseline (control) achieves."""
+    from interp.compare_search import best_method
+
+    table = pd.read_csv(path)
+    agreement = pd.read_csv(path.parent / "agreement.csv") if (path.parent / "agreement.csv").exists() else None
+    rows = []
+    for task in dict.fromkeys(table["task"]):
+        part = table[table.task == task].set_index("condition")
+        pick = best_method(table, task)
+        one, zero = part.loc["one_shot", "mean"], part.loc["control:none", "mean"]
+
+        def share(value: float) -> str:
+            return "" if one == zero else f"{(value - zero) / (one - zero):.0%}"
+
+        chosen = part.loc[pick]
+        reward = str(chosen["reward"]) if "reward" in part.columns and pd.notna(chosen.get("reward")) else "?"
+        pearson = ""
+        if agreement is not None and reward != "?":
+            match = agreement[(agreement.task == task) & (agreement.reward == reward)]
+            pearson = "" if match.empty else f"{match['pearson'].iloc[-1]:+.2f}"
+        control = str(chosen["strongest_control"])
+        ci = lambda name: f"{chosen[f'diff_{name}']:+.3f} [{chosen[f'ci_low_{name}']:+.3f}, {chosen[f'ci_high_{name}']:+.3f}]"  # noqa: E731
+        rows.append([_label(task), _arrow(part.loc[pick, "metric"]), reward, pearson, pick, f"{chosen['mean']:.3f}",
+                     share(chosen["mean"]), ci("zero_shot"), ci("strongest_control"),
+                     f"{control.split(':', 1)[-1]} {part.loc[control, 'mean']:.3f} ({share(part.loc[control, 'mean'])})"])
+    return markdown_table(["task", "metric", "reward", "agreement (Pearson)", "method picked", "val", "share of one-shot gain",
+                           "Δ zero-shot [95% CI]", "Δ strongest control [95% CI]", "strongest cheap baseline (share)"], rows)
+
+
 @renderer("bench", "bench/results.json")
 def render_bench(path: Path) -> str:
     """The benchmark table of bench/run_all.py, then the long runs kept in bench/runs/*.json

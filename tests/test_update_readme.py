@@ -35,3 +35,25 @@ def test_every_readme_section_has_a_renderer() -> None:
     update_readme = _module()
     names = [m["name"] for m in update_readme.SECTION.finditer((ROOT / "README.md").read_text())]
     assert names and set(names) <= set(update_readme.RENDERERS)
+
+
+def test_renders_science_summary_with_reward_agreement(tmp_path) -> None:
+    update_readme = _module()
+    demo = tmp_path / "runs" / "demo"
+    demo.mkdir(parents=True)
+    header = ("task,condition,kind,metric,higher_is_better,mean,spread,seeds,diff_zero_shot,ci_low_zero_shot,ci_high_zero_shot,"
+              "diff_strongest_control,ci_low_strongest_control,ci_high_strongest_control,strongest_control,units,forwards,"
+              "held_out_score,reward\n")
+    rows = [("one_shot", "reference", 0.5, "", ""), ("control:none", "control", 0.9, "", ""),
+            ("control:all", "control", 0.8, "", ""), ("reinforce", "method", 0.7, -0.75, "token"),
+            ("prune", "method", 0.6, -0.6, "pixel")]
+    body = "".join(f"inpainting,{c},{k},mse,False,{m},0.01,3,{0.9 - m:.2f},0.01,0.3,0.1,0.01,0.2,control:all,5,100,{h},{r}\n"
+                   for c, k, m, h, r in rows)
+    (demo / "search_comparison.csv").write_text(header + body)
+    (demo / "agreement.csv").write_text("task,reward,reference,pearson\ninpainting,pixel,pixel,1.0\ninpainting,token,pixel,-0.2\n")
+    text = "<!-- BEGIN table:science -->\nold\n<!-- END table:science -->\n"
+    new, updated, _ = update_readme.update(text, root=tmp_path)
+    assert updated == ["science"]
+    # prune is picked (best held-out score); share of gain (0.6 - 0.9) / (0.5 - 0.9) = 75%; the all-units control 25%
+    assert "| inpainting | MSE ↓ | pixel | +1.00 | prune | 0.600 | 75% | +0.300 [+0.010, +0.300] |" in new
+    assert "| all 0.800 (25%) |" in new

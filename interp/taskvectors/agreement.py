@@ -202,3 +202,30 @@ def record(run: Any, rows: Sequence[Agreement], name: str = "agreement") -> Any:
         new = pd.concat([old, new], ignore_index=True)
     run.write_table(name, new)
     return new
+
+
+#: rewards from cheapest to dearest per forward: the token reward needs no decode; the soft
+#: reward decodes every row (nothing to cache) but is differentiable; the pixel reward is the
+#: official metric itself (decodes cached by code grid)
+FORWARD_ORDER = ("token", "pixel")
+DIFFERENTIABLE_ORDER = ("token", "soft")
+
+
+def pick_reward(agreements: Sequence[Agreement], differentiable: bool = False) -> str:
+    """The reward a search should train on, from measured agreements of one task.
+
+    The cheapest reward of :data:`FORWARD_ORDER` (``differentiable``: :data:`DIFFERENTIABLE_ORDER`,
+    for ``gradient`` and ``attribution``) whose Pearson agreement with the official reward is at
+    least :data:`MIN_PEARSON`; otherwise the official ``pixel`` reward (``differentiable``: the
+    best-agreeing differentiable reward, as none is exact). A reward not measured is not picked,
+    except ``pixel``, which agrees with itself by definition.
+    """
+    by = {a.reward: a for a in agreements}
+    order = DIFFERENTIABLE_ORDER if differentiable else FORWARD_ORDER
+    for name in order:
+        if name == "pixel" or (name in by and not by[name].low):
+            return name
+    if not differentiable:
+        return "pixel"
+    measured = [by[n] for n in order if n in by and by[n].pearson == by[n].pearson]
+    return max(measured, key=lambda a: a.pearson).reward if measured else order[-1]

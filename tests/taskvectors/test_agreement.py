@@ -77,3 +77,16 @@ def test_statistics() -> None:
     assert sign_agreement(torch.tensor([1.0, 2.0, 5.0, 3.0]), torch.tensor([0.0, 1.0, 0.0, 1.0]), groups) == 0.5
     masks = random_masks(200, 5, seed=1)
     assert masks[0].sum() == 0 and masks[-1].sum() == 200 and 60 < masks[2].sum() < 140
+
+
+def test_pick_reward_takes_the_cheapest_that_agrees() -> None:
+    from interp.taskvectors.agreement import Agreement, pick_reward
+
+    def row(reward, r):
+        return Agreement("inpainting", reward, "pixel", r, r, 0.5, 8, 4, 0)
+
+    assert pick_reward([row("token", 0.9), row("soft", 0.95)]) == "token"
+    assert pick_reward([row("token", 0.3), row("soft", 0.95)]) == "pixel"  # forward-only: the official reward
+    assert pick_reward([row("token", 0.3), row("soft", 0.95)], differentiable=True) == "soft"
+    assert pick_reward([row("token", 0.3), row("soft", 0.1)], differentiable=True) == "token"  # best of the two
+    assert pick_reward([row("token", float("nan"))]) == "pixel" and pick_reward([]) == "pixel"
