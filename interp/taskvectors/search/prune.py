@@ -18,7 +18,7 @@ cost of the first round in all, plus one held-out pass per round.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,10 +29,10 @@ from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResu
 
 @dataclass
 class PruneConfig:
-    drop: float = 0.25  # share of the remaining units removed per round (at least one)
-    block: int = 1  # units removed together when scoring a removal
-    min_units: int = 1  # stop when this many remain
-    seed: int = 0  # unused (deterministic); every method takes a seed
+    drop: float = field(default=0.25, metadata={"help": "share of the remaining units removed per round (at least one)", "above": 0.0})
+    block: int = field(default=1, metadata={"help": "units removed together when a removal is scored (larger: fewer forwards)", "min": 1})
+    min_units: int = field(default=1, metadata={"help": "stop when this many units remain", "min": 1})
+    seed: int = field(default=0, metadata={"help": "unused (deterministic); every method takes a seed"})
 
     def __post_init__(self) -> None:
         if not 0 < self.drop < 1:

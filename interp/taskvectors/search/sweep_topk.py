@@ -3,7 +3,7 @@ by that reward, and the top-k with the best held-out score kept (``k`` up to all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,8 +13,8 @@ from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResu
 
 @dataclass
 class SweepConfig:
-    max_units: int | None = None  # largest top-k tried (default: all units)
-    seed: int = 0  # unused (deterministic)
+    max_units: int | None = field(default=None, metadata={"help": "largest top-k tried on the held-out prompts (none: all units)", "min": 1})
+    seed: int = field(default=0, metadata={"help": "unused (deterministic); every method takes a seed"})
 
 
 Config = SweepConfig
