@@ -52,7 +52,7 @@ def test_a_reward_agrees_with_itself_and_opposite_one_is_warned(planted) -> None
 def test_token_and_soft_rewards_against_pixel_on_a_random_model() -> None:
     from interp.data.synthetic import SyntheticPascal
     from interp.data.tasks import build_prompts
-    from interp.taskvectors.stats import collect
+    from interp.taskvectors.collect import collect
     from interp.taskvectors.units import UnitSpace
     from tests.conftest import random_model
 
