@@ -136,13 +136,21 @@ def soft_iou(pred: Tensor, truth: Tensor, grid: CanvasGrid, scale: float = SOFT_
     ``smooth=1`` pixel an empty prediction of an empty truth scores 1 (the official reward's
     ``empty_iou``), and a non-empty cell moves by well under 1%.
     """
-    _check_pair(pred, truth, grid)
+    check_canvas_pair(pred, truth, grid)
     level = (grid.cell(pred, "target").float() * 255.0).mean(dim=1)  # [B, h, w]
     white = torch.sigmoid((level - 127.5) / scale)
     target = round_to_white(grid.cell(truth, "target").double()).to(white.dtype)
     intersection = (white * target).sum(dim=(-2, -1))
     union = (white + target - white * target).sum(dim=(-2, -1))
     return (intersection + smooth) / (union + smooth)
+
+
+def soft_mse(pred: Tensor, truth: Tensor, grid: CanvasGrid) -> Tensor:
+    """:func:`pixel_mse` of float pixels ``pred [B, 3, H, W]`` in [0, 1] (not truncated to integers,
+    so differentiable) against integer ``truth``, ``[B]``: equal to it when ``pred`` is ``k / 255``."""
+    check_canvas_pair(pred, truth, grid)
+    cells = [normalize(grid.cell(pred, "target").float()), normalize(grid.cell(truth, "target").float() / 255.0)]
+    return ((cells[0] - cells[1]) ** 2).mean(dim=(-3, -2, -1))
 
 
 def decoder_rows(layout: PromptLayout, patches: Sequence[int], what: str = "the requested") -> list[int]:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from interp.canvas import PromptLayout, get_layout
-from interp.metrics import code_cross_entropy, mse, pixel_iou, pixel_mse, soft_iou, task_metric
+from interp.metrics import code_cross_entropy, pixel_iou, pixel_mse, soft_iou, soft_mse, task_metric
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.pixels import DECODES, Decode, Decoder, canvas_pixels, check_decode
 
@@ -146,7 +146,7 @@ class Scorer:
         grid = self.model.grid
         if self.metric.name == "iou":
             return soft_iou(image, truth, grid)
-        return -mse(image, truth.to(image.dtype) / 255.0, grid, normalized=False)
+        return -soft_mse(image, truth, grid)
 
     def rewards(self, canvases: Tensor, logits: Tensor, target_codes: Tensor | None = None) -> Tensor:
         """Just the reward, ``[B]`` float64."""

@@ -74,7 +74,7 @@ def test_bad_kind_and_decode_are_named(model) -> None:
 def test_soft_reward_on_one_hot_logits_is_the_pixel_reward_before_truncation(model, canvases) -> None:
     """Very peaked logits make the soft decode the hard one; the soft reward then differs from
     the official pixel reward only by the integer truncation (MSE) or the sigmoid rounding (IoU)."""
-    from interp.metrics import mse, soft_iou
+    from interp.metrics import soft_iou, soft_mse
     from interp.models.pixels import decode_prediction
 
     layout = zero_shot(model.grid)
@@ -83,7 +83,9 @@ def test_soft_reward_on_one_hot_logits_is_the_pixel_reward_before_truncation(mod
     hard = decode_prediction(model.vqgan, logits.argmax(-1), layout)
     truth = canvas_pixels(canvases)
     soft = Scorer(model, "lowlight", layout, "soft")(canvases, peaked)
-    torch.testing.assert_close(soft.reward, -mse(hard, truth.float() / 255, model.grid, normalized=False).double())
+    torch.testing.assert_close(soft.reward, -soft_mse(hard, truth, model.grid).double())
+    quantized = (hard * 255).floor() / 255  # on integer levels the soft MSE is the official one
+    torch.testing.assert_close(soft_mse(quantized, truth, model.grid), pixel_mse((hard * 255).floor().int(), truth, model.grid))
     official = Scorer(model, "lowlight", layout)(canvases, peaked).reward
     assert (soft.reward - official).abs().max() < 0.05  # truncation to 0..255 moves MSE by a little
     seg = Scorer(model, "segmentation", layout, "soft")
