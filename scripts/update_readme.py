@@ -209,6 +209,37 @@ def render_decode(path: Path) -> str:
                           rows)
 
 
+@renderer("lens", "runs/lens/lens")
+def render_lens(path: Path) -> str:
+    """``interp lens`` outputs (``lens/<task>.csv``): per task and condition, the first and last
+    readout of each stack and where the task becomes solved (90% of the way, per stack)."""
+    rows = []
+    for csv in sorted(path.glob("*.csv")):
+        table = pd.read_csv(csv)
+        for condition, part in table.groupby("condition", sort=False):
+            by = part.set_index("readout")["mean"]
+            rows.append([_label(csv.stem), condition.replace("_", "-").replace("+tv", " + task vector"),
+                         _arrow(part["metric"].iloc[0]), f"{by['enc 0']:.3f}" if "enc 0" in by else "",
+                         f"{by['dec embed']:.3f}", f"{by.iloc[-1]:.3f}", str(part["solved_at"].iloc[0])])
+    return markdown_table(["task", "condition", "metric", "enc 0 (early exit)", "dec embed", "last (= prediction)",
+                           "solved at (encoder, decoder)"], rows)
+
+
+@renderer("interventions", "runs/lens/interventions.csv")
+def render_interventions(path: Path) -> str:
+    """``interp interventions`` output: each task vector under each intervention kind (best in bold)."""
+    table = pd.read_csv(path)
+    kinds = list(dict.fromkeys(table["condition"].str.split(":").str[1]))
+    rows = []
+    for task, part in table.groupby("task", sort=False):
+        by = part.assign(kind=part["condition"].str.split(":").str[1]).set_index("kind")
+        cells = [(f"**{by.loc[k, 'mean']:.3f}**" if by.loc[k, "best"] else f"{by.loc[k, 'mean']:.3f}") if k in by.index
+                 else "" for k in kinds]
+        rows.append([f"{_label(task)} ({_arrow(part['metric'].iloc[0])})", f"{part['one_shot'].iloc[0]:.3f}",
+                     f"{part['zero_shot'].iloc[0]:.3f}", *cells])
+    return markdown_table(["task", "one-shot", "zero-shot", *kinds], rows)
+
+
 def update(text: str, root: Path = ROOT, only: set[str] | None = None) -> tuple[str, list[str], list[str]]:
     """``(new text, sections updated, sections skipped for a missing source)``."""
     updated, skipped = [], []

@@ -57,3 +57,24 @@ def test_renders_science_summary_with_reward_agreement(tmp_path) -> None:
     # prune is picked (best held-out score); share of gain (0.6 - 0.9) / (0.5 - 0.9) = 75%; the all-units control 25%
     assert "| inpainting | MSE ↓ | pixel | +1.00 | prune | 0.600 | 75% | +0.300 [+0.010, +0.300] |" in new
     assert "| all 0.800 (25%) |" in new
+
+
+def test_renders_lens_and_interventions_tables(tmp_path) -> None:
+    update_readme = _module()
+    lens = tmp_path / "runs" / "lens" / "lens"
+    lens.mkdir(parents=True)
+    rows = ["task,condition,readout,stack,layer,metric,higher_is_better,mean,sem,n,solved_at"]
+    for condition, solved in (("zero_shot", "enc 1, dec 0"), ("zero_shot+tv", "enc 0, dec 1")):
+        for readout, stack, layer, mean in (("enc 0", "encoder", 0, 0.1), ("dec embed", "decoder", -1, 0.2),
+                                            ("dec 0", "decoder", 0, 0.25)):
+            rows.append(f"segmentation,{condition},{readout},{stack},{layer},iou,True,{mean},0.01,4,\"{solved}\"")
+    (lens / "segmentation.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "runs" / "lens" / "interventions.csv").write_text(
+        "task,condition,metric,higher_is_better,mean,sem,n,intervention,alpha,units,zero_shot,one_shot,best\n"
+        "lowlight,zero_shot+tv:replace,mse,False,0.6,0.1,4,replace,1.0,3,2.0,0.5,False\n"
+        "lowlight,zero_shot+tv:add(a=1),mse,False,0.55,0.1,4,add,1.0,3,2.0,0.5,True\n")
+    text = "<!-- BEGIN table:lens -->\n<!-- END table:lens -->\n<!-- BEGIN table:interventions -->\n<!-- END table:interventions -->\n"
+    new, updated, _ = update_readme.update(text, root=tmp_path)
+    assert updated == ["lens", "interventions"]
+    assert "| segmentation | zero-shot + task vector | mIoU ↑ | 0.100 | 0.200 | 0.250 | enc 0, dec 1 |" in new
+    assert "| lowlight (MSE ↓) | 0.500 | 2.000 | 0.600 | **0.550** |" in new
