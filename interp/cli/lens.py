@@ -18,25 +18,10 @@ from __future__ import annotations
 
 import argparse
 
+from interp.cli.intervention import intervention_from, intervention_options
 from interp.cli.options import Command, integer, real
 from interp.cli.stages import open_stage, stage_options
 from interp.data.tasks import TASKS
-
-
-def intervention_options(parser: argparse.ArgumentParser) -> None:
-    """``--intervention`` and ``--alpha``: what a patch does to the units it selects."""
-    from interp.taskvectors.patching import INTERVENTION_KINDS
-
-    parser.add_argument("--intervention", choices=INTERVENTION_KINDS, default="replace",
-                        help="replace: the task mean (official); add: z + alpha (mean - zero-shot mean); "
-                             "scaled: z + alpha (mean - z) (default: replace)")
-    parser.add_argument("--alpha", type=real(), default=1.0, help="alpha of add / scaled, a number (default: 1)")
-
-
-def intervention_from(args: argparse.Namespace):
-    from interp.taskvectors.patching import Intervention
-
-    return Intervention(args.intervention, args.alpha)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
