@@ -40,8 +40,9 @@ def weights_hash(model: Any) -> str:
 
 
 def model_fingerprint(model: Any) -> dict[str, str]:
-    """The model config fingerprint and the hash of its weights (a retrained model differs)."""
-    return {"config": model.config.fingerprint(), "weights": weights_hash(model)}
+    """The model config fingerprint and the hash of its weights (a retrained model differs):
+    :meth:`~interp.models.PromptModel.fingerprint`."""
+    return model.fingerprint()
 
 
 def source_spec(source: Any) -> str:

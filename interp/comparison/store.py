@@ -66,7 +66,7 @@ def load_task_vector(path: Path, model: MAEVQGAN, keys: Sequence[str], base_id: 
             f"{path} was fine-tuned with other settings ({meta.get('config')}, now {asdict(cfg)}); "
             "use a new --out directory, or delete task_vectors/ there to fine-tune again"
         )
-    loaded = TaskVector.load(path, device=next(model.parameters()).device)
+    loaded = TaskVector.load(path, device=model.device)
     if set(loaded) != set(keys):
         raise ValueError(f"{path} holds other parameters than this model's trainable MAE ones; use a new --out")
     return loaded.select(keys), float(meta.get("seconds", "nan"))  # the model's order (safetensors sorts names)
@@ -143,7 +143,7 @@ def _fit(atlas: AtlasModel, model: MAEVQGAN, train: PromptBatch, val: PromptBatc
         return AtlasFit(atlas.learned_task_vector(), float(info["seconds"]), n_blocks, info.get("note", ""))
     layout = zero_shot(model.grid)
     subset = train.select(range(min(setup.prompts, len(train))))
-    device = next(model.parameters()).device
+    device = model.device
     canvases = subset.canvases.to(device)
     batches = [(canvases, target_codes(model, canvases).to(device))]
 
