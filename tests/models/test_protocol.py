@@ -25,6 +25,7 @@ from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts, build_task_prompts
 from interp.hooks import HookedModule, HookPoint
 from interp.models.pixels import Decode, Decoder, predict_pixels
+from interp.models.presets import random_model
 from interp.models.protocol import PromptModel, StackInfo
 from interp.models.vit import Block
 from interp.provenance import weights_hash
@@ -159,18 +160,33 @@ class ToyPromptModel(HookedModule):
 
 @pytest.fixture(scope="module")
 def toy() -> ToyPromptModel:
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    model = ToyPromptModel().eval()
-    torch.random.set_rng_state(state)
-    return model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return ToyPromptModel().eval()
+
+
+def test_mae_vqgan_is_a_prompt_model() -> None:
+    """MAE-VQGAN answers the protocol from its config; its fingerprint is the provenance record."""
+    with torch.random.fork_rng(devices=[]):  # random_model seeds the global generator
+        model = random_model(seed=1, with_vqgan=True)
+    c = model.config.mae
+    assert isinstance(model, PromptModel) and model.has_pixels
+    assert model.stacks == {"encoder": StackInfo(c.depth, c.num_heads, c.embed_dim // c.num_heads),
+                            "decoder": StackInfo(c.decoder_depth, c.decoder_num_heads, c.decoder_embed_dim // c.decoder_num_heads)}
+    assert model.fingerprint() == {"config": model.config.fingerprint(), "weights": weights_hash(model)}
+    assert model.device == torch.device("cpu") and model.layout("zero_shot") == get_layout("zero_shot", model.grid)
+    canvas = torch.randn(1, 3, model.grid.canvas_size, model.grid.canvas_size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        codes = model.target_codes(canvas)
+        torch.testing.assert_close(model.decode_codes(codes), model.vqgan.decode_codes(codes))
+    assert codes.shape == (1, model.grid.num_patches)
 
 
 def test_toy_is_a_prompt_model_and_not_an_mae(toy) -> None:
     assert isinstance(toy, PromptModel)
     assert not hasattr(toy, "config") and not hasattr(toy, "vqgan")
     assert toy.stacks == {"encoder": StackInfo(3, 2, 12), "decoder": StackInfo(2, 4, 4)}
-    canvas = torch.randn(2, 3, 32, 32)
+    canvas = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         logits = toy(canvas, "zero_shot")
         stream = list(toy.residual_stream(canvas, "zero_shot"))
