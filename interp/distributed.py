@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -226,15 +226,3 @@ def start(device: str = "cpu") -> str:
     rank_device = init(device)
     atexit.register(shutdown)
     return str(rank_device)
-
-
-def launch(main: Callable[[str], int], device: str = "cpu") -> int:
-    """Run ``main(device of this rank)`` as one rank of a torchrun group, then leave the group."""
-    rank_device = init(device)
-    try:
-        with guard():
-            status = main(str(rank_device))
-        barrier()
-        return status
-    finally:
-        shutdown()

@@ -28,7 +28,7 @@ is rounded at load (``>= 128``), which equals the official rounded target.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -255,8 +255,3 @@ class Pascal5i(PromptSource):
     def names(self, fold: int, split: str = "val") -> list[str]:
         """Distinct image names of a fold's split list, in list order."""
         return list(dict.fromkeys(entry.name for entry in self.entries(fold, split)))
-
-
-def split_sizes(source: PromptSource, folds: Iterable[int] = range(NUM_FOLDS)) -> dict[str, list[int]]:
-    """Lines per split list, e.g. ``{"trn": [...], "val": [346, 451, 725, 346]}`` for the official lists."""
-    return {split: [len(source.entries(fold, split)) for fold in folds] for split in SPLITS}

@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from interp.canvas import CanvasGrid
-from interp.data.pascal import Pascal5i, split_sizes
-from interp.data.source import DataError, Entry, read_split_list, sample_pairs, select_pairs, write_split_list
+from interp.data.pascal import Pascal5i
+from interp.data.source import (
+    NUM_FOLDS, SPLITS, DataError, Entry, read_split_list, sample_pairs, select_pairs, write_split_list,
+)
 from interp.data.tasks import build_prompts
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -28,6 +30,11 @@ IMAGES = {
     "2009_000007": (False, (160, 160, 160), [(1, (10, 10, 20, 20)), (7, (30, 30, 60, 60))]),
     "2010_000008": (False, (60, 60, 60), [(7, (0, 0, 62, 62))]),
 }
+
+
+def split_sizes(source: Pascal5i) -> dict[str, list[int]]:
+    """Lines per split list and fold, e.g. ``{"trn": [...], "val": [346, 451, 725, 346]}`` for the official lists."""
+    return {split: [len(source.entries(fold, split)) for fold in range(NUM_FOLDS)] for split in SPLITS}
 
 
 def _write_voc(root: Path) -> Path:
