@@ -90,13 +90,6 @@ class Intervention:
         """``replace``, ``add(a=0.5)``, ``scaled(a=2)``: a short name for tables and legends."""
         return self.kind if self.kind == "replace" else f"{self.kind}(a={self.alpha:g})"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "alpha": self.alpha}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> Intervention:
-        return cls() if not d else cls(str(d.get("kind", "replace")), d.get("alpha", 1.0))
-
 
 REPLACE = Intervention()
 

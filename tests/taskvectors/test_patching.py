@@ -253,5 +253,5 @@ def test_intervention_errors(model, means) -> None:
         Intervention("add", float("nan"))
     with pytest.raises(InputError, match="needs the zero-shot means"):
         MeanPatcher(model, means, "zero_shot", space, Intervention("add", 1.0))
-    assert Intervention.from_dict(Intervention("scaled", 2).to_dict()) == Intervention("scaled", 2.0)
+    assert Intervention("scaled", 2) == Intervention("scaled", 2.0)
     assert Intervention("scaled", 2).label == "scaled(a=2)" and Intervention().label == "replace"
