@@ -26,7 +26,7 @@ PACKAGE = ROOT / "interp"
 # files of the search / scoring unification (issue 21 items 1-4), the explorer's controls, the
 # code lens / path patching and the weight-space bases, cleaned as that work lands
 PENDING_CYCLES: set[str] = {"interp.viz.explorer.controls", "interp.viz.explorer.widget"}
-PENDING_PRIVATE: set[str] = {"interp/weights/atlas.py", "interp/weights/basis_build.py"}
+PENDING_PRIVATE: set[str] = set()
 PENDING_MODEL_ANY: set[str] = {
     "interp/taskvectors/search/base.py",
 }

@@ -42,7 +42,8 @@ class TaskVectorError(InputError):
     """Task vectors or weights that do not fit together; the message names the keys and the fix."""
 
 
-def _listing(names: Iterable[str], limit: int = 8) -> str:
+def key_listing(names: Iterable[str], limit: int = 8) -> str:
+    """Names for a message: the first ``limit`` quoted, then how many more."""
     names = list(names)
     shown = ", ".join(repr(n) for n in names[:limit])
     more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
@@ -61,9 +62,9 @@ def check_same_keys(
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} key(s) of {names[0]} missing from {names[1]}: {_listing(missing)}")
+            parts.append(f"{len(missing)} key(s) of {names[0]} missing from {names[1]}: {key_listing(missing)}")
         if extra:
-            parts.append(f"{len(extra)} key(s) of {names[1]} not in {names[0]}: {_listing(extra)}")
+            parts.append(f"{len(extra)} key(s) of {names[1]} not in {names[0]}: {key_listing(extra)}")
         raise TaskVectorError(
             f"{what} do not have the same keys: " + "; ".join(parts)
             + ". Build both from the same architecture (or select common keys with .select())."
@@ -75,7 +76,7 @@ def check_same_keys(
     ]
     if shapes:
         raise TaskVectorError(
-            f"{what} disagree in shape for {len(shapes)} key(s): {_listing(shapes)}; "
+            f"{what} disagree in shape for {len(shapes)} key(s): {key_listing(shapes)}; "
             "they come from different architectures or configs"
         )
 
@@ -129,7 +130,7 @@ class TaskVector(Mapping[str, Tensor]):
         bad = [k for k, v in vector.items() if not isinstance(v, Tensor) or not v.dtype.is_floating_point]
         if bad:
             raise TaskVectorError(
-                f"a task vector holds floating-point tensors only; not so for {_listing(bad)}. "
+                f"a task vector holds floating-point tensors only; not so for {key_listing(bad)}. "
                 "Build it with TaskVector.from_state_dicts, which skips integer/bool entries."
             )
         self._vector: dict[str, Tensor] = dict(vector)
@@ -285,7 +286,7 @@ class TaskVector(Mapping[str, Tensor]):
             chosen = list(keys)
             unknown = [k for k in chosen if k not in self._vector]
             if unknown:
-                raise TaskVectorError(f"select: keys not in the task vector: {_listing(unknown)}")
+                raise TaskVectorError(f"select: keys not in the task vector: {key_listing(unknown)}")
         return TaskVector({k: self._vector[k] for k in chosen}, name=self.name)
 
     def to(self, *args: Any, **kwargs: Any) -> "TaskVector":
@@ -332,7 +333,7 @@ class TaskVector(Mapping[str, Tensor]):
         if missing:
             raise TaskVectorError(
                 f"task vector {self.name or ''} has {len(missing)} key(s) not in {where}: "
-                f"{_listing(missing)}; was it built for another model (or with a prefix such as 'model.')?"
+                f"{key_listing(missing)}; was it built for another model (or with a prefix such as 'model.')?"
             )
         bad = [
             f"{k}: {tuple(v.shape)} vs {tuple(tensors[k].shape)}"
@@ -340,7 +341,7 @@ class TaskVector(Mapping[str, Tensor]):
             if tuple(v.shape) != tuple(tensors[k].shape)
         ]
         if bad:
-            raise TaskVectorError(f"task vector and {where} disagree in shape: {_listing(bad)}")
+            raise TaskVectorError(f"task vector and {where} disagree in shape: {key_listing(bad)}")
 
     # --- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
@@ -373,7 +374,7 @@ class TaskVector(Mapping[str, Tensor]):
                                   fix="write task vectors with TaskVector.save") from None
         bad = [k for k, v in vector.items() if not v.is_floating_point()]
         if bad or not vector:
-            raise TaskVectorError(f"{path} holds {'no tensors' if not vector else f'non-float tensors {_listing(bad)}'}; "
+            raise TaskVectorError(f"{path} holds {'no tensors' if not vector else f'non-float tensors {key_listing(bad)}'}; "
                                   "a task vector is float weight deltas", fix="write task vectors with TaskVector.save")
         return cls(vector, name=meta.get("name") or path.stem)
 

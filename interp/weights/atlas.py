@@ -62,7 +62,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from interp.weights.arithmetic import TaskVector, TaskVectorError, _listing, check_same_keys, named_task_vectors
+from interp.weights.arithmetic import TaskVector, TaskVectorError, key_listing, check_same_keys, named_task_vectors
 
 TaskVectors = Union[Sequence[TaskVector], Mapping[str, TaskVector]]
 CONVENTIONS = ("interp", "upstream")
@@ -165,7 +165,7 @@ class AtlasModel(nn.Module):
         if unknown:
             raise TaskVectorError(
                 f"{len(unknown)} task-vector key(s) are not parameters or buffers of the base model: "
-                f"{_listing(unknown)}; the task vectors were built for another model (or a prefix differs)"
+                f"{key_listing(unknown)}; the task vectors were built for another model (or a prefix differs)"
             )
         if not self.blocks:
             raise TaskVectorError("no task-vector key is a parameter of the base model; nothing to learn")
@@ -176,7 +176,7 @@ class AtlasModel(nn.Module):
             if tuple(tvs[0][k].shape) != tuple(targets[k].shape)
         ]
         if bad:
-            raise TaskVectorError(f"task vectors and base model disagree in shape: {_listing(bad)}")
+            raise TaskVectorError(f"task vectors and base model disagree in shape: {key_listing(bad)}")
 
         for i, key in enumerate(self.blocks):
             ref = targets[key]
@@ -230,7 +230,7 @@ class AtlasModel(nn.Module):
         try:
             return self.blocks.index(block)
         except ValueError:
-            raise KeyError(f"{block!r} is not a block; blocks are {_listing(self.blocks)}") from None
+            raise KeyError(f"{block!r} is not a block; blocks are {key_listing(self.blocks)}") from None
 
     def deltas(self) -> dict[str, Tensor]:
         """``sum_t sum_k lambda[b,t,k] mask_k tau_t[b]`` per block (differentiable)."""

@@ -66,7 +66,8 @@ class BasisError(InputError):
     """A basis that cannot be built, saved or read; the message names the problem and the fix."""
 
 
-def _method(name: str) -> str:
+def basis_method(name: str) -> str:
+    """The canonical basis method of a name or alias; a BasisError naming the supported ones otherwise."""
     found = _ALIASES.get(str(name).lower())
     if found is None:
         raise BasisError(
@@ -82,13 +83,14 @@ def named_basis_inputs(task_vectors: TaskVectors) -> tuple[list[TaskVector], lis
 
 
 # --- chunked linear algebra over task vectors ------------------------------------------------
-def _chunks(numel: int, chunk_size: int):
+def chunk_ranges(numel: int, chunk_size: int):
+    """``(start, stop)`` of consecutive chunks of ``chunk_size`` elements covering ``numel``."""
     for start in range(0, numel, chunk_size):
         yield start, min(start + chunk_size, numel)
 
 
 @torch.no_grad()
-def _combine(
+def combine_vectors(
     vectors: Sequence[Mapping[str, Tensor]], C: Tensor, chunk_size: int
 ) -> list[dict[str, Tensor]]:
     """``out[m] = sum_t C[t, m] * vectors[t]`` for every block (C is T x M), chunked."""
@@ -98,7 +100,7 @@ def _combine(
         flats = [v[key].reshape(-1) for v in vectors]
         results = [torch.empty(first.numel(), dtype=first.dtype, device=first.device) for _ in range(M)]
         coef = C.to(first.device, torch.float32 if first.dtype != torch.float64 else torch.float64)
-        for i, j in _chunks(first.numel(), chunk_size):
+        for i, j in chunk_ranges(first.numel(), chunk_size):
             X = torch.stack([f[i:j] for f in flats], dim=1).to(coef.dtype)  # [rows, T]
             Y = X @ coef  # [rows, M]
             for m in range(M):
@@ -173,7 +175,7 @@ class Basis:
         weights = self.recovery[:, t].reshape(-1, 1).double()  # [M, 1]
         start = [self.mean] if self.mean is not None else []
         C = torch.cat([torch.ones(1, 1, dtype=torch.float64), weights]) if start else weights
-        (vector,) = _combine(start + self.vectors, C, chunk_size=2_000_000)
+        (vector,) = combine_vectors(start + self.vectors, C, chunk_size=2_000_000)
         return TaskVector(vector, name=self.task_names[t])
 
     def recover_all(self) -> dict[str, TaskVector]:
@@ -238,7 +240,7 @@ class Basis:
             raise BasisError(f"{info_path} is not valid JSON ({error})", fix="rewrite it with Basis.save") from None
         if not isinstance(info, dict):
             raise BasisError(f"{info_path} holds a JSON {type(info).__name__}, not an object", fix="rewrite it with Basis.save")
-        method = _method(info.get("method", "?"))
+        method = basis_method(info.get("method", "?"))
         artifact_path = _artifact_path(folder, method)
         artifact: dict[str, Any] = {}
         if artifact_path is None:

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.weights.bases import (
-    AE, PCA, RANDOM, Basis, BasisError, TaskVectors, _chunks, _combine, _method, named_basis_inputs, random_orthonormal,
+    AE, PCA, RANDOM, Basis, BasisError, TaskVectors, chunk_ranges, combine_vectors, basis_method, named_basis_inputs, random_orthonormal,
     unflatten,
 )
 
@@ -44,7 +44,7 @@ def gram_matrix(task_vectors: Sequence[Mapping[str, Tensor]], chunk_size: int = 
     G = torch.zeros(T, T, dtype=torch.float64)
     for key in task_vectors[0]:
         flats = [tv[key].reshape(-1) for tv in task_vectors]
-        for i, j in _chunks(flats[0].numel(), chunk_size):
+        for i, j in chunk_ranges(flats[0].numel(), chunk_size):
             X = torch.stack([f[i:j] for f in flats], dim=1).double()  # [rows, T]
             G += (X.T @ X).cpu()
     return G
@@ -143,7 +143,7 @@ def build_basis(
     """
     tvs, names = named_basis_inputs(task_vectors)
     T = len(tvs)
-    method = _method(method)
+    method = basis_method(method)
     keys = list(tvs[0])
     total_dim = sum(v.numel() for v in tvs[0].values())
     top = total_dim if method == RANDOM else T
@@ -166,7 +166,7 @@ def build_basis(
         B = torch.softmax(A / tau_final, dim=0)  # [T, M]
         if softmax_w:
             W = torch.softmax(W / tau_final, dim=0)  # what recovers the task vectors, as upstream saves it
-        vectors = _combine(tvs, B.double(), chunk_size)
+        vectors = combine_vectors(tvs, B.double(), chunk_size)
         E = (B @ W).double() - torch.eye(T, dtype=torch.float64)
         diagnostics.update(loss=log, relative_error=float(torch.trace(E.T @ G @ E)) / trace)
         metadata = {  # the fields of the official GramRunConfig, then timestamp and method
@@ -185,8 +185,8 @@ def build_basis(
         return _random_basis(tvs, names, M, seed, chunk_size, model, stamp, diagnostics)
 
     C, coefficients, singular, centred = _pca(G, M)
-    vectors = _combine(tvs, C, chunk_size)
-    (mean,) = _combine(tvs, torch.full((T, 1), 1.0 / T, dtype=torch.float64), chunk_size)
+    vectors = combine_vectors(tvs, C, chunk_size)
+    (mean,) = combine_vectors(tvs, torch.full((T, 1), 1.0 / T, dtype=torch.float64), chunk_size)
     k = coefficients.shape[0]
     diagnostics["relative_error"] = float(centred[k:].sum()) / trace
     coefficients, singular = coefficients.float(), singular.float()
@@ -225,7 +225,7 @@ def _random_basis(
     start = 0
     for key in keys:
         flats = [tv[key].reshape(-1) for tv in tvs]
-        for i, j in _chunks(flats[0].numel(), chunk_size):
+        for i, j in chunk_ranges(flats[0].numel(), chunk_size):
             X = torch.stack([f[i:j] for f in flats], dim=1).double()  # [rows, T]
             projections += Q[start + i : start + j].double().T @ X.cpu()
         start += flats[0].numel()
