@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,16 @@ import torch
 
 from interp.models.presets import random_model  # noqa: F401  (tests import it from here)
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+#: the official-code fixtures (README "Checking the parity claim"): $INTERP_REFERENCE, else ../shared/reference
+REFERENCE = Path(os.environ.get("INTERP_REFERENCE") or Path(__file__).resolve().parents[1].parent / "shared" / "reference")
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip(
-            f"{REFERENCE} not found: reference tests need ../shared beside the clone (CI has it)"
+            f"{REFERENCE} not found: the parity tests need the official-code fixtures; set INTERP_REFERENCE=<folder> "
+            "or put them at ../shared/reference beside the clone (CI has them; README: 'Checking the parity claim')"
         )
     return REFERENCE
 

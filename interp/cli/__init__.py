@@ -7,15 +7,25 @@ write ``interp/cli/<name>.py`` with ``COMMANDS = [Command(...)]`` and list the m
 (:class:`~interp.errors.InterpError`) or any other failure is printed as one line with its
 fix, exit status 2 for usage and input errors, 1 for failures; ``--debug`` (or
 ``INTERP_DEBUG=1``) prints the traceback as well.
+
+Mistakes get a suggestion: a misspelt command ("did you mean `interp collect`?", by
+:mod:`difflib`), values given space-separated to an option that takes one comma-separated
+list (``--tasks segmentation lowlight``). A stage that fails before writing anything but its
+manifest leaves no run directory behind. Under ``torchrun`` (``RANK`` set) only rank 0 prints
+results; an error is printed by each failing rank once, prefixed with its rank.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import importlib
 import os
+import shutil
 import sys
 import traceback
+from pathlib import Path
 
 from interp.cli.options import Command, Parser
 from interp.errors import ConfigError, InterpError
@@ -59,11 +69,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str], prog: str = "interp") -> argparse.Namespace:
-    """The parsed command line; a usage error is a :class:`ConfigError` pointing to ``--help``."""
+    """The parsed command line; a usage error is a :class:`ConfigError` pointing to ``--help``
+    (with a suggestion where one fits: a close command name, comma-separated values)."""
+    parser = build_parser()
+    known = commands()
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name is not None and name not in known:
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        hint = f"Did you mean `interp {close[0]}`? " if close else ""
+        raise ConfigError(f"unknown command {name!r}", fix=f"{hint}`interp --help` lists the commands")
     try:
-        return build_parser().parse_args(argv)
+        return parser.parse_args(argv)
     except ConfigError as error:
-        raise ConfigError(error.problem, fix=f"`{prog} --help` lists the options and their values") from None
+        fix = f"`{prog} --help` lists the options and their values"
+        hint = _comma_hint(parser, argv, error.problem)
+        raise ConfigError(error.problem, fix=f"{hint} ({fix})" if hint else fix) from None
+
+
+def _comma_hint(parser: argparse.ArgumentParser, argv: list[str], problem: str) -> str | None:
+    """For ``unrecognized arguments: lowlight`` after ``--tasks segmentation``: say that the
+    option takes one comma-separated value, and how to write it."""
+    if not problem.startswith("unrecognized arguments:"):
+        return None
+    extra = problem.split(":", 1)[1].split()
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    child = sub.choices.get(next((a for a in argv if not a.startswith("-")), ""), None) if sub else None
+    if child is None:
+        return None
+    for i, word in enumerate(argv):
+        if word not in extra or i == 0:
+            continue
+        j = i  # walk back over the words before it to the option they follow
+        while j > 0 and not argv[j - 1].startswith("-"):
+            j -= 1
+        option = argv[j - 1] if j > 0 else None
+        action = child._option_string_actions.get(option) if option else None
+        kind = getattr(action, "type", None)
+        if action is not None and "comma-separated" in str(getattr(kind, "describe", "")):
+            k = j
+            while k < len(argv) and not argv[k].startswith("-"):
+                k += 1
+            values = argv[j:k]
+            return f"{option} takes one comma-separated value: {option} {','.join(values)}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,17 +120,47 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
     prog = " ".join(["interp", *[a for a in argv if not a.startswith("-")][:1]])
+    rank = int(os.environ.get("RANK", "0") or 0)  # torchrun: every rank runs this
+    who = f"{prog} (rank {rank})" if rank else prog
+    fresh: Path | None = None
     try:
         args = parse(argv, prog)
-        return args.handler(args)
+        run = getattr(args, "run", None)
+        fresh = Path(run) if run is not None and not Path(run).exists() else None
+        with _quiet() if rank else contextlib.nullcontext():  # rank 0 prints the tables and "written to"
+            return args.handler(args)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"{who}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as error:
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {describe(error, debug)}", file=sys.stderr)
+        if fresh is not None and rank == 0:
+            _remove_if_untouched(fresh)
+        print(f"{who}: error: {describe(error, debug)}", file=sys.stderr)
         return exit_status(error)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Standard output to nowhere (ranks other than 0); errors still reach standard error."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+#: what opening a run writes before a stage has done anything (the manifest and the writer lock)
+_OPENING_FILES = ("manifest.json", ".lock", ".lock.holder.json")
+
+
+def _remove_if_untouched(path: Path) -> None:
+    """A run directory this command created and that holds only what opening it wrote: removed,
+    so that a stage run too early (``search`` before ``collect``) leaves nothing behind."""
+    if not path.is_dir() or any(p.name not in _OPENING_FILES for p in path.iterdir()):
+        return
+    from interp.run import unlock_run
+
+    unlock_run(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def describe(error: BaseException, debug: bool = False) -> str:

@@ -99,7 +99,7 @@ def names(known: Iterable[str], *, size: int | None = None, allow_none: bool = F
         items = tuple(x.strip() for x in text.split(",") if x.strip())
         unknown = [x for x in items if x not in known]
         if unknown:
-            raise _bad(f"unknown {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
+            raise _bad(f"unknown {', '.join(map(repr, unknown))}{_did_you_mean(unknown, known)}; choose from {', '.join(known)}")
         if not items and not allow_empty:
             raise _bad(f"needs at least one name, got {text!r}; choose from {', '.join(known)}")
         if len(set(items)) != len(items):
@@ -108,6 +108,14 @@ def names(known: Iterable[str], *, size: int | None = None, allow_none: bool = F
             raise _bad(f"needs exactly {size} names, got {len(items)}")
         return items
     return Kind(parse, describe)
+
+
+def _did_you_mean(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """`` (did you mean 'lowlight'?)`` for names close to known ones (:mod:`difflib`), else ``""``."""
+    import difflib
+
+    close = [m[0] for m in (difflib.get_close_matches(x, known, n=1, cutoff=0.6) for x in unknown) if m]
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
 def _flag(text: str) -> bool:

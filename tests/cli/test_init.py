@@ -1,0 +1,62 @@
+"""``interp`` itself (interp/cli/__init__.py): suggestions for mistakes, no empty run left behind, output once under torchrun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from interp import cli
+from tests.conftest import random_model
+from tests.viz.test_figures import make_run
+
+
+def _error(capsys) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return captured.err.strip()
+
+
+def test_a_misspelt_command_gets_a_suggestion(capsys) -> None:
+    assert cli.main(["colect", "--run", "x"]) == 2
+    err = _error(capsys)
+    assert "unknown command 'colect'" in err and "Did you mean `interp collect`?" in err and "`interp --help`" in err
+    assert "`interp colect --help`" not in err  # no pointer to a command that does not exist
+    assert cli.main(["zzzz"]) == 2
+    assert "Did you mean" not in _error(capsys)
+
+
+def test_a_misspelt_name_gets_a_suggestion(capsys) -> None:
+    assert cli.main(["collect", "--tasks", "segmentation,lowlite"]) == 2
+    assert "unknown 'lowlite' (did you mean 'lowlight'?)" in _error(capsys)
+
+
+def test_space_separated_values_get_the_comma_hint(capsys) -> None:
+    assert cli.main(["collect", "--tasks", "segmentation", "lowlight", "inpainting"]) == 2
+    err = _error(capsys)
+    assert "unrecognized arguments: lowlight inpainting" in err
+    assert "--tasks takes one comma-separated value: --tasks segmentation,lowlight,inpainting" in err
+
+
+def test_a_stage_run_too_early_leaves_no_run_directory(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "early"
+    assert cli.main(["search", "--run", str(run), "--tasks", "lowlight"]) == 2
+    assert "interp collect" in _error(capsys) and not run.exists()
+    kept = tmp_path / "mine"  # a folder that was there before is the user's: left as it is
+    kept.mkdir()
+    assert cli.main(["search", "--run", str(kept), "--tasks", "lowlight"]) == 2
+    capsys.readouterr()
+    assert kept.is_dir()
+
+
+def test_only_rank_0_prints_and_errors_name_their_rank(tmp_path: Path, capsys, monkeypatch) -> None:
+    run = make_run(tmp_path, random_model(0))
+    monkeypatch.setenv("RANK", "1")
+    assert cli.main(["figures", str(run), "--formats", "html", "--only", "results"]) == 0
+    assert capsys.readouterr().out == ""  # the other ranks say nothing: rank 0 prints "written to" once
+    assert cli.main(["figures", str(tmp_path), "--formats", "html"]) == 1
+    assert _error(capsys).startswith("interp figures (rank 1): error: ")
+    monkeypatch.setenv("RANK", "0")
+    assert cli.main(["figures", str(run), "--formats", "html", "--only", "results"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("written to") == 1
