@@ -92,14 +92,23 @@ def test_python_snippets_run_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 def _interp_lines() -> list[tuple[int, list[str]]]:
+    """Every ``interp`` command of the bash blocks (``NAME="..."`` variables expanded, ``&&`` split)."""
     out = []
     for line, source in _blocks("bash"):
+        variables: dict[str, str] = {}
         for offset, text in enumerate(source.splitlines()):
-            words = shlex.split(text, comments=True)
-            if words[:1] == ["interp"]:
-                out.append((line + offset + 1, words[1:]))
-            elif words[:1] == ["torchrun"] and "--" in words:
-                out.append((line + offset + 1, words[words.index("--") + 1:]))
+            assignment = re.fullmatch(r"(\w+)=(.*)", text.strip())
+            if assignment:
+                variables[assignment.group(1)] = " ".join(shlex.split(assignment.group(2)))
+                continue
+            for name, value in variables.items():
+                text = text.replace(f"${name}", value)
+            for command in text.split("&&"):
+                words = shlex.split(command, comments=True)
+                if words[:1] == ["interp"]:
+                    out.append((line + offset + 1, words[1:]))
+                elif words[:1] == ["torchrun"] and "--" in words:
+                    out.append((line + offset + 1, words[words.index("--") + 1:]))
     return out
 
 
@@ -111,7 +120,7 @@ def test_interp_command_lines_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     lines = _interp_lines()
     assert len(lines) >= 6
     monkeypatch.chdir(tmp_path)
-    for folder in ("runs/tv", "runs/demo"):
+    for folder in ("runs/tv", "runs/demo", "runs/lens"):
         (tmp_path / folder).mkdir(parents=True)
     for line, argv in lines:
         if "cuda" in " ".join(argv) and not torch.cuda.is_available():
