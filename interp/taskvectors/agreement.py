@@ -237,3 +237,42 @@ def pick_reward(agreements: Sequence[Agreement], differentiable: bool = False) -
         return "pixel"
     measured = [by[n] for n in order if n in by and by[n].pearson == by[n].pearson]
     return max(measured, key=lambda a: a.pearson).reward if measured else order[-1]
+
+
+#: masks measured at the start of a search (fewer than ``interp agreement``'s 48: it runs every search)
+SEARCH_MASKS = 24
+
+
+def search_agreement(problem: Any, run: Any = None, n_masks: int = SEARCH_MASKS, batch: int = 8,
+                     warn: bool = True) -> Agreement | None:
+    """At the start of a search: the agreement of ``problem.reward`` with the official pixel reward.
+
+    Read back from the run's ``agreement.csv`` when it holds the task and reward (measured with
+    at least ``n_masks`` masks), else measured on the problem's held-out prompts and recorded
+    there. Warned about (:class:`RewardDisagreement`) when low. None for a callable reward or a
+    model without pixels (nothing to compare with); the pixel reward itself is measured like the
+    others (one pass, compared with itself).
+    """
+    import pandas as pd
+
+    reward = problem.reward
+    if callable(reward) or not getattr(problem.model, "has_pixels", False):
+        return None
+    task = problem.held_out.task
+    path = None if run is None else run.path / "agreement.csv"
+    if path is not None and path.exists():
+        table = pd.read_csv(path)
+        match = table[(table.task == task) & (table.reward == reward) & (table.masks >= n_masks)]
+        if not match.empty:
+            row = match.iloc[-1]
+            found = Agreement(task, reward, str(row["reference"]), float(row["pearson"]), float(row["spearman"]),
+                              float(row["sign_agreement"]), int(row["masks"]), int(row["prompts"]), int(row["forwards"]))
+            if warn:
+                warn_if_low(found, stacklevel=2)
+            return found
+    (found,) = reward_agreement(problem, [reward], "pixel", n_masks, batch)
+    if run is not None:
+        record(run, [found])
+    if warn:
+        warn_if_low(found, stacklevel=2)
+    return found

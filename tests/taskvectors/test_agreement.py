@@ -90,3 +90,34 @@ def test_pick_reward_takes_the_cheapest_that_agrees() -> None:
     assert pick_reward([row("token", 0.3), row("soft", 0.95)], differentiable=True) == "soft"
     assert pick_reward([row("token", 0.3), row("soft", 0.1)], differentiable=True) == "token"  # best of the two
     assert pick_reward([row("token", float("nan"))]) == "pixel" and pick_reward([]) == "pixel"
+
+
+def test_search_agreement_is_measured_once_per_run_and_warns(tmp_path) -> None:
+    from interp.data.synthetic import SyntheticPascal
+    from interp.data.tasks import build_prompts
+    from interp.run import RunDir
+    from interp.taskvectors.agreement import search_agreement
+    from interp.taskvectors.collect import collect
+    from interp.taskvectors.units import UnitSpace
+    from tests.conftest import random_model
+
+    model = random_model(with_vqgan=True)
+    space = UnitSpace.for_model(model, "group")
+    prompts = build_prompts(SyntheticPascal(seed=3), "colorization", 0, 5, model.grid, seed=0, split="trn")
+    means = collect(model, [prompts.canvases], "one_shot", task="colorization", progress=False)
+    problem = SearchProblem(model, space, means, prompts.select(range(2)), prompts.select(range(2, 5)), reward="pixel")
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir(parents=True)
+    first = search_agreement(problem, run, n_masks=4, batch=2)
+    assert first.reward == "pixel" and first.pearson == pytest.approx(1.0) and (run.path / "agreement.csv").exists()
+    problem.rewards = None  # a second search reads the run's table, scores nothing
+    again = search_agreement(problem, run, n_masks=4, batch=2)
+    assert again.pearson == pytest.approx(first.pearson) and again.masks == 4
+    # a recorded low agreement is warned about at every search start
+    import pandas as pd
+
+    table = pd.read_csv(run.path / "agreement.csv")
+    table.loc[0, "pearson"] = -0.3
+    table.to_csv(run.path / "agreement.csv", index=False)
+    with pytest.warns(RewardDisagreement, match="Pearson -0.30"):
+        assert search_agreement(problem, run, n_masks=4).low
