@@ -6,12 +6,14 @@ every size: its top-k. :func:`scan_sizes` scores the top-k for every ``k`` on
 :func:`~interp.taskvectors.search.base.size_grid` (1, 2, 3, 4, 6, 8, ... up to *all* units) on
 the held-out search prompts, beside the set the method kept itself, and keeps the best; the
 scanned curve goes into the result's log (``{"scan_units", "scan_held_out_score"}`` rows), and
-:func:`size_curve` reads it back as the method's quality-vs-size curve.
+:func:`size_curve` reads a log (also one read back from ``log.csv``) as the method's quality-vs-size
+curve.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -40,15 +42,21 @@ def scan_sizes(problem: SearchProblem, result: SearchResult, max_units: int | No
     own = result.held_out_score if math.isfinite(result.held_out_score) else float("-inf")
     config = {**result.config, "scan_sizes": max_units or "all"}
     if float(held[best]) > own:
-        return SearchResult(result.method, candidates[best], result.scores, float(held[best]), result.budget, config, log)
-    return SearchResult(result.method, result.mask, result.scores, result.held_out_score, result.budget, config, log)
+        return replace(result, mask=candidates[best], held_out_score=float(held[best]), config=config, log=log)
+    return replace(result, config=config, log=log)
 
 
-def size_curve(result: SearchResult) -> pd.DataFrame:
-    """A result's quality-vs-size curve: ``units``, ``held_out_score`` (from its size scan, else
-    from log rows that have both, e.g. ``prune``'s rounds and the top-k methods' grid)."""
-    rows = [{"units": r["scan_units"], "held_out_score": r["scan_held_out_score"]} for r in result.log if "scan_units" in r]
+def size_curve(log: list[dict]) -> pd.DataFrame:
+    """A search log's quality-vs-size curve: ``units``, ``held_out_score``, from its size scan
+    (``scan_units`` rows), else from rows that have both (prune's rounds, greedy's prefixes, the
+    top-k methods' size grid, random's draws); NaN cells (a log read from CSV) are skipped."""
+    def ok(r: dict, *keys: str) -> bool:
+        return all(k in r and r[k] == r[k] for k in keys)  # present and not NaN
+
+    rows = [{"units": int(r["scan_units"]), "held_out_score": float(r["scan_held_out_score"])} for r in log
+            if ok(r, "scan_units", "scan_held_out_score")]
     if not rows:
-        rows = [{"units": r["units"], "held_out_score": r["held_out_score"]} for r in result.log
-                if "units" in r and "held_out_score" in r]
-    return pd.DataFrame(rows, columns=["units", "held_out_score"]).drop_duplicates("units").sort_values("units")
+        rows = [{"units": int(r["units"]), "held_out_score": float(r["held_out_score"])} for r in log
+                if ok(r, "units", "held_out_score")]
+    table = pd.DataFrame(rows, columns=["units", "held_out_score"])
+    return table.groupby("units", as_index=False)["held_out_score"].max().sort_values("units", ignore_index=True)

@@ -21,7 +21,7 @@ def test_scan_finds_the_planted_size_from_a_ranking() -> None:
     scanned = scan_sizes(problem, result)
     assert scanned.mask.tolist() == mask.tolist() and scanned.held_out_score > own
     assert scanned.config["scan_sizes"] == "all" and scanned.budget.forwards > 7
-    curve = size_curve(scanned)
+    curve = size_curve(scanned.log)
     assert curve["units"].max() == len(mask) and 3 in curve["units"].tolist()  # every size up to all units
     assert curve.set_index("units").loc[3, "held_out_score"] == scanned.held_out_score
     # a kept set better than every top-k stays
