@@ -24,8 +24,9 @@ held-out search prompts; ``interp collect`` then ``interp agreement --n-collect 
 --n-candidates 160 --n-search-eval 16``) the token reward agrees at +0.88 (segmentation,
 low-light), where token-reward searches find task vectors, and at -0.02 (in-painting) and
 +0.08 (colorization), where they find none although pixel-reward searches do (issue 22); the
-soft reward agrees at +0.98, +0.98, +0.73, +0.76. 0.5 separates the two groups with room on
-either side. NaN (a reward that does not vary over the masks) also warns.
+soft reward agrees at +0.98, +0.98, +0.73, +0.76 at softmax temperature 1 and at +0.995,
++0.999, +0.975, +0.963 at the default 0.25 (:data:`interp.scoring.SOFT_TEMPERATURE`). 0.5
+separates the two groups with room on either side. NaN (a reward that does not vary over the masks) also warns.
 
 The advantage sign agreement stays above 0.5 even for an uncorrelated reward: within a
 batch, rewards vary with the prompt as much as with the unit set, and both rewards rank
