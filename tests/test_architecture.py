@@ -27,6 +27,7 @@ PACKAGE = ROOT / "interp"
 # code lens / path patching and the weight-space bases, cleaned as that work lands
 PENDING_CYCLES: set[str] = {"interp.viz.explorer.controls", "interp.viz.explorer.widget"}
 PENDING_PRIVATE: set[str] = set()
+PENDING_ELSEWHERE: set[str] = {"interp/viz/explorer/widget.py"}
 PENDING_MODEL_ANY: set[str] = {
     "interp/taskvectors/search/base.py",
 }
@@ -179,6 +180,39 @@ def test_no_private_name_imported_across_modules():
                     bad += found
     assert pending == PENDING_PRIVATE, f"clean now, remove from PENDING_PRIVATE: {sorted(PENDING_PRIVATE - pending)}"
     assert not bad, "private names imported across modules (make them public or move the code):\n" + "\n".join(bad)
+
+
+def _top_level_names(path: Path) -> tuple[set[str], set[str]]:
+    """Names a module defines at top level, and names it imports."""
+    defined, imported = set(), set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imported |= {a.asname or a.name.split(".")[0] for a in node.names}
+    return defined, imported
+
+
+def test_names_imported_from_where_they_live():
+    """``from interp.x import name`` names a module that defines ``name``, not one that imports it
+    (packages' ``__init__`` are the public surface and may gather names)."""
+    names = {m: _top_level_names(p) for m, p in MODULES.items() if p.name != "__init__.py"}
+    bad, pending = [], set()
+    for module, path in MODULES.items():
+        for source, imported, line in _imports(module, path):
+            if source not in names:
+                continue
+            defined, its_imports = names[source]
+            wrong = [n for n in imported if n in its_imports and n not in defined]
+            if wrong and _rel(path) in PENDING_ELSEWHERE:
+                pending.add(_rel(path))
+            elif wrong:
+                bad.append(f"{_rel(path)}:{line} imports {wrong} from {source}, which only imports them")
+    assert pending == PENDING_ELSEWHERE, f"clean now, remove from PENDING_ELSEWHERE: {sorted(PENDING_ELSEWHERE - pending)}"
+    assert not bad, "import names from the module that defines them:\n" + "\n".join(bad)
 
 
 def test_no_reexport_shim():

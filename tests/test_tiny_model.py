@@ -13,7 +13,7 @@ import torch
 import interp
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
-from interp.demo import HELD_OUT_SEED
+from interp.data.synthetic import HELD_OUT_SEED
 from interp.canvas import get_layout
 from interp.metrics import code_cross_entropy
 from interp.taskvectors.evaluate import compare_layouts, relative_gain

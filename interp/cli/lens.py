@@ -21,7 +21,7 @@ import argparse
 from interp.cli.intervention import intervention_from, intervention_options
 from interp.cli.options import Command, integer, real
 from interp.cli.stages import open_stage, stage_options
-from interp.data.tasks import TASKS
+from interp.data.registry import TASKS
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

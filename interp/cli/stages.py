@@ -18,7 +18,7 @@ from interp.cli.options import (
 )
 from interp.data.registry import TASKS, composite_of, composites, selection
 from interp.errors import ConfigError, InputError
-from interp.taskvectors.units import GRANULARITIES
+from interp.taskvectors.unit import GRANULARITIES
 
 REWARDS = ("pixel", "token")
 

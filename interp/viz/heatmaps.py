@@ -35,7 +35,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from interp.taskvectors.units import GROUP_NAMES, STACKS, UnitSpace
+from interp.taskvectors.unit import GROUP_NAMES, STACKS
+from interp.taskvectors.units import UnitSpace
 from interp.viz.paper import legend_below
 from interp.viz.style import (
     FONT_SIZE,
