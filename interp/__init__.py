@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from interp import runtime
+
+runtime.configure_environment()  # before torch loads: exact batched scoring, passive OpenMP waits
+
 __version__ = "0.1.0"
 
 

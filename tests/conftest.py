@@ -1,13 +1,20 @@
-"""Shared fixtures: where the official reference fixtures live, and the small reference model.
+"""Shared fixtures: where the official reference fixtures live, the small reference model,
+and torch's thread count kept per test.
 
-``random_model`` is :func:`interp.models.presets.random_model` (re-exported for the tests)."""
+``random_model`` is :func:`interp.models.presets.random_model` (re-exported for the tests).
+A test that needs a thread count takes ``one_thread`` or calls :func:`torch_threads`; every
+test gets torch's thread count back when it ends (``_torch_threads_restored``), so a test file
+passes alone and in the suite whatever an earlier test set."""
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+import interp  # noqa: F401  (first: sets the CPU environment, interp.runtime, before torch loads)
 import pytest
 import torch
 
@@ -15,6 +22,33 @@ from interp.models.presets import random_model  # noqa: F401  (tests import it f
 
 #: the official-code fixtures (README "Checking the parity claim"): $INTERP_REFERENCE, else ../shared/reference
 REFERENCE = Path(os.environ.get("INTERP_REFERENCE") or Path(__file__).resolve().parents[1].parent / "shared" / "reference")
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch on ``threads`` CPU threads inside the block, its previous count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """Whatever a test (or a module fixture it set up) did to torch's thread count is undone."""
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test on one CPU thread (small tensors; avoids contention on shared cores)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,6 @@ MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "
 KEYS = {"bench", "model", "model_source", "device", "torch", "threads", "sizes", "seconds", "fast", "slow", "ratio"}
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    """``--quick`` sets one torch thread; give the rest of the session its own setting back."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", MODULES)
 def test_imports(name: str) -> None:
     importlib.import_module(f"bench.{name}")

@@ -27,7 +27,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from interp.cli.options import Command, Parser
+from interp import runtime
+from interp.cli.options import Command, Parser, threads_option
 from interp.errors import ConfigError, InterpError
 
 #: the modules whose ``COMMANDS`` make up ``interp``, in the order ``--help`` lists them
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         child = sub.add_parser(command.name, help=command.help, description=command.help)
         child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
         command.options(child)
+        if not any("--threads" in action.option_strings for action in child._actions):  # train has its own
+            threads_option(child)
         child.set_defaults(handler=command.run)
     return parser
 
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh: Path | None = None
     try:
         args = parse(argv, prog)
+        runtime.set_threads(getattr(args, "threads", None))
         run = getattr(args, "run", None)
         fresh = Path(run) if run is not None and not Path(run).exists() else None
         with _quiet() if rank else contextlib.nullcontext():  # rank 0 prints the tables and "written to"

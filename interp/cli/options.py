@@ -204,6 +204,13 @@ def device(text: str) -> str:
     raise _bad(f"unknown device {text!r}; use cpu, cuda, cuda:N or mps")
 
 
+def threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads (default: :func:`interp.runtime.default_threads`)."""
+    parser.add_argument("--threads", type=integer(1), default=None, metavar="N",
+                        help="an integer >= 1: torch CPU threads (default: OMP_NUM_THREADS if set, else the cores "
+                             "this process may use); fewer than the cores helps when other work shares them")
+
+
 def default_device() -> str:
     import torch
 

@@ -14,9 +14,12 @@ work in it are provably redundant, and :class:`PatchedRows` skips them:
   logits.
 
 Both leave every reward bit-identical to the plain path (every row a full patched forward)
-because a row's logits do not depend on which other rows share its batch. That holds for
-the CPU kernels (``tests/taskvectors/test_patched_rows.py`` checks it on a random model,
-``bench.reinforce_run`` every 25 steps of a run on the bundled one); GPU matmul kernels may
+because a row's logits do not depend on which other rows share its batch. On the CPU that
+holds at any thread count once MKL runs in its strict reproducibility mode
+(``MKL_CBWR=AUTO,STRICT``, which :mod:`interp.runtime` sets when ``interp`` is imported before
+torch runs a matmul; without it, at 2+ threads torch's attention kernel differed in the last
+bit between batch sizes). ``tests/taskvectors/test_patched_rows.py`` checks it on a random
+model at 1 and 2 threads, ``bench.reinforce_run`` every 25 steps of a run on the bundled one; GPU matmul kernels may
 pick another algorithm for another batch size, so on CUDA the savings are exact only up to
 float rounding (turn them off with ``dedupe=False, reuse_prefix=False`` for a bitwise
 comparison). :attr:`work` counts what was requested and what was run.

@@ -3,6 +3,7 @@ and bad values stopped with one line (exit status 2) before any model loads."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import inspect
 import json
@@ -19,7 +20,7 @@ from interp.models import save_model
 from interp.pipeline import PipelineConfig
 from interp.taskvectors.policy import Policy
 from interp.taskvectors.reinforce import ReinforceConfig
-from tests.conftest import random_model
+from tests.conftest import random_model, torch_threads
 
 TASKS = "lowlight,inpainting"
 
@@ -41,12 +42,12 @@ def tiny_run(tmp_path_factory, model_file) -> Path:
     """One run directory through collect -> taskness -> search -> sweep -> evaluate, via ``main``."""
     run = tmp_path_factory.mktemp("cli") / "run"
     common = _tiny_args(run, model_file)
-    torch.set_num_threads(1)
-    for argv in (["collect", *common], ["taskness", *common],
-                 ["search", *common, "--steps", "2", "--samples", "4", "--eval-every", "1", "--chunk", "4", "--seed", "3"],
-                 ["sweep", *common, "--sweep-granularity", "layer", "--sweep-prompts", "2", "--reward", "token"],
-                 ["evaluate", *common]):
-        assert main(argv) == 0, argv
+    with torch_threads(1):
+        for argv in (["collect", *common], ["taskness", *common],
+                     ["search", *common, "--steps", "2", "--samples", "4", "--eval-every", "1", "--chunk", "4", "--seed", "3"],
+                     ["sweep", *common, "--sweep-granularity", "layer", "--sweep-prompts", "2", "--reward", "token"],
+                     ["evaluate", *common]):
+            assert main(argv) == 0, argv
     return run
 
 
@@ -237,6 +238,22 @@ def test_failures_print_one_line_and_debug_shows_the_traceback(monkeypatch, tmp_
     monkeypatch.setenv("INTERP_DEBUG", "1")
     assert main(argv) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_every_command_takes_threads_and_main_applies_it(monkeypatch, tmp_path, capsys) -> None:
+    from interp.cli import build_parser, runtime
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert all(any("--threads" in a.option_strings for a in child._actions) for child in subparsers.choices.values())
+    asked = []
+    monkeypatch.setattr(runtime, "set_threads", lambda threads=None: asked.append(threads))
+    def stop(*args, **kwargs):
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pipeline, "load_model_spec", stop)
+    assert main(["collect", "--run", str(tmp_path), "--threads", "1"]) == main(["collect", "--run", str(tmp_path)]) == 1
+    assert asked == [1, None]  # None: interp.runtime's default (the cores this process may use)
+    assert main(["collect", "--threads", "0"]) == 2 and "--threads" in capsys.readouterr().err
 
 
 def test_missing_statistics_is_an_input_error(tmp_path, capsys) -> None:

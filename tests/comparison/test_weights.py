@@ -18,7 +18,6 @@ from interp.taskvectors.policy import Policy
 from interp.taskvectors.units import UnitSpace
 from interp.weights.mae import FinetuneConfig, mae_parameter_names
 from tests.conftest import random_model
-from tests.weights import one_thread  # noqa: F401  (fixture)
 
 SMALL = CompareConfig(
     tasks=("segmentation", "lowlight"),

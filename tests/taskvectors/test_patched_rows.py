@@ -1,4 +1,6 @@
-"""Less work, same answer: repeated rows and the unpatched prefix are skipped bit-identically."""
+"""Less work, same answer: repeated rows and the unpatched prefix are skipped bit-identically,
+at one thread and at two (where MKL's strict reproducibility mode, set by interp.runtime, is
+what makes a row's attention independent of its batch)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from interp.data.tasks import build_task_prompts
 from interp.taskvectors.reinforce import PatchedScorer, ReinforceConfig, TaskSearch, search
 from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
-from tests.conftest import random_model
+from tests.conftest import random_model, torch_threads
 
 
 @pytest.fixture(scope="module")
@@ -38,34 +40,40 @@ def rows_with_repeats(space: UnitSpace, n_prompts: int) -> tuple[torch.Tensor, t
     return which, masks
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("reward", ["pixel", "token"])
 @pytest.mark.parametrize("task", ["segmentation", "lowlight"])
-def test_savings_give_bit_identical_rewards(setup, reward, task) -> None:
+def test_savings_give_bit_identical_rewards(setup, reward, task, threads) -> None:
     model, batches, means = setup
     space = UnitSpace.for_model(model, "group")
     which, masks = rows_with_repeats(space, len(batches[task]))
     fast = PatchedScorer(model, space, means[task], "zero_shot", reward, chunk=5)
     plain = PatchedScorer(model, space, means[task], "zero_shot", reward, chunk=5, savings=False)
-    got, expected = fast.rewards(batches[task], which, masks), plain.rewards(batches[task], which, masks)
+    with torch_threads(threads):
+        got, expected = fast.rewards(batches[task], which, masks), plain.rewards(batches[task], which, masks)
     assert torch.equal(got.nan_to_num(-9), expected.nan_to_num(-9))
     assert got.std() > 0  # the rows differ
     work = fast.rows.work
     assert work.rows == 20 and work.distinct < 20  # repeats ran once
     assert work.blocks < work.blocks_full  # late-patching and clean rows skipped their prefix
-    again = fast.rewards(batches[task], which, masks)  # second call: clean cache and decodes reused
+    with torch_threads(threads):
+        again = fast.rewards(batches[task], which, masks)  # second call: clean cache and decodes reused
     assert torch.equal(again.nan_to_num(-9), expected.nan_to_num(-9))
     if reward == "pixel":
         assert fast.decoder.hits > 0
 
 
-def test_a_prefix_cache_over_its_budget_falls_back_to_whole_forwards(setup) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_prefix_cache_over_its_budget_falls_back_to_whole_forwards(setup, threads) -> None:
     model, batches, means = setup
     space = UnitSpace.for_model(model, "head")
     which, masks = rows_with_repeats(space, 6)
     fast = PatchedScorer(model, space, means["lowlight"], "zero_shot", "token", chunk=64)
     fast.rows.prefix_cache_bytes = 0
     plain = PatchedScorer(model, space, means["lowlight"], "zero_shot", "token", chunk=64, savings=False)
-    assert torch.equal(fast.rewards(batches["lowlight"], which, masks), plain.rewards(batches["lowlight"], which, masks))
+    with torch_threads(threads):
+        got = fast.rewards(batches["lowlight"], which, masks)
+        assert torch.equal(got, plain.rewards(batches["lowlight"], which, masks))
     assert fast.rows.work.blocks == fast.rows.work.blocks_full  # no prefix reused
 
 

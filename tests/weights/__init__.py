@@ -1,19 +1,9 @@
-"""Tests of interp.weights: shared small models and a one-thread fixture (the CI box is shared)."""
+"""Tests of interp.weights: shared small models (the one-thread fixture is ``one_thread`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
-
-
-@pytest.fixture(autouse=False)
-def one_thread():
-    """Run a test on one CPU thread (small tensors; avoids contention on shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class SmallNet(nn.Module):

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from interp.weights import TaskVector, TaskVectorError, search_coefficient
-from tests.weights import SmallNet, one_thread, perturbed  # noqa: F401  (fixture)
+from tests.weights import SmallNet, perturbed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,7 @@ from torch import nn
 from interp.weights import AtlasModel, TaskVector, TaskVectorError, train_atlas
 from interp.weights.atlas import _PartitionMix
 from interp.weights.atlas_train import entropy_loss
-from tests.weights import SmallNet, one_thread, perturbed  # noqa: F401  (fixture)
+from tests.weights import SmallNet, perturbed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from interp.weights import Basis, BasisError, TaskVector, TaskVectorError, build_basis, gram_matrix
-from tests.weights import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 T = 6

@@ -8,7 +8,6 @@ import torch
 from interp.data.synthetic import SyntheticPascal
 from interp.weights.mae import FinetuneConfig, finetune_task, mae_parameter_names, prompts_for, split_train_pairs
 from tests.conftest import random_model
-from tests.weights import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
