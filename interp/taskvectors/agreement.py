@@ -251,8 +251,8 @@ def search_agreement(problem: Any, run: Any = None, n_masks: int = SEARCH_MASKS,
     Read back from the run's ``agreement.csv`` when it holds the task and reward (measured with
     at least ``n_masks`` masks), else measured on the problem's held-out prompts and recorded
     there. Warned about (:class:`RewardDisagreement`) when low. None for a callable reward or a
-    model without pixels (nothing to compare with); the pixel reward itself is measured like the
-    others (one pass, compared with itself).
+    model without pixels (nothing to compare with). The official ``pixel`` reward is the metric
+    itself: its row says so (agreement 1 by definition, ``masks=0``: nothing measured, nothing spent).
     """
     import pandas as pd
 
@@ -260,6 +260,8 @@ def search_agreement(problem: Any, run: Any = None, n_masks: int = SEARCH_MASKS,
     if callable(reward) or not getattr(problem.model, "has_pixels", False):
         return None
     task = problem.held_out.task
+    if reward == "pixel":
+        return Agreement(task, "pixel", "pixel", 1.0, 1.0, 1.0, 0, len(problem.held_out), 0)
     path = None if run is None else run.path / "agreement.csv"
     if path is not None and path.exists():
         table = pd.read_csv(path)
@@ -277,3 +279,28 @@ def search_agreement(problem: Any, run: Any = None, n_masks: int = SEARCH_MASKS,
     if warn:
         warn_if_low(found, stacklevel=2)
     return found
+
+
+#: the reward kind that asks the search to choose from measured agreement
+AUTO = "auto"
+
+
+def choose_reward(problem: Any, run: Any = None, differentiable: bool = False) -> Agreement | None:
+    """``reward="auto"``: set ``problem.reward`` to the cheapest reward that agrees with the metric.
+
+    The token reward's agreement is measured (or read from the run); where it is below the
+    threshold, a forward-only method trains on the official pixel reward and a differentiable one
+    (``gradient``, ``attribution``) on the soft reward, whose agreement is then measured too
+    (:func:`pick_reward`). Returns the chosen reward's agreement (warned about if low).
+    """
+    problem.reward = "token"
+    measured = [search_agreement(problem, run, warn=False)]
+    if measured[0] is None:  # nothing to compare with (no pixels): keep the token reward
+        return None
+    if measured[0].low and differentiable:
+        problem.reward = "soft"
+        measured.append(search_agreement(problem, run, warn=False))
+    problem.reward = pick_reward(measured, differentiable)
+    chosen = next((a for a in measured if a.reward == problem.reward), None) or search_agreement(problem, run, warn=False)
+    warn_if_low(chosen, stacklevel=2)
+    return chosen

@@ -108,11 +108,18 @@ def test_search_agreement_is_measured_once_per_run_and_warns(tmp_path) -> None:
     problem = SearchProblem(model, space, means, prompts.select(range(2)), prompts.select(range(2, 5)), reward="pixel")
     run = RunDir(tmp_path / "run")
     run.path.mkdir(parents=True)
-    first = search_agreement(problem, run, n_masks=4, batch=2)
-    assert first.reward == "pixel" and first.pearson == pytest.approx(1.0) and (run.path / "agreement.csv").exists()
+    official = search_agreement(problem, run, n_masks=4, batch=2)  # the metric itself: nothing to measure
+    assert (official.pearson, official.masks, official.forwards) == (1.0, 0, 0) and not (run.path / "agreement.csv").exists()
+    problem.reward = "token"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RewardDisagreement)  # a random model: any agreement
+        first = search_agreement(problem, run, n_masks=4, batch=2)
+    assert first.reward == "token" and first.forwards == 2 * 4 * 3 and (run.path / "agreement.csv").exists()
     problem.rewards = None  # a second search reads the run's table, scores nothing
-    again = search_agreement(problem, run, n_masks=4, batch=2)
-    assert again.pearson == pytest.approx(first.pearson) and again.masks == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RewardDisagreement)
+        again = search_agreement(problem, run, n_masks=4, batch=2)
+    assert again.pearson == pytest.approx(first.pearson, nan_ok=True) and again.masks == 4
     # a recorded low agreement is warned about at every search start
     import pandas as pd
 
@@ -121,3 +128,34 @@ def test_search_agreement_is_measured_once_per_run_and_warns(tmp_path) -> None:
     table.to_csv(run.path / "agreement.csv", index=False)
     with pytest.warns(RewardDisagreement, match="Pearson -0.30"):
         assert search_agreement(problem, run, n_masks=4).low
+
+
+def test_auto_reward_falls_back_to_the_official_one_when_the_token_reward_disagrees(tmp_path) -> None:
+    import pandas as pd
+
+    from interp.data.synthetic import SyntheticPascal
+    from interp.data.tasks import build_prompts
+    from interp.run import RunDir
+    from interp.taskvectors.agreement import Agreement, choose_reward, record
+    from interp.taskvectors.collect import collect
+    from interp.taskvectors.units import UnitSpace
+    from tests.conftest import random_model
+
+    model = random_model(with_vqgan=True)
+    space = UnitSpace.for_model(model, "group")
+    prompts = build_prompts(SyntheticPascal(seed=3), "inpainting", 0, 5, model.grid, seed=0, split="trn")
+    means = collect(model, [prompts.canvases], "one_shot", task="inpainting", progress=False)
+    problem = SearchProblem(model, space, means, prompts.select(range(2)), prompts.select(range(2, 5)), reward="auto")
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir(parents=True)
+    # planted measurements: the token reward disagrees, the soft one agrees
+    record(run, [Agreement("inpainting", "token", "pixel", -0.4, -0.3, 0.55, 24, 3, 100),
+                 Agreement("inpainting", "soft", "pixel", 0.9, 0.9, 0.9, 24, 3, 100)])
+    chosen = choose_reward(problem, run)
+    assert problem.reward == "pixel" and chosen.pearson == 1.0
+    chosen = choose_reward(problem, run, differentiable=True)
+    assert problem.reward == "soft" and chosen.pearson == 0.9
+    table = pd.read_csv(run.path / "agreement.csv")
+    table.loc[table.reward == "token", "pearson"] = 0.8
+    table.to_csv(run.path / "agreement.csv", index=False)
+    assert choose_reward(problem, run).reward == "token" and problem.reward == "token"
