@@ -1,11 +1,18 @@
 """Shared artifact I/O: one atomic writer, JSON and CSV writers, a safetensors-metadata reader.
 
 Every artifact goes through :func:`atomic_write`: the content is written to a temporary file
-from ``mkstemp`` beside the target (``.<name>.<random>.tmp``), flushed to disk (``fsync``),
-made ``0644`` and renamed onto the target with ``os.replace``. A killed write therefore leaves
-either the old file or the new one, never half of one (an orphaned temporary at worst, which
-:func:`clean_temporaries` removes on the next run). Disk-full and permission problems become
-:class:`~interp.errors.DiskFullError` / :class:`NotWritableError` naming the path.
+from ``mkstemp`` beside the target (``.interp-<name>.<random>.tmp``, a name only interp
+writes), flushed to disk (``fsync``), made ``0644`` and renamed onto the target with
+``os.replace``. A killed write therefore leaves either the old file or the new one, never half
+of one (an orphaned temporary at worst, which :func:`clean_temporaries` removes on the next run;
+it removes nothing else: a user's own ``.*.tmp`` files stay). Disk-full and permission problems
+become :class:`~interp.errors.DiskFullError` / :class:`NotWritableError` naming the path.
+
+**Boundaries.** A folder registered with :func:`add_boundary` (a run directory, once its writer
+holds the lock) is a boundary: :func:`atomic_write` and :func:`make_dirs` refuse a path under it
+whose real location (symbolic links resolved) is outside it, with :class:`OutsideRunError`. So a
+directory link planted inside a run (``RUN/figures -> /elsewhere``) is never written through;
+a link to a single file is replaced by the new file, never written through either.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from interp.errors import DiskFullError, InterpError
+from interp.errors import DiskFullError, InputError, InterpError
 
-#: the temporary names :func:`atomic_write` uses (``.<name>.<random>.tmp``)
-TEMPORARY_GLOB = ".*.tmp"
+#: the start of every temporary name :func:`atomic_write` uses (``.interp-<name>.<random>.tmp``)
+TEMPORARY_PREFIX = ".interp-"
+TEMPORARY_SUFFIX = ".tmp"
 
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -64,6 +72,61 @@ def write_error(error: BaseException, path: str | Path) -> BaseException | None:
     return None
 
 
+class OutsideRunError(InputError):
+    """A write under a run directory whose real location is outside it (a planted symbolic link)."""
+
+
+#: registered boundaries: the folder as named (absolute, normalised) -> its real location
+_BOUNDARIES: dict[str, str] = {}
+
+
+def add_boundary(folder: str | Path) -> None:
+    """Make ``folder`` a boundary: no write under it may land outside it (see the module docstring)."""
+    _BOUNDARIES[os.path.abspath(folder)] = os.path.realpath(folder)
+
+
+def check_inside(path: str | Path) -> None:
+    """Raise :class:`OutsideRunError` if ``path`` is under a boundary but its folder really is not.
+
+    The folder's real location is what a write would reach (``os.path.realpath`` resolves every
+    link of the existing part); the target itself may be a link (it is replaced, not followed).
+    """
+    named = os.path.abspath(path)
+    for root, real_root in _BOUNDARIES.items():
+        if named == root or not named.startswith(root.rstrip(os.sep) + os.sep):
+            continue
+        try:
+            real = os.path.realpath(os.path.dirname(named))
+        except OSError as error:  # a link loop on an older Python
+            raise OutsideRunError(f"{path} cannot be resolved ({error.strerror or error})",
+                                  fix=f"Remove the symbolic links under {root}") from None
+        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+            raise OutsideRunError(
+                f"{path} would be written at {os.path.join(real, os.path.basename(named))}, outside the run directory "
+                f"{root}: a symbolic link inside the run leads out of it",
+                fix=f"Interp never writes through links that leave a run: remove the link (e.g. `rm {_link_in(named, root)}`) "
+                    "or write to a new run directory")
+
+
+def _link_in(named: str, root: str) -> str:
+    """The first symbolic link on the way from ``root`` down to ``named`` (for the message)."""
+    current = root
+    for part in os.path.relpath(named, root).split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return current
+    return os.path.dirname(named)
+
+
+def make_dirs(folder: str | Path) -> Path:
+    """``mkdir -p`` that refuses a folder under a boundary whose real location is outside it."""
+    folder = Path(folder)
+    check_inside(folder / "_")
+    with _named_write_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends, commit it onto ``path``.
@@ -73,9 +136,10 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     previous ``path`` (if any) stays as it was.
     """
     path = Path(path)
+    check_inside(path)
     with _named_write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
         os.close(fd)
     try:
         with _named_write_errors(path):
@@ -102,15 +166,21 @@ def _named_write_errors(path: Path) -> Iterator[None]:
 
 
 def clean_temporaries(folder: str | Path) -> list[Path]:
-    """Remove the temporaries a killed :func:`atomic_write` left under ``folder``; returns them."""
+    """Remove the temporaries a killed :func:`atomic_write` left under ``folder``; returns them.
+
+    Only files named as :func:`atomic_write` names them (``.interp-*.tmp``) are removed, and
+    links are neither followed nor removed: nothing interp did not write is deleted.
+    """
     folder = Path(folder)
     removed = []
-    if folder.is_dir():
-        for tmp in folder.rglob(TEMPORARY_GLOB):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
-    return removed
+    if folder.is_dir() and not folder.is_symlink():
+        for parent, _, files in os.walk(folder, followlinks=False):
+            for name in files:
+                tmp = Path(parent) / name
+                if name.startswith(TEMPORARY_PREFIX) and name.endswith(TEMPORARY_SUFFIX) and not tmp.is_symlink() and tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    removed.append(tmp)
+    return sorted(removed)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -154,8 +224,6 @@ def write_csv(table: Any, path: str | Path, markdown: bool = False) -> Path:
 def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata in a safetensors header (``{}`` when there is none); reads no tensors."""
     from safetensors import SafetensorError, safe_open
-
-    from interp.errors import InputError
 
     path = Path(path)
     if not path.is_file():

@@ -8,7 +8,11 @@ safetensors, tables CSV (+ Markdown for reading), figures go under ``figures/``.
 * every resumable output records the config that made it (:mod:`interp.provenance`) and a
   resume with another config is refused (``force=True`` / ``--force`` recomputes);
 * one writer at a time: :meth:`RunDir.create` takes a lock (``.lock``, via ``filelock``) that
-  a second process fails to get at once, with a message naming the holder.
+  a second process fails to get at once, with a message naming the holder;
+* the run directory is a boundary (:func:`interp.io.add_boundary`): once locked, nothing is
+  written through a symbolic link that leads out of it, and :meth:`RunDir.create` opens only a
+  new or empty folder or an existing interp run (:func:`check_run_path`), so it never replaces
+  or deletes a file of a folder interp did not make.
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ import os
 import platform
 import socket
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
 from interp.errors import InputError, InterpError
-from interp.io import atomic_write, clean_temporaries, write_csv, write_json
+from interp.io import (
+    TEMPORARY_PREFIX, TEMPORARY_SUFFIX, add_boundary, atomic_write, clean_temporaries, make_dirs, write_csv, write_error,
+    write_json,
+)
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
@@ -58,6 +66,9 @@ def lock_run(path: Path) -> None:
     key = path.resolve()
     if key in _LOCKS:
         return
+    if (path / ".lock").is_symlink():
+        raise RunLockedError(f"{path / '.lock'} is a symbolic link; interp does not write through links",
+                             fix=f"Remove it (`rm {path / '.lock'}`) if no interp command is running in {path}, and rerun")
     lock = FileLock(str(path / ".lock"), timeout=0)
     try:
         lock.acquire()
@@ -70,7 +81,14 @@ def lock_run(path: Path) -> None:
             who = "another process"
         raise RunLockedError(f"run directory {path} is in use by {who}",
                              fix="Wait for it to finish, or write to another run directory (--run / --out)") from None
+    except OSError as error:
+        named = write_error(error, path / ".lock")
+        if named is None:
+            raise InputError(f"cannot lock the run directory {path} ({error.strerror or error})",
+                             fix="Write to another run directory (--run / --out)") from None
+        raise named from None
     _LOCKS[key] = lock
+    add_boundary(path)
     write_json(path / ".lock.holder.json", {"pid": os.getpid(), "host": socket.gethostname(),
                                              "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                              "command": " ".join(sys.argv)})
@@ -83,8 +101,68 @@ def unlock_run(path: Path) -> None:
         lock.release()
 
 
+class NotARunError(InputError):
+    """A folder that is neither new, nor empty, nor a run directory interp wrote."""
+
+
+#: what interp itself leaves in a run folder before its manifest exists
+_OWN_NAMES = (".lock", ".lock.holder.json")
+
+
+def is_interp_manifest(path: Path) -> bool:
+    """Whether ``path`` is a ``manifest.json`` as :meth:`RunDir.create` writes it."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(manifest, dict) and {"command", "config", "versions"} <= set(manifest)
+
+
+def check_run_path(path: str | Path) -> Path:
+    """``path`` if interp may write a run there: a new folder, an empty one, or an interp run.
+
+    Anything else (an empty name, a file, a folder of other files, a path too long or looping)
+    is a named error, before anything is written: interp never replaces a file it did not make.
+    """
+    text = str(path)
+    if not text.strip():
+        raise NotARunError("an empty run directory name (it would make the current directory a run)",
+                           fix="Name a new folder, e.g. --run runs/pipeline")
+    path = Path(text).expanduser()
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+        entries = sorted(os.listdir(path)) if is_dir else []
+        path.resolve(strict=False)
+    except (OSError, RuntimeError) as error:  # too long, a link loop, no permission
+        reason = getattr(error, "strerror", None) or str(error)
+        raise NotARunError(f"cannot use {text[:120]}{'...' if len(text) > 120 else ''} as a run directory ({reason})",
+                           fix="Name a short folder path without looping symbolic links") from None
+    if exists and not is_dir:
+        raise NotARunError(f"{path} is a file, not a run directory", fix="Name a new folder or an existing run")
+    if not exists or is_interp_manifest(path / "manifest.json"):
+        return path
+    foreign = [e for e in entries if e not in _OWN_NAMES and not (e.startswith(TEMPORARY_PREFIX) and e.endswith(TEMPORARY_SUFFIX))]
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        where = " (the current directory)" if path.resolve() == Path.cwd().resolve() else ""
+        raise NotARunError(f"{path}{where} holds files interp did not write ({shown}) and no interp manifest.json, "
+                           "so it is not a run directory",
+                           fix="Name a new (or empty) folder for the run; interp writes only into its own runs")
+    return path
+
+
 class MissingArtifactError(InputError, FileNotFoundError):
     """A stage's input that an earlier stage has not written into the run yet."""
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """A failed ``mkdir`` of a run folder as its named error."""
+    try:
+        yield
+    except OSError as error:
+        raise (write_error(error, path) or NotARunError(f"cannot create the run directory {path} ({error.strerror or error})",
+                                                        fix="Name a folder you can write")) from None
 
 
 @dataclass
@@ -100,8 +178,9 @@ class RunDir:
         Takes the directory's writer lock (held until the process ends or :meth:`release`) and
         removes temporaries a killed writer left behind.
         """
-        run = cls(Path(path))
-        run.path.mkdir(parents=True, exist_ok=True)
+        run = cls(check_run_path(path))
+        with _named(run.path):
+            run.path.mkdir(parents=True, exist_ok=True)
         lock_run(run.path)
         clean_temporaries(run.path)
         manifest = {
@@ -143,7 +222,7 @@ class RunDir:
     def file(self, name: str) -> Path:
         """Path of an artifact inside the run (parent folders created)."""
         path = self.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         return path
 
     # --- layout: where each stage's artifacts live ---------------------------------------------
@@ -177,21 +256,28 @@ class RunDir:
             raise MissingArtifactError(f"no {what} for {missing} in {folder}",
                                        fix=f"run `interp {command} --run {self.path}` first")
 
-    def load_stats(self, tasks: Sequence[str], model: Any = None) -> dict[str, Any]:
-        """Each task's :class:`~interp.taskvectors.stats.ActivationStats` (checked against ``model``)."""
+    def load_stats(self, tasks: Sequence[str], model: Any = None, layout: str | None = None) -> dict[str, Any]:
+        """Each task's :class:`~interp.taskvectors.stats.ActivationStats`, checked against ``model``,
+        ``layout`` (if given) and the task its file is named for (a swapped file is a named error)."""
         from interp.taskvectors.stats import ActivationStats
 
         paths = {t: self.stats_path(t) for t in tasks}
         self._require(paths, "statistics", "collect")
-        return {t: ActivationStats.load(p, model=model) for t, p in paths.items()}
+        return {t: ActivationStats.load(p, model=model, layout=layout, task=t) for t, p in paths.items()}
 
     def load_policies(self, tasks: Sequence[str], method: str = "reinforce") -> dict[str, Any]:
-        """Each task's :class:`~interp.taskvectors.policy.Policy` found by ``method``."""
-        from interp.taskvectors.policy import Policy
+        """Each task's :class:`~interp.taskvectors.policy.Policy` found by ``method``; a file that
+        records another task (copied over from another folder) is a named error."""
+        from interp.taskvectors.policy import Policy, PolicyError
 
         paths = {t: self.policy_path(t, method) for t in tasks}
         self._require(paths, f"{method} policy", "search")
-        return {t: Policy.load(p) for t, p in paths.items()}
+        policies = {t: Policy.load(p) for t, p in paths.items()}
+        for task, policy in policies.items():
+            if policy.task is not None and policy.task != task:
+                raise PolicyError(f"{paths[task]} holds the policy of task {policy.task!r}, not {task!r} (copied from another task?)",
+                                  fix=f"Search {task!r} again (`interp search --tasks {task} --force`) or restore its own policy file")
+        return policies
 
     # --- writers -------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_atomic_write_commits_with_0644_and_leaves_no_temporary(tmp_path) -> None:
     target = tmp_path / "sub" / "a.txt"
     with atomic_write(target) as tmp:
-        assert tmp.parent == target.parent and tmp.name.startswith(".a.txt.") and tmp.suffix == ".tmp"
+        assert tmp.parent == target.parent and tmp.name.startswith(".interp-a.txt.") and tmp.suffix == ".tmp"
         tmp.write_text("new")
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
@@ -44,12 +44,13 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path) -> 
 
 def test_clean_temporaries_removes_only_writer_leftovers(tmp_path) -> None:
     (tmp_path / "d").mkdir()
-    orphan = tmp_path / "d" / ".stats.safetensors.abc123.tmp"
+    orphan = tmp_path / "d" / ".interp-stats.safetensors.abc123.tmp"
     orphan.write_text("x")
-    keep = tmp_path / "d" / "notes.tmp"
-    keep.write_text("mine")
+    keep = [tmp_path / "d" / "notes.tmp", tmp_path / "d" / ".stats.safetensors.abc123.tmp", tmp_path / ".mine.tmp"]
+    for path in keep:
+        path.write_text("mine")
     assert clean_temporaries(tmp_path) == [orphan]
-    assert keep.exists() and not orphan.exists()
+    assert all(path.exists() for path in keep) and not orphan.exists()
 
 
 def test_write_csv_rows_and_frames_and_markdown(tmp_path) -> None:

@@ -100,7 +100,7 @@ def test_truncated_manifest_is_a_named_error(tmp_path) -> None:
 
 def test_orphaned_temporaries_are_cleaned_on_reopen(tmp_path) -> None:
     run = RunDir.create(tmp_path / "run", command="test", config={})
-    orphan = run.path / "stats" / ".lowlight.safetensors.k2j3h4.tmp"
+    orphan = run.path / "stats" / ".interp-lowlight.safetensors.k2j3h4.tmp"
     orphan.parent.mkdir()
     orphan.write_bytes(b"half")
     RunDir.create(tmp_path / "run", command="test", config={})

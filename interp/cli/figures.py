@@ -1,6 +1,9 @@
 """``interp figures``: regenerate every figure of a run directory.
 
 The output options (formats, folder, which figures, width) are declared in :func:`_options`.
+Like every writing command it takes the run's writer lock (:func:`interp.run.lock_run`), so it
+never runs beside a stage or another ``figures`` on the same run, and it writes nothing through
+a symbolic link that leads out of the run.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from interp.io import add_boundary
+    from interp.run import is_interp_manifest, lock_run
     from interp.viz.figures import write_run_figures
+
+    if is_interp_manifest(args.run_dir / "manifest.json"):
+        lock_run(args.run_dir)  # one writer per run: never beside a stage or another `figures`
+    else:  # a folder of tables interp did not make: drawn from, never locked (its files stay as they are)
+        add_boundary(args.run_dir)
 
     for path in write_run_figures(args.run_dir, formats=args.formats, out_dir=args.out, only=args.only,
                                   width=args.width, titles=args.titles or None):

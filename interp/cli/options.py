@@ -139,11 +139,14 @@ def _range(low: Any, high: Any) -> str:
 
 
 def run_dir(text: str) -> Path:
-    """A run directory to create or resume: anything but an existing file."""
-    path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise _bad(f"{path} is a file, not a run directory; name a new or existing directory")
-    return path
+    """A run directory to create or resume: a new or empty folder or an existing interp run
+    (:func:`interp.run.check_run_path`); an empty name, a file or a folder of other files is refused."""
+    from interp.run import check_run_path
+
+    try:
+        return check_run_path(text)
+    except ValueError as error:
+        raise _bad(str(error)) from None
 
 
 def existing_run(text: str) -> Path:

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 
 import plotly.graph_objects as go
 
-from interp.errors import InterpError
+from interp.errors import ConfigError, InterpError
 from interp.io import atomic_write
 
 STATIC_FORMATS = ("png", "pdf", "svg")
@@ -70,9 +70,11 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     """Validate figure formats (``html``, ``png``, ``pdf``, ``svg``); returns them as a tuple."""
     if isinstance(formats, str):
         formats = tuple(f.strip() for f in formats.split(",") if f.strip())
+    formats = tuple(f.lower() if isinstance(f, str) else f for f in formats)  # HTML is html
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ValueError(f"unknown figure format(s) {unknown or list(formats)}; choose from {FORMATS}")
+        raise ConfigError(f"unknown figure format(s) {unknown or list(formats)}",
+                          fix=f"Choose from {', '.join(FORMATS)} (comma-separated)")
     return tuple(dict.fromkeys(formats))
 
 

@@ -41,7 +41,7 @@ import plotly.graph_objects as go
 import torch
 
 from interp.canvas import QUADRANTS, CanvasGrid, denormalize
-from interp.errors import InterpError
+from interp.errors import ConfigError, InterpError
 from interp.run import RunDir
 from interp.taskvectors.policy import policy_mask
 from interp.taskvectors.units import UnitSpace
@@ -309,7 +309,7 @@ def write_run_figures(
         paper_width_px(width)  # a bad width fails before anything is drawn
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
-        raise ValueError(f"unknown figure group(s) {unknown}; choose from {list(BUILDERS)}")
+        raise ConfigError(f"unknown figure group(s) {unknown}", fix=f"Choose from {', '.join(BUILDERS)}")
     if not (run_dir / "manifest.json").is_file():
         print(f"note: {run_dir} has no manifest.json; drawing whatever tables it holds")
 
