@@ -17,12 +17,22 @@ activation):
 
 Hooks are always removed when the call or context ends, also when a hook raises. A hook
 that returns a tensor of another shape or device than the activation, a name that matches no
-hook point and a filter that matches none are :class:`~interp.errors.HookError` naming them.
+hook point, a filter that matches none and a hook spec that is not a ``(name, fn)`` pair are
+:class:`~interp.errors.HookError` naming them.
+
+**Threads.** Hooks belong to the modules, not to a call: while one thread has hooks attached,
+every forward of that model, from any thread, runs them. A model is therefore *not*
+thread-safe for hooked use. What is checked: attaching hooks (``hooks``, ``run_with_hooks``,
+``run_with_cache``) while another thread has hooks on the same model is a
+:class:`ConcurrentHooksError`, and starting a hooked run from inside a hook of a hooked run of
+the same model (which would run the outer hooks again, without end) is a
+:class:`ReentrantHooksError`. Use one model per thread (``copy.deepcopy``), or a process pool.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
@@ -39,6 +49,14 @@ FwdHooks = Sequence[tuple[Union[str, Callable[[str], bool]], HookFn]]
 
 class UnknownHookError(HookError, KeyError):
     """A hook name that is not a hook point of the model (also a ``KeyError``)."""
+
+
+class ConcurrentHooksError(HookError):
+    """Hooks attached to a model from a second thread while another thread's hooks are on it."""
+
+
+class ReentrantHooksError(HookError):
+    """A hooked run of a model started from inside a hook of a hooked run of the same model."""
 
 
 class HookPoint(nn.Module):
@@ -110,22 +128,61 @@ class HookedModule(nn.Module):
 
     @contextmanager
     def hooks(self, fwd_hooks: FwdHooks = ()) -> Iterator[HookedModule]:
-        """Attach hooks for the duration of a ``with`` block; removes only its own hooks."""
+        """Attach hooks for the duration of a ``with`` block; removes only its own hooks.
+
+        Nestable within one thread; from a second thread while hooks are on is a
+        :class:`ConcurrentHooksError` (see the module docstring: hooks are per model).
+        """
+        specs = _hook_specs(fwd_hooks)
         handles: list[RemovableHandle] = []
+        with self._hook_owner():
+            try:
+                for name_or_filter, fn in specs:
+                    points = self._resolve(name_or_filter)
+                    if not points:
+                        raise HookError(f"hook filter {name_or_filter!r} matches no hook point", fix="See model.hook_dict for the names")
+                    handles.extend(hp.add_hook(fn) for hp in points)
+                yield self
+            finally:
+                for handle in handles:
+                    handle.remove()
+
+    @contextmanager
+    def _hook_owner(self) -> Iterator[None]:
+        """Mark this thread as the one whose hooks are on the model (counted, for nesting)."""
+        me = threading.get_ident()
+        with _OWNERS_LOCK:
+            owner, depth = self.__dict__.get("_interp_hook_owner", (None, 0))
+            if owner is not None and owner != me:
+                raise ConcurrentHooksError(
+                    f"hooks attached to {type(self).__name__} from a second thread while another thread's hooks are on it "
+                    "(hooks belong to the model, so each thread's forwards would run the other's hooks)",
+                    fix="Use one model per thread (copy.deepcopy(model)) or run the hooked calls one after another")
+            self.__dict__["_interp_hook_owner"] = (me, depth + 1)
         try:
-            for name_or_filter, fn in fwd_hooks:
-                points = self._resolve(name_or_filter)
-                if not points:
-                    raise HookError(f"hook filter {name_or_filter!r} matches no hook point", fix="See model.hook_dict for the names")
-                handles.extend(hp.add_hook(fn) for hp in points)
-            yield self
+            yield
         finally:
-            for handle in handles:
-                handle.remove()
+            with _OWNERS_LOCK:
+                owner, depth = self.__dict__["_interp_hook_owner"]
+                self.__dict__["_interp_hook_owner"] = (owner, depth - 1) if depth > 1 else (None, 0)
+
+    @contextmanager
+    def _hooked_forward(self) -> Iterator[None]:
+        """One hooked forward at a time per model: a second one from inside a hook is refused."""
+        if self.__dict__.get("_interp_in_hooked_forward"):
+            raise ReentrantHooksError(
+                f"a hooked run of {type(self).__name__} started from inside a hook of another hooked run of it "
+                "(the outer hooks would run again inside, without end)",
+                fix="Run the inner forward after the outer call returns, or on a copy of the model (copy.deepcopy)")
+        self.__dict__["_interp_in_hooked_forward"] = True
+        try:
+            yield
+        finally:
+            self.__dict__["_interp_in_hooked_forward"] = False
 
     def run_with_hooks(self, *args, fwd_hooks: FwdHooks = (), **kwargs):
         """Run ``forward(*args, **kwargs)`` with temporary hooks."""
-        with self.hooks(fwd_hooks):
+        with self._hooked_forward(), self.hooks(fwd_hooks):
             return self(*args, **kwargs)
 
     def run_with_cache(
@@ -150,7 +207,7 @@ class HookedModule(nn.Module):
         points = self.hook_points(names_filter)
         if not points:
             raise HookError(f"names_filter {names_filter!r} matches no hook point", fix="See model.hook_dict for the names")
-        with self.hooks([(hp.name, save) for hp in points]):
+        with self._hooked_forward(), self.hooks([(hp.name, save) for hp in points]):
             output = self(*args, **kwargs)
         return output, ActivationCache(store)
 
@@ -161,7 +218,27 @@ class HookedModule(nn.Module):
             return [self.hook_dict[name_or_filter]]
         if callable(name_or_filter):
             return self.hook_points(name_or_filter)
-        raise TypeError(f"a hook is addressed by a name or a filter function, got {type(name_or_filter).__name__}")
+        raise HookError(f"a hook is addressed by a name or a filter function, got {type(name_or_filter).__name__}",
+                        fix="Pass fwd_hooks=[(name_or_filter, fn), ...]")
+
+
+#: guards the owner records of every model's hooks (taken only while attaching / removing)
+_OWNERS_LOCK = threading.Lock()
+
+
+def _hook_specs(fwd_hooks: object) -> list[tuple]:
+    """``fwd_hooks`` as a list of ``(name_or_filter, fn)`` pairs, or a :class:`HookError`."""
+    example = "fwd_hooks=[('encoder.blocks.0.attn.hook_z', fn)]"
+    if isinstance(fwd_hooks, (str, bytes)) or not isinstance(fwd_hooks, Iterable):
+        raise HookError(f"fwd_hooks must be a list of (name_or_filter, fn) pairs, got {type(fwd_hooks).__name__}", fix=f"Pass {example}")
+    specs = list(fwd_hooks)
+    for spec in specs:
+        if not isinstance(spec, (tuple, list)) or len(spec) != 2:
+            raise HookError(f"fwd_hooks must be a list of (name_or_filter, fn) pairs; one item is {spec!r}",
+                            fix=f"Wrap a single pair in a list: {example}")
+        if not callable(spec[1]):
+            raise HookError(f"the hook for {spec[0]!r} is a {type(spec[1]).__name__}, not a function", fix=f"Pass {example}")
+    return specs
 
 
 def _as_filter(names_filter: NamesFilter) -> Callable[[str], bool]:

@@ -35,7 +35,7 @@ from interp.models.spec import ModelSpec
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
-from interp.taskvectors.policy import Policy
+from interp.taskvectors.policy import Policy, PolicyError
 from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
 from interp.taskvectors.sharded import collect_sharded
 from interp.taskvectors.stats import ActivationStats
@@ -105,7 +105,7 @@ def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pipel
         path = run.stats_path(task)
         made_by = collect_provenance(model, source, task, cfg)
         if path.exists() and not force:  # resume: a finished task is not collected again
-            stats = ActivationStats.load(path, model=model)
+            stats = ActivationStats.load(path, model=model, layout="one_shot", task=task)
             check_resume(stats.extra.get("provenance"), made_by, path, run.path)
             out[task] = stats
             continue
@@ -121,8 +121,30 @@ def stage_collect(run: RunDir, model: MAEVQGAN, source: PromptSource, cfg: Pipel
 
 
 def load_stats(run: RunDir, tasks: Sequence[str], model: MAEVQGAN | None = None) -> dict[str, ActivationStats]:
-    """Statistics written by :func:`stage_collect`; a missing task is a named error."""
-    return run.load_stats(tasks, model)
+    """Statistics written by :func:`stage_collect` (one-shot layout, each file of its own task);
+    a missing task is a named error."""
+    return run.load_stats(tasks, model, layout="one_shot")
+
+
+def check_reused(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: Mapping[str, ActivationStats],
+                 cfg: PipelineConfig, policies: Mapping[str, Policy | torch.Tensor] | None = None) -> None:
+    """What a stage reuses was made with this model (weights hash), data, fold and sizes.
+
+    Each task's statistics must record :func:`collect_provenance` of the current inputs and each
+    policy the :func:`search_provenance` part of its own (its seed and REINFORCE options are the
+    search's own business); :class:`~interp.errors.ResumeConflict` otherwise, through the one check
+    (:func:`~interp.provenance.check_resume`). A policy imported from the official code records
+    none and is checked by task and unit space only.
+    """
+    for task in cfg.tasks:
+        if task in stats:
+            check_resume(stats[task].extra.get("provenance"), collect_provenance(model, source, task, cfg),
+                         run.stats_path(task), run.path)
+        policy = (policies or {}).get(task)
+        recorded = policy.metadata.get("provenance") if isinstance(policy, Policy) else None
+        if recorded is not None and task in stats:
+            made_by = {k: v for k, v in search_provenance(model, source, stats[task], task, cfg).items() if k != "seed"}
+            check_resume({k: recorded.get(k, "(absent)") for k in made_by}, made_by, run.policy_path(task), run.path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,8 +211,8 @@ def _policy_inputs(model: MAEVQGAN, policies: Mapping[str, Policy | torch.Tensor
     themselves; bare probability vectors are over ``cfg.granularity``)."""
     spaces = {t: p.space for t, p in policies.items() if isinstance(p, Policy)}
     if len({json.dumps(s.to_dict(), sort_keys=True) for s in spaces.values()}) > 1:
-        raise ValueError(f"the policies are over different unit spaces ({ {t: repr(s) for t, s in spaces.items()} }); "
-                         "evaluate policies of one granularity together")
+        raise PolicyError(f"the policies are over different unit spaces ({ {t: repr(s) for t, s in spaces.items()} })",
+                          fix="Evaluate policies of one granularity and model together (search the others again)")
     space = next(iter(spaces.values())) if spaces else UnitSpace.for_model(model, cfg.granularity)
     space.check_model(model)
     return space, {t: p.probabilities() if isinstance(p, Policy) else p for t, p in policies.items()}
@@ -225,6 +247,8 @@ def eval_prompts(model: MAEVQGAN, source: PromptSource, tasks: Sequence[str], cf
 
 def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig,
                 granularity: str = "head", n_prompts: int = 16, reward: str = "pixel") -> pd.DataFrame:
+    """Every unit patched alone -> ``sweep.csv`` (the statistics checked with :func:`check_reused`)."""
+    check_reused(run, model, source, stats, cfg)
     space = UnitSpace.for_model(model, granularity)
     prompts = build_task_prompts(source, cfg.fold, n_prompts, model.grid, seed=cfg.seed + 3, split="trn", tasks=cfg.tasks)
     table = pd.concat([sweep(model, space, stats[t], prompts[t], reward=reward) for t in cfg.tasks], ignore_index=True)
@@ -236,7 +260,9 @@ def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[
 
 def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats],
                    policies: Mapping[str, Policy | torch.Tensor], cfg: PipelineConfig) -> pd.DataFrame:
-    """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``."""
+    """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``
+    (statistics and policies checked with :func:`check_reused`)."""
+    check_reused(run, model, source, stats, cfg, policies)
     space, probabilities = _policy_inputs(model, policies, cfg)
     tasks = list(cfg.tasks)
     composite = composite_of(cfg.composition) if cfg.composition else None

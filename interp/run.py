@@ -155,6 +155,11 @@ class MissingArtifactError(InputError, FileNotFoundError):
     """A stage's input that an earlier stage has not written into the run yet."""
 
 
+#: the manifest fields interp reads back, with their kinds (a hand edit of another kind is named)
+_MANIFEST_FIELDS = {"command": str, "config": dict, "created": str, "resumed": int, "versions": dict, "torch_threads": int}
+_KIND_NAMES = {str: "a string", dict: "an object", int: "a count"}
+
+
 @contextmanager
 def _named(path: Path) -> Iterator[None]:
     """A failed ``mkdir`` of a run folder as its named error."""
@@ -210,8 +215,13 @@ class RunDir:
             manifest = json.loads(path.read_text())
             if not isinstance(manifest, dict):
                 raise ValueError(f"a {type(manifest).__name__}, not an object")
+            for key, kind in _MANIFEST_FIELDS.items():
+                value = manifest.get(key)
+                if value is not None and (not isinstance(value, kind) or isinstance(value, bool)
+                                          or (key == "resumed" and value < 0)):
+                    raise ValueError(f"its {key!r} is {value!r}, not {_KIND_NAMES[kind]}")
             return manifest
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, OSError) as error:
             raise InputError(f"{path} is not a valid run manifest (truncated or edited: {error})",
                              fix="Delete manifest.json (the next command writes a new one; the other files are kept) "
                                  "or use a new run directory") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from interp.cli.bounds import MAX_PROMPTS, MAX_SEEDS
 from interp.cli.options import Command, integer, names
 from interp.cli.stages import open_stage, stage_options
 
@@ -14,9 +15,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
     stage_options(parser)
     parser.add_argument("--methods", type=names(tuple(METHODS)), default=tuple(METHODS),
                         help=f"comma-separated search methods (default: {','.join(METHODS)})")
-    parser.add_argument("--seeds", type=integer(1), default=3, help="seeds per method and task, an integer >= 1 (default: 3)")
-    parser.add_argument("--compare-eval", type=integer(1), default=50, help="val prompts scored per condition (default: 50)")
-    parser.add_argument("--compare-search-eval", type=integer(1), default=16, help="held-out search prompts per seed (default: 16)")
+    parser.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=3,
+                        help=f"seeds per method and task, an integer in [1, {MAX_SEEDS}] (default: 3)")
+    parser.add_argument("--compare-eval", type=integer(1, MAX_PROMPTS), default=50,
+                        help=f"val prompts scored per condition, an integer in [1, {MAX_PROMPTS}] (default: 50)")
+    parser.add_argument("--compare-search-eval", type=integer(1, MAX_PROMPTS), default=16,
+                        help=f"held-out search prompts per seed, an integer in [1, {MAX_PROMPTS}] (default: 16)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import inspect
 import sys
 from typing import Any, Callable
 
+from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_STEPS, check_memory
 from interp.cli.options import (
     Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
     model_spec, names, real, recorded, run_dir,
@@ -27,12 +28,12 @@ PIPELINE_KINDS: dict[str, Kind] = {
     "tasks": names(TASKS),
     "fold": integer(0, 3),
     "seed": integer(0),
-    "n_collect": integer(1),
-    "n_candidates": integer(1),
+    "n_collect": integer(1, MAX_PROMPTS),
+    "n_candidates": integer(1, MAX_PROMPTS),
     "granularity": choice(GRANULARITIES),
-    "n_train": integer(1),
-    "n_search_eval": integer(1),
-    "n_eval": integer(1),
+    "n_train": integer(1, MAX_PROMPTS),
+    "n_search_eval": integer(1, MAX_PROMPTS),
+    "n_eval": integer(1, MAX_PROMPTS),
     "composition": names(selection("pipeline"), size=2, allow_none=True),
 }
 
@@ -79,6 +80,7 @@ def open_stage(args: argparse.Namespace, needs_model: bool = True):
     run = RunDir.create(args.run, command=sys.argv, config=recorded(args)) if _writes() else RunDir(args.run)
     source = p.load_source(args.data)
     model = p.load_model_spec(args.model, args.device) if needs_model else None
+    check_memory(args, model)  # the prompts the stage builds fit in memory, before any work
     return cfg, run, source, model
 
 
@@ -123,14 +125,14 @@ def _taskness(args: argparse.Namespace) -> int:
 
 #: checks of the :class:`~interp.taskvectors.reinforce.ReinforceConfig` fields (``seed`` is --seed)
 REINFORCE_KINDS: dict[str, Kind] = {
-    "steps": integer(1),
-    "samples": integer(1),
-    "lr": real(0, above=True),
+    "steps": integer(1, MAX_STEPS),
+    "samples": integer(2, MAX_SAMPLES),  # the baseline is the mean of the other samples: needs two
+    "lr": real(0, 1000, above=True),
     "init": real(),
     "sparsity": real(0),
-    "eval_every": integer(1),
+    "eval_every": integer(1, MAX_STEPS),
     "reward": choice(REWARDS),
-    "chunk": integer(1),
+    "chunk": integer(1, MAX_SAMPLES),
     "select": choice(("sample", "threshold")),
     "decode": choice(("official", "band")),
 }
@@ -175,7 +177,8 @@ def _search(args: argparse.Namespace) -> int:
 def _sweep_options(parser: argparse.ArgumentParser) -> None:
     stage_options(parser)
     parser.add_argument("--sweep-granularity", default="head", choices=GRANULARITIES, help="units patched one at a time (default: head)")
-    parser.add_argument("--sweep-prompts", type=integer(1), default=16, help="prompts per task, an integer >= 1 (default: 16)")
+    parser.add_argument("--sweep-prompts", type=integer(1, MAX_PROMPTS), default=16,
+                        help=f"prompts per task, an integer in [1, {MAX_PROMPTS}] (default: 16)")
     parser.add_argument("--reward", default="pixel", choices=REWARDS, help="how a patched forward is scored (default: pixel)")
 
 

@@ -210,6 +210,12 @@ def check_fit(expected: Mapping[str, Tensor], state: Mapping[str, Tensor], sourc
             f"missing: {missing}; unexpected: {unexpected}; shape mismatches: {wrong_shape}. "
             "Check that the config matches the checkpoint (e.g. ModelConfig.large() for the official one)."
         )
+    not_finite = sorted(k for k, v in state.items() if v.is_floating_point() and v.device.type != "meta" and not bool(torch.isfinite(v).all()))
+    if not_finite:
+        raise CheckpointError(
+            f"weights from {source} hold NaN or infinite values in {len(not_finite)} tensors ({', '.join(not_finite[:4])}"
+            f"{' ...' if len(not_finite) > 4 else ''}): a diverged training run or a damaged file",
+            fix="Use the last good checkpoint, or retrain (lower --lr)")
 
 
 def save_model(model: MAEVQGAN, path: str | Path, metadata: Mapping[str, str] | None = None) -> None:

@@ -301,6 +301,12 @@ class MAEVQGAN(HookedModule):
         run only the layers that can differ (prefix reuse).
         """
         layout = get_layout(layout, self.grid)
+        if stack not in ("encoder", "decoder"):
+            raise InputError(f"forward_from(stack={stack!r})", fix="Pass stack='encoder' or 'decoder'")
+        depth = len((self.encoder if stack == "encoder" else self.decoder).blocks)
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < depth:
+            raise InputError(f"forward_from(layer={layer!r}): the {stack} has blocks 0..{depth - 1}",
+                             fix=f"Pass a layer in [0, {depth - 1}] (the block whose hook_resid_pre resid is)")
         if stack == "encoder":
             x = resid
             for block in self.encoder.blocks[layer:]:

@@ -38,15 +38,32 @@ class PolicyError(InputError):
 
 
 def policy_mask(probabilities: Tensor, threshold: float = 0.5) -> Tensor:
-    """Units a learned policy keeps: probability above ``threshold``, ``[units]`` bool."""
-    return probabilities > threshold
+    """Units a learned policy keeps: probability above ``threshold`` (a number in [0, 1]), ``[units]`` bool."""
+    import math
+    import numbers
+
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= float(threshold) <= 1.0 \
+            or math.isnan(float(threshold)):
+        raise PolicyError(f"threshold={threshold!r} is not a probability", fix="Pass a threshold in [0, 1] (0.5 keeps the likely units)")
+    return probabilities > float(threshold)
 
 
 def random_like(mask: Tensor, seed: int, k: int | None = None) -> Tensor:
-    """``k`` units (default: as many as ``mask`` holds) drawn uniformly at random (the control)."""
+    """``k`` units (default: as many as ``mask`` holds, at most all of them) drawn uniformly at random (the control)."""
+    import operator
+
+    if k is not None:
+        try:
+            if isinstance(k, bool):
+                raise TypeError
+            k = operator.index(k)
+        except TypeError:
+            raise PolicyError(f"random_like(k={k!r}): k must be an integer", fix=f"Pass k in [0, {mask.numel()}]") from None
+        if not 0 <= k <= mask.numel():
+            raise PolicyError(f"random_like(k={k}): the unit space has {mask.numel()} units", fix=f"Pass k in [0, {mask.numel()}]")
     g = torch.Generator().manual_seed(seed)
     out = torch.zeros_like(mask, dtype=torch.bool)
-    out[torch.randperm(mask.numel(), generator=g)[: int(mask.sum()) if k is None else int(k)]] = True
+    out[torch.randperm(mask.numel(), generator=g)[: int(mask.sum()) if k is None else k]] = True
     return out
 
 
@@ -163,13 +180,20 @@ class Policy:
         if "space" not in header:
             raise PolicyError(f"{path} has no 'space' in its header, so which units its logits cover is unknown",
                               fix="save policies with Policy.save (it records the UnitSpace)")
-        if header.get("format", FORMAT) != FORMAT or int(header.get("format_version", 1)) > FORMAT_VERSION:
+        version = header.get("format_version", "1")
+        if header.get("format", FORMAT) != FORMAT or not version.isdigit() or int(version) > FORMAT_VERSION:
             raise PolicyError(f"{path} is a {header.get('format')!r} file version {header.get('format_version')}, "
                               f"not a {FORMAT!r} this interp reads", fix="upgrade interp or write it again")
         try:
             space = UnitSpace.from_dict(json.loads(header["space"]))
             metadata = json.loads(header["metadata"]) if "metadata" in header else _legacy_metadata(header)
-        except (ValueError, KeyError, TypeError) as error:
+            if not isinstance(metadata, dict):
+                raise ValueError(f"metadata is a {type(metadata).__name__}, not an object")
+            if metadata.get("task") is not None and not isinstance(metadata["task"], str):
+                raise ValueError(f"task is {metadata['task']!r}, not a name")
+            if metadata.get("provenance") is not None and not isinstance(metadata["provenance"], dict):
+                raise ValueError(f"provenance is {metadata['provenance']!r}, not an object")
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise PolicyError(f"{path} has a malformed header ({error})", fix="write the policy again") from None
         try:
             tensors = load_file(str(path))

@@ -78,6 +78,7 @@ def save_stats(stats: Any, path: str | os.PathLike) -> Path:
     for site in stats.sites:
         for name in FIELDS:
             tensors[f"{site}.{name}"] = getattr(stats, name)[site].detach().cpu().contiguous()
+        check_values(site, *(tensors[f"{site}.{name}"] for name in FIELDS), stats.n_prompts, f"statistics for {path.name}, site {site}")
     meta = stats.sidecar()
     meta["tensors"] = path.name
     meta["tensors_sha256"] = _tensor_digest(tensors)
@@ -119,7 +120,7 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: PromptModel | None
             raise ValueError(f"format version {meta['format_version']} is newer than this interp reads; upgrade")
         stats_layout = PromptLayout.from_dict(meta["layout"])
         sites: dict[str, list[int]] = meta["sites"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CorruptStatsError(
             f"{where} is not a valid activation-statistics description ({e}); restore it or collect again"
         ) from None
@@ -155,9 +156,22 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: PromptModel | None
     if task is not None and meta.get("task") != task:
         raise StatsError(f"{path.name} holds task {meta.get('task')!r}, not {task!r}; load the file of that task")
 
+    try:
+        n_prompts, extra = meta.get("n_prompts", 0), meta.get("extra") or {}
+        if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < 0:
+            raise ValueError(f"n_prompts is {n_prompts!r}, not a count")
+        if not isinstance(extra, dict):
+            raise ValueError(f"extra is a {type(extra).__name__}, not an object")
+        for key in ("task", "model_fingerprint"):
+            if meta.get(key) is not None and not isinstance(meta[key], str):
+                raise ValueError(f"{key} is {meta[key]!r}, not a string")
+        if not isinstance(sites, dict) or not all(isinstance(v, list) and all(type(n) is int for n in v) for v in sites.values()):
+            raise ValueError("sites is not a {site: [shape]} object")
+    except ValueError as e:
+        raise CorruptStatsError(f"{where} is not a valid activation-statistics description ({e}); restore it or collect again") from None
     stats = cls(
         stats_layout, meta.get("model_fingerprint"), meta.get("task"), meta.get("dataset"), meta.get("seed"),
-        int(meta.get("n_prompts", 0)), dict(meta.get("extra") or {}),
+        n_prompts, dict(extra),
     )
     expected_keys = {f"{s}.{f}" for s in sites for f in FIELDS}
     if set(tensors) != expected_keys:
@@ -186,8 +200,37 @@ def load_stats_file(cls: Any, path: str | os.PathLike, model: PromptModel | None
             raise ShapeMismatchError(
                 f"{path.name}, site {site}: " + "; ".join(problems) + ". Collect the statistics again"
             )
+        check_values(site, s, sq, c, n_prompts, f"{path.name}, site {site}")
         stats.sum[site], stats.sum_sq[site], stats.count[site] = s, sq, c
     return stats
+
+
+class ValueStatsError(StatsError):
+    """Statistics whose values cannot be (NaN or infinite sums, negative or impossible counts)."""
+
+
+def check_values(site: str, total: Tensor, squares: Tensor, count: Tensor, n_prompts: int, where: str) -> None:
+    """Raise :class:`ValueStatsError` unless a site's sums are finite and its counts possible.
+
+    Counts are in ``[0, n_prompts]`` (``n_prompts`` > 0) and some slot saw a prompt; ``sum``
+    and ``sum_sq`` are finite and ``sum_sq >= 0``.
+    """
+    problems = []
+    if count.numel() and int(count.min()) < 0:
+        problems.append(f"negative counts (min {int(count.min())})")
+    if n_prompts and count.numel() and int(count.max()) > n_prompts:
+        problems.append(f"counts up to {int(count.max())} from {n_prompts} prompts")
+    if n_prompts and count.numel() and int(count.max()) == 0:
+        problems.append("no slot counted a prompt")
+    for name, t in (("sum", total), ("sum_sq", squares)):
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            problems.append(f"{bad} NaN or infinite values in {name}")
+    if squares.numel() and float(squares.min()) < 0:
+        problems.append("negative sum_sq")
+    if problems:
+        raise ValueStatsError(f"{where}: " + "; ".join(problems) + " (a diverged model or an edited file)",
+                              fix="Collect the statistics again (check the model's weights are finite)")
 
 
 def sidecar_path(path: Path) -> Path:

@@ -59,6 +59,10 @@ def _listing(values: Sequence[Any]) -> str:
     return ", ".join(map(repr, values))
 
 
+class UnitSpaceMismatchError(InputError):
+    """A unit space (of a policy, a mask) built for another model than the one it is used with."""
+
+
 @dataclass(frozen=True)
 class UnitSpace:
     """All units of a model at one granularity, numbered in the official order.
@@ -81,30 +85,30 @@ class UnitSpace:
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
-            raise ValueError(f"unknown granularity {self.granularity!r}; expected one of {GRANULARITIES}")
+            raise InputError(f"unknown granularity {self.granularity!r}; expected one of {GRANULARITIES}")
         # validated, never rewritten (a frozen dataclass): pass tuples, or use for_model / from_dict
         for name in ("n_enc_layers", "n_dec_layers", "n_heads", "n_dec_heads"):
             value = getattr(self, name)
             if (value is not None or name != "n_dec_heads") and (not isinstance(value, int) or value < (0 if "layers" in name else 1)):
-                raise ValueError(f"{name} must be a non-negative int (heads: positive), got {value!r}")
+                raise InputError(f"{name} must be a non-negative int (heads: positive), got {value!r}")
         for name in ("enc_groups", "dec_groups"):
             if not isinstance(getattr(self, name), tuple):
                 raise TypeError(f"{name} must be a tuple of group names, got {getattr(self, name)!r}")
         if not isinstance(self.layout, PromptLayout):
             raise TypeError(f"layout must be a PromptLayout (interp.canvas.get_layout), got {self.layout!r}")
         if self.apply_to is not None and self.apply_to.grid != self.layout.grid:
-            raise ValueError("layout and apply_to are for different canvas grids; build both for the model's grid")
+            raise InputError("layout and apply_to are for different canvas grids; build both for the model's grid")
         if self.granularity == "group":
             for stack, groups in (("encoder", self.enc_groups), ("decoder", self.dec_groups)):
                 unknown = [g for g in groups if g not in GROUP_NAMES]
                 if unknown or len(set(groups)) != len(groups) or not groups:
-                    raise ValueError(
+                    raise InputError(
                         f"{stack} groups {groups} must be distinct names from {GROUP_NAMES}"
                     )
                 present = self.layout.token_groups(stack)
                 absent = [g for g in groups if g not in present]
                 if absent:
-                    raise ValueError(
+                    raise InputError(
                         f"layout {self.layout.name!r} has no {stack} tokens in group(s) {absent}; "
                         f"choose {stack} groups among {tuple(present)}"
                     )
@@ -112,7 +116,7 @@ class UnitSpace:
             for stack in STACKS:
                 n_def, n_target = len(self.layout.slots(stack)), len(self.apply_to.slots(stack))
                 if n_def > n_target:
-                    raise ValueError(
+                    raise InputError(
                         f"apply_to={self.apply_to.name!r} has {n_target} {stack} positions, fewer than the "
                         f"{n_def} of layout {self.layout.name!r}: position indices cannot be reused"
                     )
@@ -153,16 +157,14 @@ class UnitSpace:
         enc, dec = _stacks(model)
         mine = (self.n_enc_layers, self.n_dec_layers, self.n_heads, self.heads("decoder"))
         theirs = (enc.layers, dec.layers, enc.heads, dec.heads)
+        fix = ("Use a policy or space made for this model (UnitSpace.for_model(model, ...)), or pass the --model "
+               "it was searched with")
         if mine != theirs:
-            raise ValueError(
-                f"unit space has (enc layers, dec layers, enc heads, dec heads) = {mine}, the model {theirs}; "
-                "build it with UnitSpace.for_model(model, ...)"
-            )
+            raise UnitSpaceMismatchError(
+                f"unit space has (enc layers, dec layers, enc heads, dec heads) = {mine}, the model {theirs}", fix=fix)
         if self.layout.grid.num_patches != model.grid.num_patches:
-            raise ValueError(
-                f"unit space layout has {self.layout.grid.num_patches} patches, the model {model.grid.num_patches}; "
-                "build it with UnitSpace.for_model(model, ...)"
-            )
+            raise UnitSpaceMismatchError(
+                f"unit space layout has {self.layout.grid.num_patches} patches, the model {model.grid.num_patches}", fix=fix)
 
     # --- sizes and order ------------------------------------------------------------------
 
@@ -234,27 +236,27 @@ class UnitSpace:
     ) -> int:
         """The index of one unit; give exactly the fields this granularity has."""
         if stack not in STACKS:
-            raise ValueError(f"unknown stack {stack!r}; expected 'encoder' or 'decoder'")
+            raise InputError(f"unknown stack {stack!r}; expected 'encoder' or 'decoder'")
         if not 0 <= layer < self.layers(stack):
-            raise ValueError(f"{stack} layer {layer} out of range [0, {self.layers(stack)})")
+            raise InputError(f"{stack} layer {layer} out of range [0, {self.layers(stack)})")
         wants = {"head": self.granularity != "layer", "group": self.granularity == "group",
                  "token": self.granularity == "token"}
         given = {"head": head is not None, "group": group is not None, "token": token is not None}
         if wants != given:
             need = [k for k, v in wants.items() if v]
-            raise ValueError(f"a {self.granularity!r} unit is addressed by stack, layer and {need or 'nothing more'}")
+            raise InputError(f"a {self.granularity!r} unit is addressed by stack, layer and {need or 'nothing more'}")
         local = 0
         if head is not None:
             if not 0 <= head < self.heads(stack):
-                raise ValueError(f"{stack} head {head} out of range [0, {self.heads(stack)})")
+                raise InputError(f"{stack} head {head} out of range [0, {self.heads(stack)})")
             local = head * self.per_head(stack)
         if group is not None:
             if group not in self.groups(stack):
-                raise ValueError(f"{stack} group {group!r} is not a unit group; expected one of {self.groups(stack)}")
+                raise InputError(f"{stack} group {group!r} is not a unit group; expected one of {self.groups(stack)}")
             local += self.groups(stack).index(group)
         if token is not None:
             if not 0 <= token < self.per_head(stack):
-                raise ValueError(f"{stack} token {token} out of range [0, {self.per_head(stack)})")
+                raise InputError(f"{stack} token {token} out of range [0, {self.per_head(stack)})")
             local += token
         return self.offset(stack) + layer * self.per_layer(stack) + local
 
@@ -304,7 +306,15 @@ class UnitSpace:
         that matches no unit, is an :class:`~interp.errors.InputError` naming the valid values:
         an empty mask would patch nothing and look like a task-vector run."""
         wanted = {"stack": stack, "layer": layer, "head": head, "group": group, "token": token}
-        wanted = {k: (v,) if isinstance(v, (str, int)) else tuple(v) for k, v in wanted.items() if v is not None}
+        for name, value in wanted.items():
+            values = value if isinstance(value, (list, tuple, range)) else (value,)
+            if value is not None and any(not _is_index(v, named=name in ("stack", "group")) for v in values):
+                kind = "a name" if name in ("stack", "group") else "an integer"
+                example = {"stack": "'decoder'", "group": "'target'"}.get(name, "0")
+                raise InputError(f"select({name}={value!r}): {name} must be {kind} or a list of them",
+                                 fix=f"Pass e.g. select({name}={example})")
+        wanted = {k: tuple(v if isinstance(v, str) else int(v) for v in (vs if isinstance(vs, (list, tuple, range)) else (vs,)))
+                  for k, vs in wanted.items() if vs is not None}
         for name, values in wanted.items():
             present = sorted({getattr(u, name) for u in self.units} - {None})
             unknown = [v for v in values if v not in present]
@@ -332,7 +342,7 @@ class UnitSpace:
         required = ("granularity", "n_enc_layers", "n_dec_layers", "n_heads", "layout")
         missing = [k for k in required if k not in d]
         if missing:
-            raise ValueError(f"unit space description lacks {missing}; write it with UnitSpace.to_dict()")
+            raise InputError(f"unit space description lacks {missing}; write it with UnitSpace.to_dict()")
         return cls(
             d["granularity"], d["n_enc_layers"], d["n_dec_layers"], d["n_heads"],
             layout=PromptLayout.from_dict(d["layout"]),
@@ -392,7 +402,7 @@ class UnitSpace:
         target = self.target
         if layout.encoder_slots == target.encoder_slots and layout.decoder_slots == target.decoder_slots:
             return
-        raise ValueError(
+        raise InputError(
             f"this {self.granularity!r} UnitSpace addresses positions of layout {target.name!r}, the forward "
             f"runs {layout.name!r}: build UnitSpace.for_model(model, {self.granularity!r}, layout={layout.name!r}) "
             f"to patch the same tokens by slot, or pass apply_to={layout.name!r} to reuse "
@@ -441,5 +451,18 @@ def _stacks(model: PromptModel) -> tuple[StackInfo, StackInfo]:
     """The encoder and decoder :class:`~interp.models.StackInfo` of a model (a unit space numbers both)."""
     stacks = model.stacks
     if tuple(stacks) != STACKS:
-        raise ValueError(f"a unit space numbers the stacks {STACKS}; the model has {tuple(stacks)}")
+        raise InputError(f"a unit space numbers the stacks {STACKS}; the model has {tuple(stacks)}")
     return stacks["encoder"], stacks["decoder"]
+
+
+def _is_index(value: Any, named: bool) -> bool:
+    """A name (``named``) or an integer (numpy / 0-d tensor integers too), never a bool."""
+    import operator
+
+    if named or isinstance(value, (bool, str)):
+        return named and isinstance(value, str)
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
