@@ -298,15 +298,16 @@ class MAEVQGAN(HookedModule):
 
         ``resid`` is that block's input (e.g. from a cache of a clean run). An edit at layer
         ``layer`` or later leaves everything before it unchanged, so sweeps over many edits
-        run only the layers that can differ (prefix reuse).
+        run only the layers that can differ (prefix reuse). ``layer`` is in ``[0, depth]``
+        (``depth``: ``resid`` is the stack's output); any other value is an :class:`InputError`.
         """
         layout = get_layout(layout, self.grid)
         if stack not in ("encoder", "decoder"):
             raise InputError(f"forward_from(stack={stack!r})", fix="Pass stack='encoder' or 'decoder'")
         depth = len((self.encoder if stack == "encoder" else self.decoder).blocks)
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < depth:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= depth:
             raise InputError(f"forward_from(layer={layer!r}): the {stack} has blocks 0..{depth - 1}",
-                             fix=f"Pass a layer in [0, {depth - 1}] (the block whose hook_resid_pre resid is)")
+                             fix=f"Pass a layer in [0, {depth}] (the block whose hook_resid_pre resid is; {depth}: the stack's output)")
         if stack == "encoder":
             x = resid
             for block in self.encoder.blocks[layer:]:

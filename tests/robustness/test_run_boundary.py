@@ -211,3 +211,25 @@ def test_figures_take_the_run_lock(run, capsys) -> None:
     assert (run / "figures" / "taskness.html").is_file()
     assert json.loads((run / "manifest.json").read_text())["command"]
     assert not os.path.exists(run / "figures" / ".lock")
+
+
+def test_a_read_only_file_system_is_named(tmp_path, capsys, monkeypatch) -> None:
+    """(As root, permissions do not stop a write: the file system's EROFS is simulated.)"""
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "mkdir", read_only)
+        assert main(["taskness", "--run", str(tmp_path / "new")]) == 1
+        err = capsys.readouterr().err
+        assert "not writable" in err and "unexpected" not in err, err
+    run = RunDir.create(tmp_path / "run", command="test", config={})
+    run.release()
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", read_only)
+        assert main(["taskness", "--run", str(run.path)]) == 1
+        err = capsys.readouterr().err
+        assert "not writable" in err and "unexpected" not in err, err
