@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=f"show the traceback of an error (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for command in commands().values():
-        child = sub.add_parser(command.name, help=command.help, description=command.help)
+        child = sub.add_parser(command.name, help=command.help, description=command.help,
+                               epilog=f"example:\n{command.example}" if command.example else None,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # the example's lines as written
         child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
         command.options(child)
         if not any("--threads" in action.option_strings for action in child._actions):  # train has its own

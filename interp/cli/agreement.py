@@ -54,4 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command("agreement", "how well each training reward agrees with the official task metric (agreement.csv)", _options, _run)]
+EXAMPLE = """  interp collect --run runs/tv --tasks segmentation,lowlight
+  interp agreement --run runs/tv --tasks segmentation,lowlight --reward token,soft   # agreement.csv"""
+
+COMMANDS = [Command("agreement", "how well each training reward agrees with the official task metric (agreement.csv)", _options, _run,
+                    EXAMPLE)]

@@ -40,20 +40,24 @@ def quick_config():
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The subcommand's options (imports nothing heavy: ``interp --help`` stays fast)."""
     p.add_argument("--out", type=run_dir, required=True, help="run directory (created; rerunning resumes the fine-tunes)")
-    p.add_argument("--model", type=model_spec, default="tiny", help="tiny | file.safetensors | official:<mae.pth>,<vqgan.ckpt>")
-    p.add_argument("--activation-run", default="runs/demo", help="pipeline/demo run dir with stats/ and reinforce/ (missing: rows without numbers)")
+    p.add_argument("--model", type=model_spec, default="tiny",
+                   help="the model fine-tuned and patched: tiny | file.safetensors | official:<mae.pth>,<vqgan.ckpt> (default: tiny)")
+    p.add_argument("--activation-run", default="runs/demo",
+                   help="a pipeline or demo run whose stats/ and policies give the activation-space rows and whose "
+                        "held-out prompts are reused (missing: those rows without numbers; default: runs/demo)")
     p.add_argument("--tasks", type=names(TASKS), default=None,
-                   help="comma-separated tasks (default: segmentation,lowlight,inpainting,colorization,identity)")
-    p.add_argument("--steps", type=integer(1), default=None, help="fine-tuning steps per task")
-    p.add_argument("--batch-size", type=integer(1), default=None, help="fine-tuning prompts per step")
-    p.add_argument("--lr", type=real(0, above=True), default=None, help="fine-tuning learning rate")
-    p.add_argument("--atlas-steps", type=integer(1), default=None)
-    p.add_argument("--n-eval", type=integer(1), default=None, help="held-out prompts per task (default: the demo's)")
-    p.add_argument("--seed", type=integer(0), default=0)
-    p.add_argument("--device", type=device, default="cpu")
-    p.add_argument("--threads", type=integer(1), default=2, help="torch CPU threads")
-    p.add_argument("--quick", action="store_true", help="smoke-test sizes; random model if the tiny one is absent")
-    p.add_argument("--no-progress", action="store_true")
+                   help="comma-separated tasks to fine-tune and compare (default: segmentation,lowlight,inpainting,colorization,identity)")
+    p.add_argument("--steps", type=integer(1), default=None, help="fine-tuning steps per task, an integer >= 1 (default: 300)")
+    p.add_argument("--batch-size", type=integer(1), default=None, help="fine-tuning prompts per step, an integer >= 1 (default: 32)")
+    p.add_argument("--lr", type=real(0, above=True), default=None, help="fine-tuning learning rate, a number > 0 (default: 1e-4)")
+    p.add_argument("--atlas-steps", type=integer(1), default=None,
+                   help="optimisation steps of the aTLAS per-block coefficients, an integer >= 1 (default: 100)")
+    p.add_argument("--n-eval", type=integer(1), default=None, help="held-out prompts per task (default: the activation run's)")
+    p.add_argument("--seed", type=integer(0), default=0, help="seed of the fine-tuning and of the coefficient search (default: 0)")
+    p.add_argument("--device", type=device, default="cpu", help="cpu | cuda | cuda:N | mps (default: cpu)")
+    p.add_argument("--threads", type=integer(1), default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--quick", action="store_true", help="smoke-test sizes (seconds; numbers mean nothing); random model if the tiny one is absent")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
 
 
 def configs(args: argparse.Namespace):
@@ -112,4 +116,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command("compare-weights", HELP, add_arguments, run)]
+EXAMPLE = """  interp compare-weights --out runs/weights --activation-run runs/demo   # fine-tunes 5 tasks x 300 steps: long on a CPU
+  interp compare-weights --out runs/weights-quick --quick                 # smoke test: seconds, numbers mean nothing"""
+
+COMMANDS = [Command("compare-weights", HELP, add_arguments, run, EXAMPLE)]

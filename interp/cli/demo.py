@@ -22,4 +22,6 @@ def _run(args: argparse.Namespace) -> int:
     return run_demo(run, seed=args.seed, rcfg=replace(DEMO_REINFORCE, seed=args.seed))
 
 
-COMMANDS = [Command("demo", "run the whole pipeline on the bundled tiny model and synthetic data", _options, _run)]
+EXAMPLE = """  interp demo --out runs/demo        # the whole pipeline and the search comparison: ~45 min on 2 CPU cores"""
+
+COMMANDS = [Command("demo", "run the whole pipeline on the bundled tiny model and synthetic data", _options, _run, EXAMPLE)]

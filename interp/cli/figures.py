@@ -44,4 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command("figures", "regenerate every figure of a run directory", _options, _run)]
+EXAMPLE = """  interp figures runs/demo                           # every figure as HTML, PNG, PDF, SVG (~1 min per format on a CPU)
+  interp figures runs/demo --formats html            # HTML only: seconds, no Chromium needed
+  interp figures runs/demo --width column --only results --formats pdf   # one paper figure, 3.3 in wide"""
+
+COMMANDS = [Command("figures", "regenerate every figure of a run directory", _options, _run, EXAMPLE)]

@@ -121,10 +121,18 @@ def _interventions(args: argparse.Namespace) -> int:
     return 0
 
 
+#: --help examples (after `interp collect` and `interp search` into the run)
+EXAMPLES = {
+    "lens": "  interp lens --run runs/tv --task segmentation --n-prompts 16       # lens/segmentation.csv, figures/lens_*",
+    "paths": "  interp paths --run runs/tv --task segmentation --n-prompts 8       # paths/segmentation.csv, figures/paths_*",
+    "interventions": "  interp interventions --run runs/tv                                  # interventions.csv",
+}
+
 COMMANDS = [
     Command("lens", "code lens: the task metric of every layer's readout (one-shot, zero-shot, + task vector)",
-            _lens_options, _lens),
-    Command("paths", "path patching: the task vector's encoder heads through each decoder head", _paths_options, _paths),
+            _lens_options, _lens, EXAMPLES["lens"]),
+    Command("paths", "path patching: the task vector's encoder heads through each decoder head", _paths_options, _paths,
+            EXAMPLES["paths"]),
     Command("interventions", "the task vectors patched by each intervention kind (replace, add, scaled): which works best",
-            _interventions_options, _interventions),
+            _interventions_options, _interventions, EXAMPLES["interventions"]),
 ]

@@ -30,6 +30,7 @@ class Command:
     help: str
     options: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    example: str = ""  # command lines shown under the options in --help (with expected run times)
 
 
 class Kind:
@@ -224,19 +225,30 @@ def default_device() -> str:
 # config dataclasses
 
 
-def config_options(parser: argparse.ArgumentParser, cls: type, kinds: Mapping[str, Kind], skip: Iterable[str] = ()) -> None:
+def config_options(parser: argparse.ArgumentParser, cls: type, kinds: Mapping[str, Kind], skip: Iterable[str] = (),
+                   helps: Mapping[str, str] | None = None, only: Iterable[str] | None = None) -> None:
     """One ``--option`` per field of config dataclass ``cls``, each checked by its :class:`Kind`.
 
+    Its --help line says what the field does (``helps[name]``, else the field's
+    ``metadata["help"]``), then what it takes and its default. ``only``: just these fields.
     A field without a declared kind gets a generic one from its default (integer, number,
     true/false, comma-separated list)."""
+    wanted = None if only is None else set(only)
     for field in fields(cls):
-        if field.name in skip:
+        if field.name in skip or (wanted is not None and field.name not in wanted):
             continue
-        default = field.default if field.default is not MISSING else None
+        if field.default is not MISSING:
+            default = field.default
+        elif field.default_factory is not MISSING:  # e.g. a task list from the registry
+            default = field.default_factory()
+        else:
+            default = None
         kind = kinds.get(field.name) or _default_kind(default)
-        shown = ",".join(default) if isinstance(default, tuple) else ("none" if default is None else default)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else ("none" if default is None else default)
+        meaning = (helps or {}).get(field.name) or field.metadata.get("help")
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, choices=kind.choices, default=default,
-                            metavar=None if kind.choices else field.name.upper(), help=f"{kind.describe} (default: {shown})")
+                            metavar=None if kind.choices else field.name.upper(),
+                            help=f"{meaning}: {kind.describe} (default: {shown})" if meaning else f"{kind.describe} (default: {shown})")
 
 
 def _default_kind(default: Any) -> Kind:
