@@ -172,9 +172,12 @@ def _named(path: Path) -> Iterator[None]:
 
 @dataclass
 class RunDir:
-    """A directory holding one run's artifacts."""
+    """A directory holding one run's artifacts (``RunDir("runs/demo")``: a str path is fine)."""
 
     path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
 
     @classmethod
     def create(cls, path: str | Path, command: list[str] | str, config: Mapping[str, Any]) -> RunDir:

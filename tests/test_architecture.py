@@ -25,18 +25,15 @@ PACKAGE = ROOT / "interp"
 
 # files of the search / scoring unification (issue 21 items 1-4), the explorer's controls, the
 # code lens / path patching and the weight-space bases, cleaned as that work lands
-PENDING_CYCLES: set[str] = {"interp.viz.explorer.controls", "interp.viz.explorer.widget"}
+PENDING_CYCLES: set[str] = set()
 PENDING_PRIVATE: set[str] = set()
-PENDING_ELSEWHERE: set[str] = {"interp/viz/explorer/widget.py"}
+PENDING_ELSEWHERE: set[str] = set()
 PENDING_MODEL_ANY: set[str] = {
     "interp/taskvectors/search/base.py",
 }
 PENDING_REACH_INS: set[str] = {
     "interp/taskvectors/reinforce.py",
     "interp/taskvectors/sweep.py",
-    "interp/viz/explorer/attention.py",
-    "interp/viz/explorer/controls.py",
-    "interp/viz/explorer/widget.py",
 }
 
 # resolving a model's layout or device by hand (model.layout(...), model.device instead)
@@ -47,8 +44,6 @@ PENDING_RESOLVERS: set[str] = {
     "interp/taskvectors/reinforce.py",
     "interp/taskvectors/search/base.py",
     "interp/taskvectors/sweep.py",
-    "interp/viz/explorer/attention.py",
-    "interp/viz/explorer/predict.py",
 }
 RESOLVER = re.compile(r"next\([\w.]*parameters\(\)\)|get_layout\([^)]*\bmodel\.grid\)")
 

@@ -43,7 +43,8 @@ CHROMIUM_ARGS = [
 SERVER_TIMEOUT_S = 90  # JupyterLab answering
 RUN_TIMEOUT_S = float(os.environ.get("INTERP_BROWSER_TIMEOUT", 240))  # all cells run, widget images shown
 CHANGE_TIMEOUT_S = 90  # the patched image redrawn after the slider moved
-PATCHED = 5  # image order: example input, example output, query, one-shot, zero-shot, patched, target
+PATCHED = 2  # image order: one-shot, zero-shot, patched, target, the prompt (2 x 2), then the compare tab's
+SHOWN = 5
 SCREENSHOT = ROOT / "figures" / "explorer.png"  # the README's picture of the explorer, remade by every run
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
@@ -255,7 +256,7 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
 
     images = page.locator(".jp-OutputArea-output .widget-image")
     start = time.monotonic()
-    ready = _wait(lambda: images.count() >= 7 and all(images.nth(i).get_attribute("src") for i in range(7)), RUN_TIMEOUT_S, 1.0)
+    ready = _wait(lambda: images.count() >= SHOWN and all(images.nth(i).get_attribute("src") for i in range(SHOWN)), RUN_TIMEOUT_S, 1.0)
     assert ready, f"the explorer's images did not appear within {RUN_TIMEOUT_S:.0f} s of Run All (started: {started})"
     assert _wait(lambda: page.evaluate(KERNEL_STATUS) == "idle", 60), "the kernel stayed busy after the last cell"
     print(f"notebook ran in the browser in {time.monotonic() - start:.1f} s")
@@ -304,6 +305,7 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     assert "mod-active" in (cells.nth(0).get_attribute("class") or ""), "a clicked unit is not shown as patched"
     print(f"clicked 4 units: {mask_after.splitlines()[1] if len(mask_after.splitlines()) > 1 else mask_after}")
     page.set_viewport_size({"width": 1280, "height": 800})
+    _fits_beside_the_file_browser(page, widget, shots)
     _compare_and_attention(page, widget, cells, summary, shots)
     page.locator(".lm-TabBar-tab", has_text=re.compile(r"^prediction$")).click()
     widget.scroll_into_view_if_needed()
@@ -311,6 +313,50 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     assert box["width"] <= 1280 and box["height"] <= 700, f"the explorer is {box['width']:.0f} x {box['height']:.0f} px: not within 1280 x 800"
     widget.screenshot(path=str(SCREENSHOT))
     print(f"screenshot {SCREENSHOT} ({box['width']:.0f} x {box['height']:.0f} px)")
+
+
+FILE_BROWSER_OPEN = """
+async () => {
+  const app = window.jupyterapp;
+  if (!app) return 'no app';
+  if (app.shell.leftCollapsed) await app.commands.execute('filebrowser:activate');
+  return app.shell.leftCollapsed ? 'collapsed' : 'open';
+}
+"""
+
+OVERFLOWING = """
+(root) => {
+  const out = [];
+  for (const el of [root, ...root.querySelectorAll('*')]) {
+    const style = getComputedStyle(el);
+    if (el.scrollWidth > el.clientWidth + 1 && ['auto', 'scroll'].includes(style.overflowX) && el.clientWidth > 0)
+      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} ${el.scrollWidth}>${el.clientWidth}`);
+  }
+  return out;
+}
+"""
+
+
+def _fits_beside_the_file_browser(page, widget, shots: Path) -> None:
+    """At 1280 x 800 with JupyterLab's file browser open: no horizontal scrollbar in the explorer's output,
+    and in the one-shot layout (more token groups) every control, the heads' *none* button included, inside it."""
+    assert page.evaluate(FILE_BROWSER_OPEN) == "open", "could not open JupyterLab's file browser"
+    page.wait_for_timeout(500)
+    area = page.locator(".jp-OutputArea-output", has=page.locator(".widget-image")).last
+    for layout in ("one-shot", "zero-shot"):
+        widget.locator("button", has_text=re.compile(rf"^{layout}$")).click()
+        page.wait_for_timeout(1500)
+        box = area.bounding_box()
+        overflowing = area.evaluate(OVERFLOWING)
+        _screenshot(page, widget, shots / f"file_browser_{layout}.png")
+        assert not overflowing, f"{layout}, file browser open: horizontal scrollbars in {overflowing} (output {box['width']:.0f} px)"
+        none = widget.locator("button", has_text=re.compile(r"^none$")).first
+        b = none.bounding_box()
+        assert b and b["x"] + b["width"] <= box["x"] + box["width"] + 1, f"{layout}: the heads' 'none' button is clipped ({b} vs {box})"
+        for image in widget.locator(".widget-image").all()[:SHOWN]:
+            i = image.bounding_box()
+            assert i["x"] + i["width"] <= box["x"] + box["width"] + 1, f"{layout}: an image leaves the output area ({i} vs {box})"
+    print(f"file browser open: the explorer fits its {box['width']:.0f} px output area in both layouts")
 
 
 def _compare_and_attention(page, widget, cells, summary, shots: Path) -> None:

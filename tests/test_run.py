@@ -181,3 +181,13 @@ def test_sigkill_at_any_commit_resumes_to_the_uninterrupted_result(tmp_path, mod
     for key in expected:
         assert torch.equal(got[key], expected[key]), key
     assert not list(run.rglob(".*.tmp"))  # cleaned when the run was reopened
+
+
+def test_run_dir_takes_a_str_path(tmp_path) -> None:
+    """The documented route RunDir("runs/demo").load_stats(TASKS) works with a str."""
+    from interp.run import MissingArtifactError, RunDir
+
+    run = RunDir(str(tmp_path))
+    assert run.path == tmp_path and run.stats_path("lowlight") == tmp_path / "stats" / "lowlight.safetensors"
+    with pytest.raises(MissingArtifactError, match="interp collect"):
+        run.load_stats(["lowlight"])

@@ -144,9 +144,12 @@ def test_task_layout_and_export(explorer) -> None:
     assert "MSE ↓" in explorer.titles()["one_shot"]
     explorer.export_button.click()
     first = explorer.last_export
-    assert [p.name for p in first] == [figure_stem("explorer", "lowlight", "prompt1", "one_shot", mask=explorer.current_mask()) + ".html"]
-    assert first[0].name.startswith("explorer_lowlight_prompt1_one_shot_") and first[0].exists()
-    assert f"wrote {first[0].name}" in explorer.status.value and not explorer.export_button.disabled
+    stem = figure_stem("explorer", "lowlight", "prompt1", "one_shot", mask=explorer.current_mask())
+    assert [p.name for p in first] == [stem + ".html", stem + "_units.html"]  # the view and its mask grid
+    assert first[0].name.startswith("explorer_lowlight_prompt1_one_shot_") and all(p.exists() for p in first)
+    assert "not patched" in first[1].read_text() and "patched units" in first[1].read_text()
+    assert f"wrote {first[0].name}, {first[1].name} in <code>{first[0].resolve().parent}</code>" in explorer.status.value
+    assert not explorer.export_button.disabled
     explorer.controls["heads"].value = (0,)  # another mask: another file, the first one kept
     explorer.export_button.click()
     second = explorer.last_export
@@ -176,14 +179,24 @@ def test_run_policies_opens_every_search_result(setup, tmp_path) -> None:
     logits = torch.logit(policy.clamp(0.01, 0.99))
     Policy(space, logits, logits.clone(), {"task": "segmentation"}).save(tmp_path / "reinforce" / "segmentation" / "policy.safetensors")
     Policy(space, -logits, -logits.clone(), {"task": "lowlight"}).save(tmp_path / "greedy" / "lowlight" / "policy.safetensors")
-    found = run_policies(tmp_path)
-    assert sorted(found) == ["lowlight (greedy)", "segmentation"]
+    Policy(space, logits, None, {"task": "segmentation"}).save(tmp_path / "greedy" / "segmentation" / "policy.safetensors")
+    found = run_policies(str(tmp_path))  # a str path: read through RunDir
+    assert sorted(found) == ["lowlight (greedy)", "segmentation (greedy)", "segmentation (reinforce)"]
+    assert sorted(run_policies(tmp_path, method="greedy")) == ["lowlight (greedy)", "segmentation (greedy)"]
     explorer = PatchExplorer(model, prompts, means, found, formats=("html",), export_dir=tmp_path / "figures")
-    assert explorer.controls["policy"].value == "segmentation"  # the run's policy for the first task
+    assert explorer.controls["policy"].value == "segmentation (reinforce)"  # the run's policy for the first task
+    options = [v for _, v in explorer.controls["policy"].options]
+    assert options == [NO_POLICY, "segmentation (reinforce)", "segmentation (greedy)"]  # this task's, every method
     assert torch.equal(explorer.current_mask(), policy.clamp(0.01, 0.99) > 0.5)
+    explorer.controls["policy"].value = "segmentation (greedy)"
+    explorer.controls["task"].value = "lowlight"  # the same method's policy of the new task
+    assert explorer.controls["policy"].value == "lowlight (greedy)"
+    assert [v for _, v in explorer.controls["policy"].options] == [NO_POLICY, "lowlight (greedy)"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="interp search"):
         run_policies(tmp_path / "empty")
+    with pytest.raises(ValueError, match="unknown search method"):
+        run_policies(tmp_path, method="annealing")
 
 
 @pytest.mark.slow
@@ -203,7 +216,8 @@ def test_two_exports_of_two_masks_are_two_consistent_sets(setup, tmp_path) -> No
             explorer.controls["threshold"].value = threshold
         files = explorer.export()
         count = f"{int(explorer.current_mask().sum())} of {len(explorer.space())} units patched"
-        assert [p.suffix for p in files] == [".html", ".svg", ".pdf"] and len({p.stem for p in files}) == 1
+        assert [p.suffix for p in files] == [".html", ".svg", ".pdf"] * 2 and len({p.stem for p in files[:3]}) == 1
+        assert {p.stem for p in files[3:]} == {files[0].stem + "_units"}  # the mask grid beside the view
         assert count in files[0].read_text() and count in files[1].read_text()  # HTML and SVG show this mask
         sets.append(files)
     assert sets[0][0].stem != sets[1][0].stem and all(p.exists() for files in sets for p in files)

@@ -20,7 +20,8 @@ def test_lens_tab(setup, tmp_path) -> None:  # noqa: F811
         ex.controls["task"].value = "lowlight"
         ex.controls["policy"].value = NO_POLICY
         ex.controls["encoder"].value = ex.controls["decoder"].value = False
-    ex.toggled = set(range(len(ex.space())))  # every unit: the patched prediction differs from the zero-shot one
+    ex.clicked = {(u.stack, u.layer, u.head, u.group): True for u in ex.space().units}  # every unit set on by hand:
+    # the patched prediction differs from the zero-shot one
     ex.update()
     assert ex.lens._shown is None  # hidden tab: nothing computed
     ex.tabs.selected_index = list(ex.tabs.titles).index("code lens")

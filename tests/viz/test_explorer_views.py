@@ -204,3 +204,80 @@ def test_explorer_on_the_official_unit_spaces() -> None:
     assert 3 not in ex.controls["heads"].value
     ex.attention.select("encoder", 23, 15)
     assert ex.attention.patterns()["unpatched"].shape == (1 + 3 * 16, 1 + 3 * 16)  # CLS + three visible 4x4 cells
+
+
+def test_unit_effects_from_a_sweep_table_and_on_demand(explorer) -> None:
+    import pandas as pd
+
+    from interp.taskvectors.sweep import sweep
+    from interp.viz.explorer.effects import UnitEffects
+
+    ex = explorer
+    with ex.hold():
+        ex.controls["task"].value = "lowlight"
+        ex.controls["layout"].value = "zero_shot"
+    ex.effects = UnitEffects()
+    ex.controls["colour"].value = "effect"
+    assert ex.unit_effects() is None and not ex.sweep_button.disabled and "sweep this task" in ex.legend.value
+    ex.sweep_task(progress=False)  # the sweep engine, every head alone on this task's prompts
+    head_space = UnitSpace.for_model(ex.model, "head")
+    table = sweep(ex.model, head_space, ex.means["lowlight"], ex.prompts["lowlight"], progress=False)
+    by_head = {(r.stack, r.layer, r.head): r.delta for r in table.itertuples()}
+    values = ex.unit_effects()
+    assert values == pytest.approx([by_head[u.stack, u.layer, u.head] for u in ex.space().units])  # each group: its head's
+    assert ex.sweep_button.disabled and len(ex.grid.colours) == len(ex.space()) and "effect alone" in ex.grid.tips[0]
+    best = table.sort_values("delta", ascending=False).iloc[0]
+    assert f"largest effects alone on lowlight: {best.stack} L{best.layer} H{best['head']} {best.delta:+.3f}" in ex.legend.value
+    for mark in ("patched", "set by hand", "in set A", "attention tab", "blue helps"):
+        assert mark in ex.legend.value  # every mark of the grid is in the legend
+    ex.controls["colour"].value = "patched"
+    assert ex.grid.colours == [] and "blue helps" not in ex.legend.value
+
+    # a run's sweep.csv at group granularity is matched by group too
+    groups = pd.DataFrame([{"task": "segmentation", "stack": u.stack, "layer": u.layer, "head": u.head, "group": u.group,
+                            "delta": float(i), "metric": "iou", "n_prompts": 16} for i, u in enumerate(ex.space().units)])
+    effects = UnitEffects(groups)
+    assert effects.values("segmentation", ex.space()).tolist() == [float(i) for i in range(len(ex.space()))]
+    assert effects.values("lowlight", ex.space()) is None and "16 prompts" in effects.describe("segmentation")
+    with pytest.raises(ValueError, match="lacks column"):
+        UnitEffects(groups.drop(columns="delta"))
+
+
+def test_paired_interval_against_zero_shot(explorer) -> None:
+    from interp.viz.explorer.predict import paired_interval, t_quantile
+
+    assert [round(t_quantile(df), 3) for df in (1, 2, 7, 31)] == [12.706, 4.303, 2.365, 2.040]  # Student's t tables
+    ex = explorer
+    with ex.hold():
+        ex.controls["task"].value = "lowlight"
+    ex.toggle(_units(ex, ("decoder", 1, 2, "target"))[0])
+    p = ex.predictor
+    zero = p.prompt_scores("lowlight", "zero_shot", "lowlight", None)
+    patched = p.prompt_scores("lowlight", ex.layout, "lowlight", ex.current_mask())
+    d = (patched - zero).numpy()
+    half = t_quantile(len(d) - 1) * d.std(ddof=1) / len(d) ** 0.5
+    mean, low, high, n = ex.intervals()["patched"]
+    assert n == len(d) and mean == pytest.approx(d.mean()) and (low, high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert paired_interval(patched, zero)[1:3] == pytest.approx((low, high))
+    assert "paired vs zero-shot (95% t interval" in ex.summary.value and f"[{low:+.3f}, {high:+.3f}]" in ex.summary.value
+    ex.toggle(_units(ex, ("decoder", 1, 2, "target"))[0])
+
+
+def test_difference_view_and_prompt_canvas(explorer) -> None:
+    from interp.viz.explorer.render import DIFF_COLOUR, DIFF_FULL, difference, prompt_canvas
+
+    target = torch.zeros(3, 4, 4)
+    cell = target.clone()
+    cell[:, 0, 0] = 1.0  # off by 1 (>= DIFF_FULL): full colour; the rest equal: white
+    cell[:, 0, 1] = DIFF_FULL / 2
+    d = difference(cell, target)
+    assert d[:, 1, 1].tolist() == [1.0, 1.0, 1.0] and d[:, 0, 0].tolist() == pytest.approx(list(DIFF_COLOUR))
+    assert d[:, 0, 1].tolist() == pytest.approx([0.5 + 0.5 * c for c in DIFF_COLOUR])
+    ex = explorer
+    ex.controls["show"].value = "difference"
+    assert "|zero-shot − target|" in ex.image_titles["zero_shot"].value and "target" in ex.image_titles["target"].value
+    cells = ex.predictions()
+    canvas = prompt_canvas(cells)
+    c = cells["query"].shape[-1]
+    assert canvas.shape == (3, 2 * c, 2 * c) and torch.equal(canvas[:, c:, :c], cells["query"])
+    ex.controls["show"].value = "images"

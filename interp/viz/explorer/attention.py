@@ -18,13 +18,13 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from interp.canvas import PromptLayout, denormalize, get_layout
+from interp.canvas import PromptLayout, denormalize
 from interp.viz.explorer.render import to_uint8
 from interp.viz.heatmaps import GROUP_LABELS
 from interp.viz.style import apply_style
 
 STACKS = ("encoder", "decoder")
-FIGURE_PX = (820, 262)  # fits the explorer's output area at 1280 x 800 (see .grid.WIDTH_PX)
+FIGURE_PX = (800, 262)  # fits the explorer's output area at 1280 x 800 with the file browser open (see .grid.WIDTH_PX)
 
 
 def pattern_hook(stack: str, layer: int) -> str:
@@ -37,10 +37,10 @@ def head_pattern(model: Any, canvas: Tensor, layout: PromptLayout | str, stack: 
                  hooks: Sequence = ()) -> Tensor:
     """Attention pattern ``[q_pos, k_pos]`` (float64, rows sum to 1) of one head on ``canvas [1, 3, H, W]``,
     with ``hooks`` (e.g. a patch's) attached during the forward."""
-    layout = get_layout(layout, model.grid)
+    layout = model.layout(layout)
     name = pattern_hook(stack, layer)
     if name not in model.hook_dict:
-        raise ValueError(f"no {stack} layer {layer}: the {stack} has {len(getattr(model, stack).blocks)} layers")
+        raise ValueError(f"no {stack} layer {layer}: the {stack} has {model.stacks[stack].layers} layers")
     with model.hooks(list(hooks)):
         _, cache = model.run_with_cache(canvas, layout, names_filter=[name])
     pattern = cache[name]  # [batch, head, q, k]
@@ -128,11 +128,14 @@ def attention_figure(patterns: dict[str, Tensor], canvas: Tensor, layout: Prompt
                          dict(y0=edge - 0.5, y1=edge - 0.5, x0=-0.5, x1=len(order) - 0.5)):
                 fig.add_shape(type="line", xref=f"x{ref}", yref=f"y{ref}", line=dict(color="white", width=1), **line)
     fig.update_layout(title=dict(text=title, font_size=11), margin=dict(l=10, r=10, t=80, b=22),
-                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=top or 1, colorbar=dict(x=0.465, len=0.8, thickness=6,
-                                                                                              title="weight")),
-                      coloraxis2=dict(colorscale="Viridis", cmin=0, colorbar=dict(x=1.0, len=0.8, thickness=6, title="weight")))
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=top or 1, colorbar=dict(
+                          x=0.465, len=0.75, y=0.42, thickness=6, title=dict(text="from the<br>query<br>token", side="top", font_size=9))),
+                      coloraxis2=dict(colorscale="Viridis", cmin=0, colorbar=dict(
+                          x=1.0, len=0.75, y=0.42, thickness=6, title=dict(text="query<br>x key", side="top", font_size=9))))
     fig.update_annotations(font_size=10)
-    return apply_style(fig, width=FIGURE_PX[0], height=FIGURE_PX[1])
+    fig = apply_style(fig, width=FIGURE_PX[0], height=FIGURE_PX[1])
+    fig.update_layout(modebar=dict(orientation="v"))  # beside the plot, not over the titles (nor cut off above them)
+    return fig
 
 
 def _pair_labels(labels: list[str]) -> np.ndarray:
@@ -144,15 +147,15 @@ class AttentionView:
 
     def __init__(self, explorer: Any, w: Any) -> None:
         self.ex = explorer
-        cfg = explorer.model.config.mae
-        self.depths = {"encoder": cfg.depth, "decoder": cfg.decoder_depth}
-        self.heads = {"encoder": cfg.num_heads, "decoder": cfg.decoder_num_heads}
+        stacks = explorer.model.stacks
+        self.depths = {s: stacks[s].layers for s in STACKS}
+        self.heads = {s: stacks[s].heads for s in STACKS}
         short = dict(style={"description_width": "initial"})
         self.controls = {
             "stack": w.Dropdown(options=STACKS, value="decoder", description="head of", layout=w.Layout(width="170px"), **short),
-            "layer": w.Dropdown(options=list(range(cfg.decoder_depth)), value=cfg.decoder_depth - 1, description="layer",
+            "layer": w.Dropdown(options=list(range(self.depths["decoder"])), value=self.depths["decoder"] - 1, description="layer",
                                 layout=w.Layout(width="110px"), **short),
-            "head": w.Dropdown(options=list(range(cfg.decoder_num_heads)), value=0, description="head",
+            "head": w.Dropdown(options=list(range(self.heads["decoder"])), value=0, description="head",
                                layout=w.Layout(width="110px"), **short),
             "query": w.Dropdown(options=[], description="attention from", layout=w.Layout(width="260px"), **short),
         }
@@ -195,7 +198,7 @@ class AttentionView:
         key = (self.ex.layout, self.controls["stack"].value)
         if key == self._query_for:
             return
-        layout = get_layout(self.ex.layout, self.ex.model.grid)
+        layout = self.ex.model.layout(self.ex.layout)
         stack = key[1]
         self._query_for = key
         self.controls["query"].options = [(token_label(layout, stack, i), i) for i in range(len(layout.slots(stack)))]
@@ -218,7 +221,7 @@ class AttentionView:
     def figure(self) -> go.Figure:
         ex = self.ex
         stack, layer, head, query = self.choice()
-        layout = get_layout(ex.layout, ex.model.grid)
+        layout = ex.model.layout(ex.layout)
         n = int(ex.current_mask().sum())
         title = (f"{stack} L{layer} H{head} attention · {ex.prompt_name()}<br><sup>patched: {n} units "
                  f"({ex.layout.replace('_', '-')}); weights are softmax(q·k/√d) rows</sup>")

@@ -3,8 +3,9 @@
 Pin the current selection (or a policy's units above a threshold) as A, keep clicking B; both
 predictions and both metrics are shown next to each other, on this prompt and over the prompt
 set, with the paired difference B - A and whether it is better in the metric's direction.
-A is kept as a 0/1 policy over the unit space it was pinned in, so it follows a layout change
-by unit name (stack, layer, head, token group), as the explorer's policies do.
+A is kept as a unit mask over the space it was pinned in, so it follows a layout change by unit
+name (stack, layer, head, token group), as the explorer's clicks do. The interval of B - A over
+the prompt set is the paired 95% t interval (:func:`~interp.viz.explorer.predict.paired_interval`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,28 @@ import torch
 from torch import Tensor
 
 from interp.metrics import task_metric
-from interp.viz.explorer.policies import NO_POLICY, Policy, values_on
-from interp.viz.explorer.predict import mean_sem
+from interp.taskvectors.units import UnitSpace
+from interp.viz.explorer.policies import NO_POLICY, values_on
+from interp.viz.explorer.predict import mean_sem, paired_interval, t_quantile
 from interp.viz.explorer.render import fmt
 from interp.viz.style import metric_label
 
 
 @dataclass(frozen=True)
 class Pinned:
-    """Set A: a name and its units as a 0/1 policy over the space it was pinned in."""
+    """Set A: a name and its units (bool ``[len(space)]``) in the space it was pinned in."""
 
     label: str
-    policy: Policy
+    space: UnitSpace
+    units: Tensor
     layout: str
+
+    def on(self, space: UnitSpace) -> Tensor:
+        """A's units on ``space``, matched by name (stack, layer, head, group)."""
+        if space is self.space:
+            return self.units.clone()
+        chosen = {(u.stack, u.layer, u.head, u.group) for u, on in zip(self.space.units, self.units.tolist()) if on}
+        return torch.tensor([(u.stack, u.layer, u.head, u.group) in chosen for u in space.units], dtype=torch.bool)
 
 
 @dataclass(frozen=True)
@@ -42,13 +52,15 @@ class Comparison:
     prompt: dict[str, float]  # {"A", "B", "diff"}
     prompt_set: dict[str, tuple[float, float, int]]  # {"A", "B", "diff"}: (mean, sem, n)
 
-    def verdict(self, diff: float, sem: float | None = None) -> str:
+    def verdict(self, diff: float, sem: float | None = None, n: int | None = None) -> str:
         """'B better', 'B worse' or 'same' for a difference B - A, in the metric's direction;
-        with ``sem``, 'within noise' is added where ``|diff| < 2 sem``."""
+        with ``sem``, 'within noise' is added where the 95% interval holds 0 (``|diff| < t sem`` with
+        ``n`` paired prompts, ``2 sem`` without ``n``)."""
         if np.isnan(diff) or abs(diff) < 1e-12:
             return "same" if not np.isnan(diff) else "n/a"
         word = "B better" if (diff > 0) == self.higher_is_better else "B worse"
-        return f"{word} (within noise)" if sem is not None and abs(diff) < 2 * sem else word
+        factor = t_quantile(n - 1) if n and n > 1 else 2.0
+        return f"{word} (within noise)" if sem is not None and abs(diff) < factor * sem else word
 
 
 class CompareSlot:
@@ -64,17 +76,16 @@ class CompareSlot:
 
     def pin(self, label: str = "pinned selection") -> None:
         """Pin the current selection as A (B goes on from the same units)."""
-        space = self.ex.space()
-        self._set(Pinned(label, Policy(space, self.ex.current_mask().double()), self.ex.layout))
+        self._set(Pinned(label, self.ex.space(), self.ex.current_mask(), self.ex.layout))
 
     def pin_policy(self, name: str, threshold: float | None = None) -> None:
         """Pin a policy's units above ``threshold`` (default: the threshold slider) as A."""
         if name not in self.ex.policies:
             raise KeyError(f"no policy {name!r}; the explorer has {sorted(self.ex.policies)}")
         threshold = self.ex.controls["threshold"].value if threshold is None else threshold
-        policy = self.ex.policies[name]
-        self._set(Pinned(f"{name} > {threshold:.2f}", Policy(policy.space, (policy.probabilities > threshold).double()),
-                         self.ex.layout))
+        space = self.ex.space()
+        units = torch.from_numpy(values_on(self.ex.policies[name], space) > threshold)
+        self._set(Pinned(f"{name} > {threshold:.2f}", space, units, self.ex.layout))
 
     def clear(self) -> None:
         self._set(None)
@@ -88,7 +99,7 @@ class CompareSlot:
         space = self.ex.space()
         if self.pinned is None:
             return torch.zeros(len(space), dtype=torch.bool)
-        return torch.from_numpy(values_on(self.pinned.policy, space) > 0.5)
+        return self.pinned.on(space)
 
     def predictions(self) -> dict[str, Tensor]:
         """Target cells ``[3, c, c]`` predicted under A and under B."""
@@ -114,20 +125,22 @@ class CompareSlot:
         c = self.result()
         label = metric_label(c.metric, c.higher_is_better)
         n_a, n_b = int(self.mask().sum()), int(self.ex.current_mask().sum())
-        d, (dm, ds, _) = c.prompt["diff"], c.prompt_set["diff"]
+        d, (dm, ds, dn) = c.prompt["diff"], c.prompt_set["diff"]
+        _, lo, hi, _ = paired_interval(self.ex.predictor.prompt_scores(self.ex.task, self.ex.layout, self.ex.means_task, self.ex.current_mask()),
+                                       self.ex.predictor.prompt_scores(self.ex.task, self.ex.layout, self.ex.means_task, self.mask()))
         rows = [(f"A: {html.escape(self.pinned.label)} ({n_a} units)", fmt(c.prompt["A"]), _mean_sem(c.prompt_set["A"])),
                 (f"B: current selection ({n_b} units)", fmt(c.prompt["B"]), _mean_sem(c.prompt_set["B"])),
-                ("B − A", f"{_signed(d)} <b>{c.verdict(d)}</b>", f"{_signed(dm)} ± {fmt(ds)} <b>{c.verdict(dm, ds)}</b>")]
+                ("B − A", f"{_signed(d)} <b>{c.verdict(d)}</b>", f"{_signed(dm)} [{_signed(lo)}, {_signed(hi)}] <b>{c.verdict(dm, ds, dn)}</b>")]
         body = "".join(f"<tr><td>{name}</td><td>{one}</td><td>{over}</td></tr>" for name, one, over in rows)
         n = c.prompt_set["B"][2]
         return (f"<table class='interp-compare'><tr><th></th><th>{label} this prompt</th>"
-                f"<th>{label} all {n} prompts (mean ± sem, paired)</th></tr>{body}</table>")
+                f"<th>{label} all {n} prompts (mean ± sem; B − A: 95% paired t interval)</th></tr>{body}</table>")
 
     def state(self) -> dict[str, Any] | None:
         """A as JSON-ready values: label, layout and its units in that layout's space."""
         if self.pinned is None:
             return None
-        units = (self.pinned.policy.probabilities > 0.5).nonzero().flatten().tolist()
+        units = self.pinned.units.nonzero().flatten().tolist()
         return {"label": self.pinned.label, "layout": self.pinned.layout, "units": units}
 
     def load_state(self, state: dict[str, Any] | None) -> None:
@@ -136,9 +149,9 @@ class CompareSlot:
             self.pinned = None
             return
         space = self.ex.space(state["layout"])
-        probabilities = torch.zeros(len(space), dtype=torch.float64)
-        probabilities[list(state["units"])] = 1.0
-        self.pinned = Pinned(state["label"], Policy(space, probabilities), state["layout"])
+        units = torch.zeros(len(space), dtype=torch.bool)
+        units[list(state["units"])] = True
+        self.pinned = Pinned(state["label"], space, units, state["layout"])
 
 
 def _signed(x: float) -> str:
@@ -150,8 +163,8 @@ def _mean_sem(stats: tuple[float, float, int]) -> str:
 
 
 def policy_options(explorer: Any) -> list[tuple[str, str]]:
-    """The 'A from policy' dropdown's options: none, then every policy of the explorer."""
-    return [("A from policy…", NO_POLICY)] + [(n, n) for n in explorer.policies]
+    """The 'A from policy' dropdown's options: none, then the policies of the chosen task (and of no task)."""
+    return [("A from policy…", NO_POLICY)] + [(n, n) for n in explorer.task_policies()]
 
 
 __all__ = ["Comparison", "CompareSlot", "Pinned", "policy_options"]

@@ -1,9 +1,12 @@
 """The explorer's unit grid: the live mask view, one layers x heads block per stack and token group.
 
 One widget (anywidget) draws every unit as a small cell, so the official model's 1152-2176
-units cost one widget model, not one per unit. Orange = patched (B), an outline = in the
-pinned set A, a blue ring = the head the attention view shows. A click toggles a unit, a
-shift-click shows that head's attention pattern. The mask travels as a string of ``0``/``1``.
+units cost one widget model, not one per unit. Every mark is in :func:`legend_html` (drawn above
+the grid with the same CSS): orange = patched (B), a dark corner = set by hand, a blue outline =
+in the pinned set A, a pink ring = the head the attention view shows; coloured by effect, a
+cell's colour is its effect alone (blue helps, red hurts) and a patched unit carries a dark
+centre square. A click toggles a unit, a shift-click shows that head's attention pattern. Masks
+travel as strings of ``0``/``1``, the effect colours as a list of CSS colours.
 """
 
 from __future__ import annotations
@@ -64,10 +67,17 @@ function render({ model, el }) {
   }
   function paint() {
     const mask = model.get("mask"), pinned = model.get("pinned"), ring = model.get("inspect");
+    const hand = model.get("clicked"), colours = model.get("colours"), tips = model.get("tips");
+    const effect = colours.length > 0;
+    el.classList.toggle("interp-effect-mode", effect);
     cells.forEach((cell, i) => {
       cell.classList.toggle("mod-active", mask[i] === "1");
       cell.classList.toggle("interp-in-a", pinned[i] === "1");
       cell.classList.toggle("interp-inspect", ring[i] === "1");
+      cell.classList.toggle("interp-hand", hand[i] === "1");
+      cell.style.background = effect ? (colours[i] || "#ffffff") : "";
+      if (!cell.dataset.base) cell.dataset.base = cell.title;
+      cell.title = cell.dataset.base + (tips[i] ? ` · ${tips[i]}` : "");
     });
   }
   el.addEventListener("click", (event) => {
@@ -80,6 +90,8 @@ function render({ model, el }) {
   model.on("change:mask", paint);
   model.on("change:pinned", paint);
   model.on("change:inspect", paint);
+  model.on("change:clicked", paint);
+  model.on("change:colours", paint);
   build();
   paint();
 }
@@ -97,6 +109,16 @@ CSS = """
 .interp-grid .interp-unit.mod-active {background: #e69f00; color: #000}
 .interp-grid .interp-unit.interp-in-a {border: 2px solid #0072b2}
 .interp-grid .interp-unit.interp-inspect {box-shadow: 0 0 0 2px #cc79a7}
+.interp-grid .interp-unit {position: relative}
+.interp-grid .interp-unit.interp-hand::before {content: ""; position: absolute; left: 0; top: 0; width: 0; height: 0;
+  border-top: 5px solid #000; border-right: 5px solid transparent}
+.interp-grid.interp-effect-mode .interp-unit.mod-active::after {content: ""; position: absolute; left: 30%; top: 30%;
+  width: 40%; height: 40%; background: #222; border-radius: 1px}
+.interp-grid.interp-effect-mode .interp-unit.mod-active {color: #fff}
+.interp-legend {display: flex; flex-flow: row wrap; gap: 2px 12px; align-items: center; font-size: 11px; line-height: 1.2}
+.interp-legend .interp-swatch {display: inline-flex; align-items: center; gap: 4px; white-space: nowrap}
+.interp-legend .interp-unit {width: 12px; height: 12px; display: inline-block; cursor: default}
+.interp-legend .interp-ramp {width: 60px; height: 10px; display: inline-block; border: 1px solid #ccc}
 """
 
 #: the grid's budget (px): a notebook's output area in a 1280 x 800 JupyterLab window with the file
@@ -146,6 +168,24 @@ def cell_px(blocks: list[dict[str, Any]], width: int = WIDTH_PX, height: int = H
     return 6
 
 
+def legend_html(effect: str | None = None, scale: float | None = None) -> str:
+    """The grid's legend, one swatch per mark (drawn with the grid's own CSS); ``effect``: what the
+    effect colours are (shown when the grid is coloured by effect), ``scale`` the value at full colour."""
+    def swatch(classes: str, label: str, style: str = "") -> str:
+        return (f"<span class='interp-swatch'><span class='interp-unit {classes}' style='{style}'></span>{label}</span>")
+
+    items = [swatch("", "not patched"), swatch("mod-active", "patched"), swatch("interp-hand", "set by hand (click)"),
+             swatch("interp-in-a", "in set A (compare tab)"), swatch("interp-inspect", "head shown in the attention tab")]
+    if effect:
+        items[:2] = [swatch("", "not patched", "background:#fff"),
+                     "<span class='interp-swatch'><span class='interp-unit mod-active' style='background:#fff'></span>patched</span>"]
+        ramp = "linear-gradient(to right, rgb(178,24,43), rgb(247,247,247), rgb(33,102,172))"
+        items.append(f"<span class='interp-swatch'>−{scale:.3g} <span class='interp-ramp' style='background:{ramp}'></span> "
+                     f"+{scale:.3g}: {effect} (blue helps, red hurts)</span>")
+    mode = " interp-effect-mode" if effect else ""
+    return f"<div class='interp-grid interp-legend{mode}'>{''.join(items)}</div>"
+
+
 def _bits(mask: Any, n: int) -> str:
     if mask is None:
         return "0" * n
@@ -164,6 +204,9 @@ if anywidget is not None:
         mask = traitlets.Unicode("").tag(sync=True)
         pinned = traitlets.Unicode("").tag(sync=True)
         inspect = traitlets.Unicode("").tag(sync=True)
+        clicked = traitlets.Unicode("").tag(sync=True)
+        colours = traitlets.List().tag(sync=True)  # CSS colour per unit (the effect overlay), or [] (patched / not)
+        tips = traitlets.List().tag(sync=True)  # extra tooltip text per unit, or []
 
         def __init__(self, on_toggle: Callable[[int], None], on_inspect: Callable[[int], None], **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -178,8 +221,10 @@ if anywidget is not None:
             """What a click (``inspect``: a shift-click) on unit ``unit`` does."""
             (self._on_inspect if inspect else self._on_toggle)(unit)
 
-        def show(self, space: UnitSpace, mask: Any, pinned: Any = None, inspect: Any = None) -> None:
-            """Draw ``space`` (rebuilt only when it changes) with ``mask`` patched, ``pinned`` outlined, ``inspect`` ringed."""
+        def show(self, space: UnitSpace, mask: Any, pinned: Any = None, inspect: Any = None, clicked: Any = None,
+                 colours: list[str] | None = None, tips: list[str] | None = None) -> None:
+            """Draw ``space`` (rebuilt only when it changes) with ``mask`` patched, ``pinned`` outlined, ``inspect``
+            ringed, ``clicked`` marked as set by hand; ``colours`` (one CSS colour per unit) colours cells by effect."""
             with self.hold_sync():
                 if space is not self.space:
                     self.space = space
@@ -187,6 +232,8 @@ if anywidget is not None:
                     self.cell_px = cell_px(self.blocks)
                 n = len(space)
                 self.mask, self.pinned, self.inspect = _bits(mask, n), _bits(pinned, n), _bits(inspect, n)
+                self.clicked = _bits(clicked, n)
+                self.colours, self.tips = list(colours or []), list(tips or [])
 
         def patched(self) -> list[int]:
             """Indices of the units drawn as patched."""
@@ -200,4 +247,4 @@ def unit_grid(on_toggle: Callable[[int], None], on_inspect: Callable[[int], None
     return UnitGrid(on_toggle, on_inspect)
 
 
-__all__ = ["CSS", "ESM", "cell_px", "grid_blocks", "grid_size", "unit_grid"]
+__all__ = ["CSS", "ESM", "cell_px", "grid_blocks", "grid_size", "legend_html", "unit_grid"]

@@ -1,21 +1,25 @@
-"""Policies as the explorer reads them: any saved policy mapped onto the explorer's unit space.
+"""Policies and per-unit values as the explorer reads them, mapped onto its unit space.
 
-A policy of any granularity is read as per-(layer, head, group) probabilities
+A policy is the one :class:`interp.taskvectors.policy.Policy` (what every search writes; the
+explorer reads it only through :meth:`~interp.taskvectors.policy.Policy.probabilities`). Any
+granularity is read as per-(layer, head, group) probabilities
 (:func:`~interp.viz.heatmaps.policy_frame`; token units take the max over their group, head and
 layer units cover every group), so a zero-shot policy also drives a one-shot forward by group
-name. :func:`run_policies` opens every search result under a run directory in one call.
+name. :func:`run_policies` opens a run's search results of every method (or one) through
+:class:`~interp.run.RunDir`; :func:`unit_values` maps any per-unit table (a sweep's ``delta``)
+onto a unit space the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
-from torch import Tensor
 
+from interp.taskvectors.policy import Policy
 from interp.taskvectors.units import UnitSpace
 from interp.viz.heatmaps import policy_frame
 
@@ -23,72 +27,80 @@ from interp.viz.heatmaps import policy_frame
 NO_POLICY = "(none)"
 
 
-@dataclass(frozen=True)
-class Policy:
-    """A policy as the explorer uses it: its own unit space and per-unit probabilities."""
-
-    space: UnitSpace
-    probabilities: Tensor
-
-
 def resolve_policy(model: Any, policy: Any, name: str = "policy") -> Policy:
-    """A saved policy (:class:`interp.taskvectors.policy.Policy`, or the path of its file: the
-    unit space comes with it) or ``(space, probabilities)``. A bare vector is refused: which
-    units it covers cannot be told from its length."""
-    from interp.taskvectors.policy import Policy as SavedPolicy
-
-    if isinstance(policy, Policy):
-        return policy
+    """A :class:`~interp.taskvectors.policy.Policy`, the path of its file, or ``(space, probabilities)``
+    (read as the policy of those probabilities: logits ``logit(p)``, exact). A bare vector is
+    refused: which units it covers cannot be told from its length."""
     if isinstance(policy, (str, Path)):
-        policy = SavedPolicy.load(policy)
-    if isinstance(policy, SavedPolicy):
-        space, probabilities = policy.space, policy.probabilities(dtype=torch.float64)
-    elif isinstance(policy, tuple) and len(policy) == 2 and isinstance(policy[0], UnitSpace):
+        policy = Policy.load(policy)
+    if isinstance(policy, tuple) and len(policy) == 2 and isinstance(policy[0], UnitSpace):
         space, probabilities = policy
-    else:
+        probabilities = torch.as_tensor(probabilities).detach().double().cpu().flatten()
+        if probabilities.numel() != len(space):
+            raise ValueError(f"policy {name!r}: {probabilities.numel()} probabilities for a space of {len(space)} units")
+        if probabilities.isnan().any() or probabilities.min() < 0 or probabilities.max() > 1:
+            raise ValueError(f"policy {name!r} must hold probabilities in [0, 1]; for logits pass torch.sigmoid(logits)")
+        policy = Policy(space, torch.logit(probabilities), metadata={"method": "given", "name": name})
+    if not isinstance(policy, Policy):
         raise ValueError(
-            f"policy {name!r} is a bare vector of {torch.as_tensor(policy).numel()} values: which units it covers "
-            "is unknown. Pass (UnitSpace, probabilities), a Policy (Policy.load('.../policy.safetensors')) or its path"
+            f"policy {name!r} is a {type(policy).__name__} (a bare vector of {torch.as_tensor(policy).numel()} values?): "
+            "which units it covers is unknown. Pass (UnitSpace, probabilities), a Policy "
+            "(Policy.load('.../policy.safetensors')) or its path"
         )
-    space.check_model(model)
-    probabilities = torch.as_tensor(probabilities).detach().double().cpu().flatten()
-    if probabilities.numel() != len(space):
-        raise ValueError(f"policy {name!r}: {probabilities.numel()} probabilities for a space of {len(space)} units")
-    if probabilities.min() < 0 or probabilities.max() > 1:
-        raise ValueError(f"policy {name!r} must hold probabilities in [0, 1]; for logits pass torch.sigmoid(logits)")
-    return Policy(space, probabilities)
+    policy.space.check_model(model)
+    return policy
+
+
+def unit_values(frame: pd.DataFrame, space: UnitSpace, column: str, missing: float = 0.0) -> np.ndarray:
+    """``frame[column]`` of each unit of ``space``, matched by (stack, layer, head, group), or by
+    (stack, layer, head) when ``frame`` has no token groups (``missing`` where it has no row)."""
+    by_group = "group" in frame.columns and frame["group"].notna().any()
+    cols = ["stack", "layer", "head", "group"] if by_group else ["stack", "layer", "head"]
+    lookup = {tuple(row[:-1]): row[-1] for row in frame[cols + [column]].itertuples(index=False, name=None)}
+    return np.array([lookup.get((u.stack, u.layer, u.head, u.group) if by_group else (u.stack, u.layer, u.head), missing)
+                     for u in space.units], dtype=float)
 
 
 def values_on(policy: Policy, space: UnitSpace) -> np.ndarray:
     """The policy's probability of each unit of ``space`` (0 for units it does not cover)."""
-    frame = policy_frame(policy.space, policy.probabilities, agg="max")
-    by_group = "group" in frame.columns
-    cols = ["stack", "layer", "head", "group"] if by_group else ["stack", "layer", "head"]
-    lookup = {tuple(row[:-1]): row[-1] for row in frame[cols + ["probability"]].itertuples(index=False, name=None)}
-    return np.array([
-        lookup.get((u.stack, u.layer, u.head, u.group) if by_group else (u.stack, u.layer, u.head), 0.0)
-        for u in space.units
-    ])
+    return unit_values(policy_frame(policy.space, policy.probabilities(dtype=torch.float64), agg="max"), space, "probability")
 
 
-def run_policies(run_dir: str | Path) -> dict[str, Any]:
-    """Every saved search result of a run, ``{"<task>" or "<task> (<method>)": Policy}``.
+def run_policies(run_dir: Any, method: str | None = None) -> dict[str, Policy]:
+    """A run's saved search results, ``{"<task> (<method>)": Policy}``, of every method (or ``method``).
 
-    Reads ``RUN/<method>/<task>/policy.safetensors`` (REINFORCE's are named by task alone, so
-    the explorer's policy follows the task); pass the result as ``policies=`` to the explorer.
+    Read through :class:`~interp.run.RunDir` (``run.policy_path(task, method)`` for each method of
+    :data:`interp.taskvectors.search.METHODS` and each task it searched); the explorer offers each
+    task's policies when that task is chosen. Pass the result as ``policies=`` to the explorer.
     """
-    from interp.taskvectors.policy import Policy as SavedPolicy
+    from interp.errors import InputError
+    from interp.run import MissingArtifactError, RunDir
+    from interp.taskvectors.search import METHODS
 
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"run directory {root} not found; give the folder `interp demo --out` wrote")
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    if not run.path.is_dir():
+        raise MissingArtifactError(f"run directory {run.path} not found", fix="give the folder `interp demo --out` (or --run) wrote")
+    if method is not None and method not in METHODS:
+        raise InputError(f"unknown search method {method!r}", fix=f"choose one of {', '.join(METHODS)}")
     found = {}
-    for path in sorted(root.glob("*/*/policy.safetensors")):
-        method, task = path.parent.parent.name, path.parent.name
-        found[task if method == "reinforce" else f"{task} ({method})"] = SavedPolicy.load(path)
+    for m in [method] if method else list(METHODS):
+        for task in run.searched_tasks(m):
+            found[policy_name(task, m)] = Policy.load(run.policy_path(task, m))
     if not found:
-        raise FileNotFoundError(f"no <method>/<task>/policy.safetensors under {root}; run `interp search --run {root}` first")
+        which = f"--method {method}" if method else "--method M"
+        raise MissingArtifactError(f"no search results ({method or 'any method'}) in {run.path}",
+                         fix=f"run `interp search --run {run.path} {which}` first")
     return found
 
 
-__all__ = ["NO_POLICY", "Policy", "resolve_policy", "values_on", "run_policies"]
+def policy_name(task: str, method: str) -> str:
+    """How the explorer names a run's policy: ``"lowlight (reinforce)"``."""
+    return f"{task} ({method})"
+
+
+def policy_task(name: str, policy: Policy) -> str | None:
+    """The task a policy was searched for (its metadata, else a name like ``"lowlight (...)"``), or None."""
+    return policy.task or (name.split(" (")[0] if " (" in name else None)
+
+
+__all__ = ["NO_POLICY", "policy_name", "policy_task", "resolve_policy", "run_policies", "unit_values", "values_on"]

@@ -3,7 +3,7 @@
 Unpatched and patched predictions are cached per (task, prompt, layout, means, mask), so moving
 back and forth is instant; :meth:`Predictor.set_score` scores a mask on every prompt of a task
 (mean ± standard error; :meth:`Predictor.prompt_scores` gives the per-prompt values a paired
-comparison needs), cached the same way.
+comparison needs: :func:`paired_interval`, a 95% paired t interval), cached the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interp.canvas import get_layout
 from interp.data.tasks import PromptBatch
 from interp.scoring import Scorer
 from interp.taskvectors.patching import Intervention, Means, MeanPatcher
@@ -34,7 +33,7 @@ class Predictor:
         self.base_means = dict(base_means or {})
         #: what a patch does (:class:`~interp.taskvectors.patching.Intervention`); part of every cache key
         self.intervention = Intervention()
-        self.device = next(model.parameters()).device
+        self.device = model.device
         self._spaces: dict[str, UnitSpace] = {}
         self.fields: dict[str, dict[str, np.ndarray]] = {}
         self._patchers: dict[tuple[str, str], MeanPatcher] = {}
@@ -44,7 +43,7 @@ class Predictor:
     def space(self, layout: str) -> UnitSpace:
         """The ``group`` unit space of a layout: every token group that layout's stacks hold."""
         if layout not in self._spaces:
-            lay = get_layout(layout, self.model.grid)
+            lay = self.model.layout(layout)
             space = UnitSpace.for_model(self.model, "group", layout=lay, enc_groups=tuple(lay.token_groups("encoder")),
                                         dec_groups=tuple(lay.token_groups("decoder")))
             self._spaces[layout] = space
@@ -73,7 +72,7 @@ class Predictor:
         key = (means_task, layout, self.intervention)
         if key not in self._patchers:
             base = self.zero_shot_means(means_task) if self.intervention.needs_base else None
-            self._patchers[key] = MeanPatcher(self.model, self.means[means_task], get_layout(layout, self.model.grid),
+            self._patchers[key] = MeanPatcher(self.model, self.means[means_task], self.model.layout(layout),
                                               self.space(layout), self.intervention, base)
         return self._patchers[key]
 
@@ -88,7 +87,7 @@ class Predictor:
         """(predicted canvases in [0, 1] ``[B, 3, H, W]``, metric per prompt ``[B]``)."""
         canvas = self.prompts[task].canvases[rows].to(self.device)
         if mask is None or not mask.any():
-            logits = self.model(canvas, get_layout(layout, self.model.grid))
+            logits = self.model(canvas, self.model.layout(layout))
         else:
             logits = self.patcher(means_task, layout).forward(canvas, mask[None].expand(len(canvas), -1))
         if (task, layout) not in self._scorers:  # the official pixel path and metric, as every stage scores
@@ -117,6 +116,28 @@ class Predictor:
     def set_score(self, task: str, layout: str, means_task: str, mask: Tensor | None) -> tuple[float, float, int]:
         """(mean, standard error, n) of the metric over every prompt of ``task`` (NaN scores dropped)."""
         return mean_sem(self.prompt_scores(task, layout, means_task, mask))
+
+
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """Student's t quantile of a two-sided ``level`` interval (0.95 only): exact below 3 degrees of
+    freedom, else the Cornish-Fisher series (within 4e-3 of the exact value at df = 3, 1e-4 from df = 7)."""
+    if level != 0.95:
+        raise ValueError("only 95% intervals are supported")
+    if df < 1:
+        return float("nan")
+    if df <= 2:
+        return (12.7062, 4.3027)[df - 1]
+    z = 1.959963984540054
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * df**4))
+
+
+def paired_interval(a: Tensor, b: Tensor) -> tuple[float, float, float, int]:
+    """(mean, low, high, n): the 95% paired t interval of ``a - b`` over the prompts both score (not NaN)."""
+    mean, sem, n = mean_sem(a - b)
+    half = t_quantile(n - 1) * sem if n > 1 else float("nan")
+    return mean, mean - half, mean + half, n
 
 
 def mean_sem(values: Tensor) -> tuple[float, float, int]:

@@ -1,4 +1,10 @@
-"""Drawing the explorer's view: PNG bytes for the live image widgets, a plotly figure for export."""
+"""Drawing the explorer's view: PNG bytes for the live image widgets, a plotly figure for export.
+
+The live view shows the prompt as one small 2 x 2 canvas (example input | example output, query |
+blank: what the model must fill in) and the predictions large beside the target; a prediction can
+also be drawn as its difference to the target (:func:`difference`: white = equal, dark red = off
+by :data:`DIFF_FULL` or more of the [0, 1] range, the channel mean).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,18 @@ from typing import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+import torch
 from torch import Tensor
 
 from interp.viz.style import apply_style
 
 #: the prompt itself, then the predictions of the target cell (what the widget and export show)
 PROMPT_PANELS = ("example_input", "example_output", "query")
-PREDICTION_PANELS = ("one_shot", "zero_shot", "patched", "target")
+PREDICTIONS = ("one_shot", "zero_shot", "patched")
+PREDICTION_PANELS = PREDICTIONS + ("target",)
 PANELS = PROMPT_PANELS + PREDICTION_PANELS
+DIFF_FULL = 0.5  # the difference drawn at full colour
+DIFF_COLOUR = (0.70, 0.09, 0.17)
 PANEL_NAMES = {"example_input": "example input", "example_output": "example output", "query": "query",
                "one_shot": "one-shot", "zero_shot": "zero-shot", "patched": "patched", "target": "target"}
 
@@ -23,6 +33,22 @@ PANEL_NAMES = {"example_input": "example input", "example_output": "example outp
 def to_uint8(cell: Tensor) -> np.ndarray:
     """``[3, h, w]`` in [0, 1] -> ``[h, w, 3]`` uint8."""
     return (cell.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def difference(cell: Tensor, target: Tensor) -> Tensor:
+    """``[3, h, w]``: the channel-mean absolute difference to ``target`` as colour (white 0, dark red >= DIFF_FULL)."""
+    d = (cell.float().cpu() - target.float().cpu()).abs().mean(0, keepdim=True)  # [1, h, w]
+    t = (d / DIFF_FULL).clamp(0, 1)
+    colour = torch.tensor(DIFF_COLOUR).view(3, 1, 1)
+    return (1 - t) + t * colour
+
+
+def prompt_canvas(cells: Mapping[str, Tensor]) -> Tensor:
+    """``[3, 2c, 2c]``: example input | example output over query | a grey blank (the cell to predict)."""
+    blank = torch.full_like(cells["query"].float().cpu(), 0.85)
+    top = torch.cat([cells["example_input"].float().cpu(), cells["example_output"].float().cpu()], dim=2)
+    bottom = torch.cat([cells["query"].float().cpu(), blank], dim=2)
+    return torch.cat([top, bottom], dim=1)
 
 
 def png(cell: Tensor, size: int) -> bytes:
