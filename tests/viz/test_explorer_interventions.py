@@ -20,7 +20,7 @@ def test_intervention_control(setup, tmp_path) -> None:  # noqa: F811
         ex.controls["task"].value = "lowlight"  # MSE: any change of the prediction changes the metric
         ex.controls["policy"].value = NO_POLICY
         ex.controls["encoder"].value = ex.controls["decoder"].value = False
-    ex.toggled = set(range(len(ex.space())))
+    ex.clicked = {(u.stack, u.layer, u.head, u.group): True for u in ex.space().units}  # every unit, set by hand
     ex.update()
     replace, zero = ex.set_scores()["patched"][0], ex.set_scores()["zero_shot"][0]
     assert replace != zero
