@@ -77,6 +77,9 @@ def check_resume(recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
     if recorded is None:
         raise ResumeConflict(f"{path} records no config (made by an older interp), so resuming could mix configs",
                              fix=f"Pass --force (force=True) to recompute it, or use a new run directory instead of {run}")
+    if not isinstance(recorded, Mapping):
+        raise ResumeConflict(f"{path} records a config that is a {type(recorded).__name__}, not an object (damaged or edited)",
+                             fix=f"Pass --force (force=True) to recompute it, or use a new run directory instead of {run}")
     diff = differences(normalized(recorded), current)
     if diff:
         shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")

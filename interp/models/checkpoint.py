@@ -83,7 +83,45 @@ def read_resume_state(path: str | Path, required: tuple[str, ...] = ()) -> dict[
     missing = [k for k in required if not isinstance(saved, Mapping) or k not in saved]
     if missing:
         raise CheckpointError(f"{path} is not a resumable checkpoint of this kind (it lacks {missing})", fix=fix)
+    if not isinstance(saved, Mapping):
+        raise CheckpointError(f"{path} holds a {type(saved).__name__}, not a resumable state", fix=fix)
+    problem = _resume_field_problem(saved)
+    if problem:
+        raise CheckpointError(f"{path} is damaged or edited: {problem}", fix=fix)
     return dict(saved)
+
+
+def _resume_field_problem(saved: Mapping[str, Any]) -> str | None:
+    """What is wrong with the well-known fields of a resumable state (None when nothing is).
+
+    ``step`` a count, ``log`` a list, ``optimizer`` a ``state_dict`` (``state`` and
+    ``param_groups``), ``provenance`` an object, ``best_score`` a number, every tensor finite.
+    """
+    import math
+
+    step = saved.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step is {step!r}, not a count"
+    if "log" in saved and not isinstance(saved["log"], list):
+        return f"log is a {type(saved['log']).__name__}, not a list"
+    optimizer = saved.get("optimizer", {"state": {}, "param_groups": []})
+    if not isinstance(optimizer, Mapping) or not {"state", "param_groups"} <= set(optimizer) or \
+            not isinstance(optimizer["param_groups"], list):
+        return "optimizer is not an optimizer state_dict"
+    if saved.get("provenance") is not None and not isinstance(saved["provenance"], Mapping):
+        return f"provenance is a {type(saved['provenance']).__name__}, not an object"
+    score = saved.get("best_score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+        return f"best_score is {score!r}, not a number"
+    if isinstance(score, float) and math.isinf(score) and score > 0:
+        return "best_score is +inf"
+    for key, value in saved.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return f"{key} holds NaN or infinite values"
+    logits, best = saved.get("logits"), saved.get("best_logits")
+    if isinstance(logits, Tensor) and isinstance(best, Tensor) and logits.shape != best.shape:
+        return f"logits {tuple(logits.shape)} and best_logits {tuple(best.shape)} differ in shape"
+    return None
 
 
 def read_state_dict(path: str | Path, key: str | None) -> dict[str, Tensor]:

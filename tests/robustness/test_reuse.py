@@ -122,3 +122,20 @@ def test_zero_shot_statistics_in_place_of_one_shot_ones_are_refused(run, models,
     zero_shot.save(run / "stats" / "lowlight.safetensors")
     for stage in ("evaluate", "sweep", "collect"):
         _fails([stage, *_args(run, models["model"])], capsys, "layout")
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda s: s.__setitem__("step", -1), "step is -1"), (lambda s: s.__setitem__("step", "x"), "not a count"),
+    (lambda s: s.__setitem__("step", 1.5), "not a count"), (lambda s: s.__setitem__("log", 5), "log is"),
+    (lambda s: s.__setitem__("optimizer", {"a": 1}), "optimizer"), (lambda s: s.__setitem__("best_score", "x"), "best_score"),
+    (lambda s: s.__setitem__("provenance", [1]), "provenance"), (lambda s: s["logits"].__setitem__(0, float("nan")), "NaN"),
+    (lambda s: s.__setitem__("best_logits", s["best_logits"][:3]), "differ in shape"),
+])
+def test_a_damaged_search_checkpoint_is_named(edit, words, run, models, capsys) -> None:
+    for task in TASKS.split(","):
+        folder = run / "reinforce" / task
+        (folder / "policy.safetensors").unlink()
+        state = torch.load(folder / "checkpoint.pt", weights_only=True)
+        edit(state)
+        torch.save(state, folder / "checkpoint.pt")
+    _fails(["search", *_args(run, models["model"]), *SEARCH], capsys, "checkpoint.pt", words, "start over")
