@@ -12,7 +12,8 @@ Mistakes get a suggestion: a misspelt command ("did you mean `interp collect`?",
 :mod:`difflib`), values given space-separated to an option that takes one comma-separated
 list (``--tasks segmentation lowlight``). A stage that fails before writing anything but its
 manifest leaves no run directory behind. Under ``torchrun`` (``RANK`` set) only rank 0 prints
-results; an error is printed by each failing rank once, prefixed with its rank.
+results; a usage or input error (the same on every rank) is printed by rank 0 only, a failure by
+the rank it happens on, prefixed with its rank (torchrun then adds its own failure summary).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         if fresh is not None and rank == 0:
             _remove_if_untouched(fresh)
-        print(f"{who}: error: {describe(error, debug)}", file=sys.stderr)
+        if rank == 0 or exit_status(error) != 2 or debug:  # a usage or input error is every rank's: rank 0 says it
+            print(f"{who}: error: {describe(error, debug)}", file=sys.stderr)
         return exit_status(error)
 
 

@@ -54,8 +54,10 @@ def test_only_rank_0_prints_and_errors_name_their_rank(tmp_path: Path, capsys, m
     monkeypatch.setenv("RANK", "1")
     assert cli.main(["figures", str(run), "--formats", "html", "--only", "results"]) == 0
     assert capsys.readouterr().out == ""  # the other ranks say nothing: rank 0 prints "written to" once
-    assert cli.main(["figures", str(tmp_path), "--formats", "html"]) == 1
+    assert cli.main(["figures", str(tmp_path), "--formats", "html"]) == 1  # a failure: said by the rank it happens on
     assert _error(capsys).startswith("interp figures (rank 1): error: ")
+    assert cli.main(["search", "--run", str(tmp_path / "early"), "--tasks", "lowlight"]) == 2  # every rank's input error
+    assert capsys.readouterr().err == ""  # rank 0 says it, once
     monkeypatch.setenv("RANK", "0")
     assert cli.main(["figures", str(run), "--formats", "html", "--only", "results"]) == 0
     out = capsys.readouterr().out
