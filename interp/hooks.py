@@ -169,16 +169,22 @@ class HookedModule(nn.Module):
     @contextmanager
     def _hooked_forward(self) -> Iterator[None]:
         """One hooked forward at a time per model: a second one from inside a hook is refused."""
-        if self.__dict__.get("_interp_in_hooked_forward"):
+        running = self.__dict__.get("_interp_in_hooked_forward")
+        if running is not None and running != threading.get_ident():
+            raise ConcurrentHooksError(
+                f"a hooked run of {type(self).__name__} started from a second thread while another thread's hooked run "
+                "is on it (hooks belong to the model, so each thread's forwards would run the other's hooks)",
+                fix="Use one model per thread (copy.deepcopy(model)) or run the hooked calls one after another")
+        if running is not None:
             raise ReentrantHooksError(
                 f"a hooked run of {type(self).__name__} started from inside a hook of another hooked run of it "
                 "(the outer hooks would run again inside, without end)",
                 fix="Run the inner forward after the outer call returns, or on a copy of the model (copy.deepcopy)")
-        self.__dict__["_interp_in_hooked_forward"] = True
+        self.__dict__["_interp_in_hooked_forward"] = threading.get_ident()
         try:
             yield
         finally:
-            self.__dict__["_interp_in_hooked_forward"] = False
+            self.__dict__["_interp_in_hooked_forward"] = None
 
     def run_with_hooks(self, *args, fwd_hooks: FwdHooks = (), **kwargs):
         """Run ``forward(*args, **kwargs)`` with temporary hooks."""

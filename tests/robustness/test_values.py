@@ -225,3 +225,31 @@ def test_hooks_from_a_second_thread_are_named(model) -> None:
 
 def test_fields_are_the_three_sums() -> None:
     assert tuple(FIELDS) == ("sum", "sum_sq", "count")
+
+
+def test_two_threads_running_hooked_forwards_are_named(model) -> None:
+    """The 49-of-60 leak of the issue: one thread's forward patched by another's hooks. Now the
+    second thread's hooked run is refused while the first one runs, and nothing leaks."""
+    name = "decoder.blocks.0.attn.hook_z"
+    canvases = torch.zeros(1, 3, model.grid.canvas_size, model.grid.canvas_size)
+    inside, release, errors = threading.Event(), threading.Event(), []
+
+    def slow_hook(tensor, hook):
+        inside.set()
+        release.wait(10)
+
+    thread = threading.Thread(target=lambda: model.run_with_hooks(canvases, fwd_hooks=[(name, slow_hook)]))
+    thread.start()
+    try:
+        assert inside.wait(10)
+        for call in (lambda: model.run_with_hooks(canvases, fwd_hooks=[(name, lambda t, h: t * 0)]),
+                     lambda: model.run_with_cache(canvases, names_filter=[name])):
+            try:
+                call()
+            except InterpError as error:
+                errors.append(error)
+    finally:
+        release.set()
+        thread.join()
+    assert [type(e) for e in errors] == [ConcurrentHooksError, ConcurrentHooksError]
+    assert not any(hp.has_hooks for hp in model.hook_dict.values())
