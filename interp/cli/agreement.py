@@ -35,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg, run, source, model = open_stage(args)
     stats = p.load_stats(run, cfg.tasks, model)
+    p.check_reused(run, model, source, stats, cfg)  # statistics of this model, data, fold and sizes
     model.eval()
     space = UnitSpace.for_model(model, cfg.granularity)
     ccfg = CompareConfig(n_train=cfg.n_train, n_search_eval=cfg.n_search_eval)

@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg, run, source, model = open_stage(args)
     stats = p.load_stats(run, cfg.tasks, model)
+    p.check_reused(run, model, source, stats, cfg)  # statistics of this model, data, fold and sizes
     ccfg = CompareConfig(methods=tuple(args.methods), seeds=tuple(range(args.seeds)), n_train=cfg.n_train,
                          n_search_eval=args.compare_search_eval, n_eval=args.compare_eval)
     collected = sorted(path.stem for path in (run.path / "stats").glob("*.safetensors"))

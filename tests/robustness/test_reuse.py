@@ -139,3 +139,12 @@ def test_a_damaged_search_checkpoint_is_named(edit, words, run, models, capsys) 
         edit(state)
         torch.save(state, folder / "checkpoint.pt")
     _fails(["search", *_args(run, models["model"]), *SEARCH], capsys, "checkpoint.pt", words, "start over")
+
+
+@pytest.mark.parametrize("command", ["compare-search", "agreement"])
+@pytest.mark.parametrize("change", [{"--data": "synthetic:8"}, {"--model": "other"}, {"--fold": "2"}])
+def test_compare_search_and_agreement_check_the_statistics(command, change, run, models, capsys) -> None:
+    change = {k: str(models["other"]) if v == "other" else v for k, v in change.items()}
+    extra = ["--methods", "random", "--seeds", "1", "--compare-eval", "2", "--compare-search-eval", "2"] \
+        if command == "compare-search" else []
+    _fails([command, *_args(run, models["model"], **change), *extra], capsys, "made with another config")
