@@ -29,7 +29,7 @@ from interp.data.source import Pair, PromptSource, select_pairs
 from interp.data.spec import DataSpec
 from interp.data.registry import DEFAULT_COMPOSITE, composite_of, get_task, selection
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
-from interp.errors import UnsafeFileError
+from interp.errors import ConfigError, UnsafeFileError
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.spec import ModelSpec
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
@@ -70,6 +70,14 @@ class PipelineConfig:
     n_search_eval: int = 32  # REINFORCE held-out prompts (train split)
     n_eval: int = 100  # final evaluation prompts (val split)
     composition: tuple[str, ...] | None = get_task(DEFAULT_COMPOSITE).parts  # vectors composed for that composite
+
+    def __post_init__(self) -> None:
+        """Counts are integers >= 1 (a bool is not a count), the fold in 0..3, the seed >= 0."""
+        for name in ("fold", "seed", "n_collect", "n_candidates", "n_train", "n_search_eval", "n_eval"):
+            value, low = getattr(self, name), 0 if name in ("fold", "seed") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (name == "fold" and value > 3):
+                raise ConfigError(f"PipelineConfig.{name}={value!r}",
+                                  fix=f"Pass {'a fold in 0..3' if name == 'fold' else f'an integer >= {low}'} (not a bool)")
 
 
 # --------------------------------------------------------------------------------------------

@@ -253,3 +253,12 @@ def test_two_threads_running_hooked_forwards_are_named(model) -> None:
         thread.join()
     assert [type(e) for e in errors] == [ConcurrentHooksError, ConcurrentHooksError]
     assert not any(hp.has_hooks for hp in model.hook_dict.values())
+
+
+@pytest.mark.parametrize("field, value", [("n_eval", True), ("n_collect", 0), ("fold", 4), ("seed", -1), ("n_train", 2.0)])
+def test_pipeline_config_refuses_what_is_not_a_count(field, value) -> None:
+    from interp.pipeline import PipelineConfig
+
+    with pytest.raises(InterpError) as error:
+        PipelineConfig(**{field: value})
+    assert_named(error.value, f"PipelineConfig.{field}")
