@@ -1,10 +1,10 @@
 """A whole REINFORCE run, step by step: interp's savings vs. the official algorithm's work.
 
-The library's REINFORCE (:func:`interp.taskvectors.reinforce.reinforce_loop`, official
+The library's REINFORCE (:func:`interp.taskvectors.search.reinforce.reinforce_loop`, official
 algorithm: logit init -1, Adam lr 0.1, z-scored advantage) on ``--prompts`` training prompts,
 zero-shot, with task means collected from ``--collect`` one-shot prompts of the task (or
 random stand-ins: ``--means random``). Every step's samples are scored by
-:class:`~interp.taskvectors.reinforce.PatchedScorer` with its exact savings (each distinct
+:class:`~interp.taskvectors.search.SearchProblem` with its exact savings (each distinct
 (prompt, unit set) once, the clean prefix reused, decodes cached across steps), timed:
 
 * ``interp`` — that step's scoring, savings on;
@@ -74,7 +74,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import json
 
     from interp.canvas import get_layout
-    from interp.taskvectors.reinforce import PatchedScorer, ReinforceConfig, reinforce_loop
+    from interp.taskvectors.search import SearchProblem
+    from interp.taskvectors.search.reinforce import ReinforceConfig, reinforce_loop
     from interp.taskvectors.collect import collect
     from interp.taskvectors.units import UnitSpace
 
@@ -93,8 +94,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         means = collect(model, [common.to_device(shots.canvases, args.device)], "one_shot", task=args.task, progress=False)
     else:
         means = common.random_means(model, args.seed)
-    fast = PatchedScorer(model, space, means, layout, args.reward, chunk)
-    plain = PatchedScorer(model, space, means, layout, args.reward, chunk, savings=False)
+    fast = SearchProblem(model, space, means, prompts, prompts, layout, reward=args.reward, chunk=chunk)
+    plain = SearchProblem(model, space, means, prompts, prompts, layout, reward=args.reward, chunk=chunk, savings=False)
     record = common.official_record_hooks(model)
     canvases = common.to_device(prompts.canvases, args.device)
     which = torch.arange(samples) % n_prompts
@@ -107,14 +108,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         official.append({"step": step, "seconds": (time.perf_counter() - start) * samples / n_official})
 
     curve: list[dict[str, Any]] = []
-    work, decodes = fast.rows.work, fast.decoder
+    work, decodes = fast.rows.work, fast.decodes
 
     def losses(masks: torch.Tensor) -> torch.Tensor:
         step = len(curve)
         before = (work.distinct, work.blocks, decodes.hits if decodes else 0, decodes.misses if decodes else 0)
         common.sync(args.device)
         t0 = time.perf_counter()
-        reward = fast.rewards(prompts, which, masks)
+        reward = fast.rewards(prompts, which, masks, args.reward)
         common.sync(args.device)
         row = {"step": step, "seconds": time.perf_counter() - t0, "distinct_rows": work.distinct - before[0],
                "blocks_share": (work.blocks - before[1]) / (samples * len(fast.rows.blocks)),
@@ -123,7 +124,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             row.update(decode_hits=decodes.hits - before[2], decoded=decodes.misses - before[3])
         if step % args.check_every == 0 or step == steps - 1:
             t1 = time.perf_counter()
-            expected = plain.rewards(prompts, which, masks)
+            expected = plain.rewards(prompts, which, masks, args.reward)
             common.sync(args.device)
             row["plain_seconds"] = time.perf_counter() - t1
             if not torch.equal(reward.nan_to_num(-9), expected.nan_to_num(-9)):

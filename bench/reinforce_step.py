@@ -3,7 +3,7 @@
 Both variants score the same ``S`` sampled unit sets (official initial policy, logit -1) on
 ``P`` training prompts (sample ``i`` on prompt ``i mod P``), zero-shot:
 
-* ``interp`` — the library: ``PatchedScorer.rewards`` (each row of a batched forward patches
+* ``interp`` — the library: ``SearchProblem.rewards`` (each row of a batched forward patches
   its own units; ``--chunk`` rows per forward) with ``--reward pixel`` or ``token``. Its decode
   cache is emptied before every timed call (one step's decodes only); the prompts' clean
   prefix and target codes, computed once per run, are kept after the warm-up. At the initial
@@ -51,7 +51,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     from interp.taskvectors.patching import MeanPatcher
     from interp.scoring import Scorer
-    from interp.taskvectors.reinforce import PatchedScorer
+    from interp.taskvectors.search import SearchProblem
     from interp.taskvectors.units import UnitSpace
 
     samples = common.pick(args.samples, args, 320, large_cpu=16, quick=4)
@@ -67,7 +67,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     masks = common.sample_masks(len(space), samples, seed=args.seed)
     which = torch.arange(samples) % n_prompts
 
-    scorer = PatchedScorer(model, space, means, layout, args.reward, chunk)
+    scorer = SearchProblem(model, space, means, prompts, prompts, layout, reward=args.reward, chunk=chunk)
     patcher = MeanPatcher(model, means, layout, space)
     record = [] if args.no_record else common.official_record_hooks(model)
     canvases = common.to_device(prompts.canvases, args.device)
@@ -75,9 +75,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     last: dict[str, torch.Tensor] = {}  # rewards / codes of the latest full run of each variant
 
     def batched() -> torch.Tensor:
-        if scorer.decoder is not None:  # a step's decodes, not the previous repeat's
-            scorer.decoder.clear()
-        last["interp"] = scorer.rewards(prompts, which, masks)
+        if scorer.decodes is not None:  # a step's decodes, not the previous repeat's
+            scorer.decodes.clear()
+        last["interp"] = scorer.rewards(prompts, which, masks, args.reward)
         return last["interp"]
 
     def per_sample(n: int = samples) -> torch.Tensor:
@@ -104,7 +104,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with torch.no_grad():
         logits = [patcher.forward(canvases[which[a : a + chunk].to(args.device)], masks[a : a + chunk])
                   for a in range(0, samples, chunk)]
-    target = scorer._codes(prompts)
+    target = scorer.codes(prompts) if args.reward == "token" else None
     plain_scorer = Scorer(model, prompts.task, scorer.layout, args.reward)  # no decode cache: every row decoded
 
     @torch.no_grad()

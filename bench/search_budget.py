@@ -21,16 +21,19 @@ import pandas as pd
 
 def summarize(run: Path) -> dict:
     from interp.demo import DEMO_PIPELINE, DEMO_REINFORCE
-    from interp.taskvectors.search import SearchResult
+    from interp.run import RunDir
+    from interp.taskvectors.policy import Policy
+    from interp.taskvectors.search import METHODS
 
     rows = []
-    for path in sorted((run / "search").glob("*/*/seed*.safetensors")):
-        method, task = path.parent.parent.name, path.parent.name
-        if method in ("val", "sweep"):
-            continue
-        r = SearchResult.load(path)
-        rows.append({"task": task, "method": method, "seed": path.stem, "held_out": r.held_out_score,
-                     "forwards": r.budget.forwards, "backwards": r.budget.backwards, "seconds": r.budget.seconds, "units": r.units})
+    compare = RunDir(run).comparison()
+    for method in METHODS:
+        for task, seed in compare.searches(method):
+            policy = Policy.load(compare.policy_path(task, method, seed))
+            budget = policy.metadata.get("budget", {})
+            rows.append({"task": task, "method": method, "seed": seed, "held_out": policy.metadata.get("best_score"),
+                         "forwards": budget.get("forwards"), "backwards": budget.get("backwards"),
+                         "seconds": budget.get("seconds"), "units": int(policy.mask().sum())})
     table = pd.DataFrame(rows)
     demo_forwards = DEMO_REINFORCE.steps * DEMO_REINFORCE.samples + (DEMO_REINFORCE.steps // DEMO_REINFORCE.eval_every) * DEMO_PIPELINE.n_search_eval
     out: dict = {"bench": "search_budget", "run": str(run), "searches": len(table), "search_seconds_total": float(table.seconds.sum()),

@@ -12,10 +12,8 @@ resumable: finished searches and scored conditions are read back from the run di
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -24,14 +22,15 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from interp.data.tasks import PromptBatch, build_prompts
-from interp.errors import ResumeConflict
+from interp.data.tasks import PromptBatch
 from interp.metrics import task_metric
-from interp.pipeline import PipelineConfig, eval_prompts
+from interp.pipeline import PipelineConfig, SearchOptions, eval_prompts, search_prompts, stage_search
+from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.controls import control_masks
-from interp.taskvectors.evaluate import patch_hooks_for, score_prompts
-from interp.taskvectors.search import METHODS, Budget, SearchProblem, SearchResult, method_config, run_search
+from interp.taskvectors.evaluate import score_masks, score_prompts
+from interp.taskvectors.policy import Policy
+from interp.taskvectors.search import METHODS, SearchProblem, method_config
 from interp.taskvectors.stats import ActivationStats
 from interp.taskvectors.taskness import taskness as taskness_table
 from interp.taskvectors.taskness import unit_taskness
@@ -39,7 +38,7 @@ from interp.taskvectors.units import UnitSpace
 
 #: per-method settings sized for the tiny model on a CPU (each overridable)
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
-    "reinforce": {"steps": 40, "samples": 48, "eval_every": 5, "reward": "token", "select": "threshold"},
+    "reinforce": {"steps": 40, "samples": 48, "eval_every": 5, "select": "threshold"},
     "gradient": {"steps": 30, "eval_every": 5},
     "attribution": {"max_units": 48},
     "greedy": {"pool": 12, "max_units": 8},
@@ -50,7 +49,7 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class CompareConfig:
-    """What the comparison runs: methods, seeds, the search and val prompt counts."""
+    """What the comparison runs: methods, seeds, the search and val prompt counts, the training reward."""
 
     methods: tuple[str, ...] = tuple(METHODS)
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -59,69 +58,105 @@ class CompareConfig:
     n_eval: int = 50
     reference: str = "reinforce"  # whose task vector the controls are sized and matched to
     bootstrap: int = 2000
+    reward: str = "token"
     settings: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in METHOD_SETTINGS.items()})
 
 
-def search_prompts(source: Any, model: Any, task: str, cfg: PipelineConfig, ccfg: CompareConfig, seed: int) -> tuple[PromptBatch, PromptBatch]:
-    """Training and held-out search prompts of one seed (seed 0: the pipeline's own)."""
-    prompts = build_prompts(source, task, cfg.fold, ccfg.n_train + ccfg.n_search_eval, model.grid,
-                            seed=cfg.seed + 1 + 1000 * seed, split="trn")
-    return prompts.select(range(ccfg.n_train)), prompts.select(range(ccfg.n_train, len(prompts)))
+def _searches(run: RunDir, model: Any, source: Any, stats: dict[str, ActivationStats], cfg: PipelineConfig,
+              ccfg: CompareConfig, contrast: Mapping[str, ActivationStats], seed: int) -> dict[str, dict[str, Policy]]:
+    """``{method: {task: Policy}}`` of one seed: every method through :func:`~interp.pipeline.stage_search`
+    into the comparison's own run directory (resumed, and checked, like any search)."""
+    search_cfg = replace(cfg, n_train=ccfg.n_train, n_search_eval=ccfg.n_search_eval)
+    options = SearchOptions(reward=ccfg.reward)
+    return {method: stage_search(run, model, source, stats, search_cfg, method_config(method, **{**ccfg.settings.get(method, {}), "seed": seed}),
+                                 seed=seed, options=options, progress=False, contrast=contrast)
+            for method in ccfg.methods}
 
 
-def _result(run: RunDir, problem: SearchProblem, method: str, task: str, seed: int, ccfg: CompareConfig,
-            cfg: PipelineConfig) -> SearchResult:
-    """One method's search, or what the run already holds for it (same config and prompts only)."""
-    method_cfg = method_config(method, **{**ccfg.settings.get(method, {}), "seed": seed})
-    prompts = {"n_train": ccfg.n_train, "n_search_eval": ccfg.n_search_eval, "fold": cfg.fold, "seed": cfg.seed,
-               "granularity": cfg.granularity}
-    recorded = json.loads(json.dumps(asdict(method_cfg) | {"prompts": prompts}, default=str))
-    stem = f"search/{method}/{task}/seed{seed}"
-    path = run.path / f"{stem}.safetensors"
+def _cached(run: RunDir, name: str, made_by: dict, compute) -> dict[str, Tensor]:
+    """Tensors ``name`` of the comparison, reused only if made by ``made_by`` (the one resume check)."""
+    from safetensors import safe_open
+
+    path = run.path / f"{name}.safetensors"
     if path.exists():
-        result = SearchResult.load(path)
-        if result.config != recorded:
-            raise ResumeConflict(f"{path} was searched with {result.config}, this comparison asks for {recorded}",
-                                 fix="use another --run, or delete the search folder to recompute")
-        return result
-    tag = hashlib.sha1(json.dumps(prompts, sort_keys=True).encode()).hexdigest()[:8]  # a checkpoint is for these prompts only
-    result = run_search(method, problem, method_cfg, checkpoint=run.file(f"{stem}.{tag}.ckpt"), progress=False)
-    result.config = recorded
-    result.save(path)
-    return result
+        with safe_open(str(path), framework="pt") as f:
+            recorded = json.loads(f.metadata().get("provenance", "null"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        check_resume(recorded, made_by, path, run.path.parent)
+        return tensors
+    tensors = compute()
+    run.write_tensors(name, tensors, {"provenance": json.dumps(normalized(made_by))})
+    return tensors
 
 
-def search_tasks(run: RunDir, model: Any, source: Any, stats: dict[str, ActivationStats], cfg: PipelineConfig,
-                 method: str, seed: int = 0) -> dict[str, SearchResult]:
-    """``interp search --method M``: one method per task, results in ``search/<method>/<task>/seed<k>``."""
-    ccfg = CompareConfig(n_train=cfg.n_train, n_search_eval=cfg.n_search_eval)
+def paired_bootstrap(diff: Tensor, n: int, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean of per-prompt differences, resampling prompts."""
+    d = diff[~diff.isnan()].double().numpy()
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def compare_search(run: RunDir, model: Any, source: Any, stats: dict[str, ActivationStats], cfg: PipelineConfig,
+                   ccfg: CompareConfig = CompareConfig(), progress: bool = True,
+                   taskness_stats: dict[str, ActivationStats] | None = None) -> pd.DataFrame:
+    """Run (or resume) the comparison and write ``search_comparison.csv``; returns the table.
+
+    Every method's search is :func:`~interp.pipeline.stage_search` into ``run.comparison()`` (its
+    policies at the comparison's sizes never mix with the pipeline's). ``taskness_stats`` (default
+    ``stats``): the tasks taskness contrasts (two or more)."""
+    model.eval()
+    sub = run.comparison()
     space = UnitSpace.for_model(model, cfg.granularity)
-    taskness = unit_taskness(taskness_table(list(stats.values()), by="group"), space) if method == "taskness" else None
-    out = {}
-    for task in cfg.tasks:
-        train, held_out = search_prompts(source, model, task, cfg, ccfg, seed)
-        out[task] = _result(run, SearchProblem(model, space, stats[task], train, held_out, taskness=taskness), method, task, seed, ccfg, cfg)
-        out[task].to_policy(space, task).save(run.policy_path(task, method))  # `interp evaluate` reads it like REINFORCE's
-    return out
+    contrast = stats if taskness_stats is None else taskness_stats
+    taskness = unit_taskness(taskness_table(list(contrast.values()), by="group"), space) if len(contrast) > 1 else None
+    val = eval_prompts(model, source, list(cfg.tasks), PipelineConfig(**{**asdict(cfg), "n_eval": ccfg.n_eval}))
+    per_task: dict[str, dict] = {}
+    bar = tqdm(ccfg.seeds, desc="compare-search", disable=not progress)
+    for seed in bar:
+        policies = _searches(sub, model, source, stats, cfg, ccfg, contrast, seed)
+        for task in cfg.tasks:
+            bar.set_postfix(task=task, seed=seed)
+            train, held_out = search_prompts(model, source, task, cfg, seed, ccfg.n_train, ccfg.n_search_eval)
+            problem = SearchProblem(model, space, stats[task], train, held_out, reward=ccfg.reward, taskness=taskness)
+            made_by = {"model": model_fingerprint(model), "data": source_spec(source), "task": task, "seed": seed,
+                       "fold": cfg.fold, "pipeline_seed": cfg.seed, "n_train": ccfg.n_train, "n_search_eval": ccfg.n_search_eval,
+                       "granularity": cfg.granularity, "reward": ccfg.reward, "statistics": stats[task].extra.get("provenance")}
+            found = {m: policies[m][task] for m in ccfg.methods}
+            reference = found.get(ccfg.reference) or next(iter(found.values()))
+            budget = reference.metadata.get("budget", {})
+            sweep = _cached(sub, f"sweep/{task}/seed{seed}", made_by,
+                            lambda: {"reward": problem.train_score(torch.eye(len(space), dtype=torch.bool))})["reward"]
+            controls = control_masks(problem, reference.mask(), budget.get("select_forwards", 0), seed, taskness, sweep)
+            masks = {m: p.mask()[None] for m, p in found.items()} | {f"control:{c}": s for c, s in controls.items()}
+            scores = _val_scores(sub, model, space, stats[task], val[task], task, seed, masks, {**made_by, "n_eval": ccfg.n_eval})
+            costs = {m: {**p.metadata.get("budget", {}), "units": int(p.mask().sum()), "held_out_score": p.metadata.get("best_score")}
+                     for m, p in found.items()}
+            costs["control:best_of_random"] = {"forwards": budget.get("select_forwards", 0),
+                                               "select_forwards": budget.get("select_forwards", 0),
+                                               "units": int(controls["best_of_random"].sum())}
+            per_task.setdefault(task, {})[seed] = (scores, costs, {c: int(s[0].sum()) for c, s in controls.items()})
+    rows = []
+    for task, by_seed in per_task.items():
+        rows += _summarize(task, by_seed, model, val[task], ccfg)
+    table = pd.DataFrame(rows)
+    run.write_table("search_comparison", table)
+    return table
 
 
 def _val_scores(run: RunDir, model: Any, space: UnitSpace, means: ActivationStats, batch: PromptBatch, task: str, seed: int,
-                masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Per-prompt val metric of every condition (mean over a condition's sets), cached in the run."""
-    from safetensors.torch import load_file
-
-    path = run.path / f"search/val/{task}/seed{seed}.safetensors"
-    cached = load_file(path) if path.exists() else {}
+                masks: Mapping[str, Tensor], made_by: dict) -> dict[str, Tensor]:
+    """Per-prompt val metric of every condition (mean over a condition's sets), cached in the run
+    per condition (reused only for the same unit sets, model, data and prompts)."""
     out = {}
     for name, sets in masks.items():
-        key = name.replace(":", "__")
-        if key in cached and f"{key}.masks" in cached and torch.equal(cached[f"{key}.masks"].bool(), sets):
-            out[name] = cached[key]
-            continue
-        scores = [score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means, m)], "zero_shot")) for m in sets]
-        out[name] = torch.stack(scores).nanmean(0)
-        cached.update({key: out[name], f"{key}.masks": sets.to(torch.uint8)})
-        run.write_tensors(f"search/val/{task}/seed{seed}", cached, {"task": task})
+        def compute(sets: Tensor = sets) -> dict[str, Tensor]:
+            return {"metric": torch.stack([s.metric for s in score_masks(model, space, means, batch, sets)]).nanmean(0)}
+
+        recorded = {**made_by, "condition": name, "sets": sets.to(torch.uint8).tolist()}
+        out[name] = _cached(run, f"val/{task}/seed{seed}/{name.replace(':', '__')}", recorded, compute)["metric"]
     return out
 
 
@@ -140,34 +175,41 @@ def compare_search(run: RunDir, model: Any, source: Any, stats: dict[str, Activa
                    taskness_stats: dict[str, ActivationStats] | None = None) -> pd.DataFrame:
     """Run (or resume) the comparison and write ``search_comparison.csv``; returns the table.
 
-    ``taskness_stats`` (default ``stats``): the tasks taskness contrasts (two or more)."""
+    Every method's search is :func:`~interp.pipeline.stage_search` into ``run.comparison()`` (its
+    policies at the comparison's sizes never mix with the pipeline's). ``taskness_stats`` (default
+    ``stats``): the tasks taskness contrasts (two or more)."""
     model.eval()
+    sub = run.comparison()
     space = UnitSpace.for_model(model, cfg.granularity)
     contrast = stats if taskness_stats is None else taskness_stats
     taskness = unit_taskness(taskness_table(list(contrast.values()), by="group"), space) if len(contrast) > 1 else None
     val = eval_prompts(model, source, list(cfg.tasks), PipelineConfig(**{**asdict(cfg), "n_eval": ccfg.n_eval}))
-    rows = []
-    jobs = [(t, s) for t in cfg.tasks for s in ccfg.seeds]
-    bar = tqdm(jobs, desc="compare-search", disable=not progress)
     per_task: dict[str, dict] = {}
-    for task, seed in bar:
-        bar.set_postfix(task=task, seed=seed)
-        train, held_out = search_prompts(source, model, task, cfg, ccfg, seed)
-        results = {}
-        problem = SearchProblem(model, space, stats[task], train, held_out, taskness=taskness)
-        for method in ccfg.methods:
-            problem.budget = Budget()  # each method counts its own cost
-            results[method] = _result(run, problem, method, task, seed, ccfg, cfg)
-        reference = results.get(ccfg.reference) or next(iter(results.values()))
-        problem.budget = Budget()
-        sweep = _sweep_scores(run, problem, task, seed)
-        controls = control_masks(problem, reference.mask, reference.budget.select_forwards, seed, taskness, sweep)
-        masks = {m: r.mask[None] for m, r in results.items()} | {f"control:{c}": s for c, s in controls.items()}
-        scores = _val_scores(run, model, space, stats[task], val[task], task, seed, masks)
-        costs = {m: asdict(r.budget) | {"units": r.units, "held_out_score": r.held_out_score} for m, r in results.items()}
-        costs["control:best_of_random"] = {"forwards": reference.budget.select_forwards, "select_forwards": reference.budget.select_forwards,
-                                           "units": int(controls["best_of_random"].sum())}
-        per_task.setdefault(task, {})[seed] = (scores, costs, {c: int(s[0].sum()) for c, s in controls.items()})
+    bar = tqdm(ccfg.seeds, desc="compare-search", disable=not progress)
+    for seed in bar:
+        policies = _searches(sub, model, source, stats, cfg, ccfg, contrast, seed)
+        for task in cfg.tasks:
+            bar.set_postfix(task=task, seed=seed)
+            train, held_out = search_prompts(model, source, task, cfg, seed, ccfg.n_train, ccfg.n_search_eval)
+            problem = SearchProblem(model, space, stats[task], train, held_out, reward=ccfg.reward, taskness=taskness)
+            made_by = {"model": model_fingerprint(model), "data": source_spec(source), "task": task, "seed": seed,
+                       "fold": cfg.fold, "pipeline_seed": cfg.seed, "n_train": ccfg.n_train, "n_search_eval": ccfg.n_search_eval,
+                       "granularity": cfg.granularity, "reward": ccfg.reward, "statistics": stats[task].extra.get("provenance")}
+            found = {m: policies[m][task] for m in ccfg.methods}
+            reference = found.get(ccfg.reference) or next(iter(found.values()))
+            budget = reference.metadata.get("budget", {})
+            sweep = _cached(sub, f"sweep/{task}/seed{seed}", made_by,
+                            lambda: {"reward": problem.train_score(torch.eye(len(space), dtype=torch.bool))})["reward"]
+            controls = control_masks(problem, reference.mask(), budget.get("select_forwards", 0), seed, taskness, sweep)
+            masks = {m: p.mask()[None] for m, p in found.items()} | {f"control:{c}": s for c, s in controls.items()}
+            scores = _val_scores(sub, model, space, stats[task], val[task], task, seed, masks, {**made_by, "n_eval": ccfg.n_eval})
+            costs = {m: {**p.metadata.get("budget", {}), "units": int(p.mask().sum()), "held_out_score": p.metadata.get("best_score")}
+                     for m, p in found.items()}
+            costs["control:best_of_random"] = {"forwards": budget.get("select_forwards", 0),
+                                               "select_forwards": budget.get("select_forwards", 0),
+                                               "units": int(controls["best_of_random"].sum())}
+            per_task.setdefault(task, {})[seed] = (scores, costs, {c: int(s[0].sum()) for c, s in controls.items()})
+    rows = []
     for task, by_seed in per_task.items():
         rows += _summarize(task, by_seed, model, val[task], ccfg)
     table = pd.DataFrame(rows)
@@ -175,16 +217,21 @@ def compare_search(run: RunDir, model: Any, source: Any, stats: dict[str, Activa
     return table
 
 
-def _sweep_scores(run: RunDir, problem: SearchProblem, task: str, seed: int) -> Tensor:
-    """Each unit's training reward alone (the single-unit sweep of this seed's prompts), cached."""
-    from safetensors.torch import load_file
+def _val_scores(run: RunDir, model: Any, space: UnitSpace, means: ActivationStats, batch: PromptBatch, task: str, seed: int,
+                masks: Mapping[str, Tensor], made_by: dict) -> dict[str, Tensor]:
+    """Per-prompt val metric of every condition (mean over a condition's sets), cached in the run
+    (reused only for the same unit sets, model, data and prompts)."""
+    made_by = {**made_by, "conditions": {name: sets.to(torch.uint8).flatten().tolist() for name, sets in masks.items()}}
 
-    path = run.path / f"search/sweep/{task}/seed{seed}.safetensors"
-    if path.exists():
-        return load_file(path)["reward"]
-    reward = problem.single_unit if problem.single_unit is not None else problem.train_score(torch.eye(len(problem.space), dtype=torch.bool))
-    run.write_tensors(f"search/sweep/{task}/seed{seed}", {"reward": reward}, {"task": task})
-    return reward
+    def compute() -> dict[str, Tensor]:
+        out = {}
+        for name, sets in masks.items():
+            scores = score_masks(model, space, means, batch, sets)
+            out[name.replace(":", "__")] = torch.stack([s.metric for s in scores]).nanmean(0)
+        return out
+
+    cached = _cached(run, f"val/{task}/seed{seed}", made_by, compute)
+    return {name: cached[name.replace(":", "__")] for name in masks}
 
 
 def _summarize(task: str, by_seed: dict, model: Any, batch: PromptBatch, ccfg: CompareConfig) -> list[dict]:

@@ -15,27 +15,29 @@ import torch
 
 from interp.data.synthetic import HELD_OUT_SEED
 from interp.pipeline import (
-    PipelineConfig, load_source, stage_collect, stage_evaluate, stage_search, stage_sweep, stage_taskness,
+    PipelineConfig, SearchOptions, load_source, stage_collect, stage_evaluate, stage_search, stage_sweep, stage_taskness,
 )
 from interp.run import RunDir
-from interp.taskvectors.reinforce import ReinforceConfig
+from interp.taskvectors.search.reinforce import ReinforceConfig
 
 DEMO_PIPELINE = PipelineConfig(n_collect=64, n_candidates=160, n_train=10, n_search_eval=24, n_eval=100)
 # the token reward (no VQGAN decoding) is ~10x cheaper than the paper's pixel reward on CPU;
 # selection and the final evaluation are in pixel space: every eval_every steps the thresholded
 # policy (the task vector that is finally used) is scored on held-out prompts and the best kept
-DEMO_REINFORCE = ReinforceConfig(steps=400, samples=128, eval_every=10, reward="token", select="threshold")
+DEMO_REINFORCE = ReinforceConfig(steps=400, samples=128, eval_every=10, select="threshold")
+DEMO_SEARCH = SearchOptions(reward="token")
 
 
 def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rcfg: ReinforceConfig = DEMO_REINFORCE,
-             compare_seeds: int = 3) -> int:
+             compare_seeds: int = 3, options: SearchOptions = DEMO_SEARCH) -> int:
     """The pipeline, then (``compare_seeds > 0``) every search method over that many seeds:
     the demo says which method the held-out search prompts pick, and each one's mean and spread."""
     import interp
 
     torch.manual_seed(seed)
     cfg = PipelineConfig(**{**asdict(cfg), "seed": seed})
-    run.update_manifest(pipeline=asdict(cfg), reinforce=asdict(rcfg), model="tiny", data=f"synthetic:{HELD_OUT_SEED}")
+    run.update_manifest(pipeline=asdict(cfg), reinforce=asdict(rcfg), search=asdict(options), model="tiny",
+                        data=f"synthetic:{HELD_OUT_SEED}")
     model = interp.load_model("tiny")
     source = load_source(f"synthetic:{HELD_OUT_SEED}")
     timings = {}
@@ -49,7 +51,7 @@ def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, rc
 
     stats = timed("collect", stage_collect, run, model, source, cfg)
     timed("taskness", stage_taskness, run, stats)
-    probabilities = timed("search", stage_search, run, model, source, stats, cfg, rcfg)
+    probabilities = timed("search", lambda: stage_search(run, model, source, stats, cfg, rcfg, options=options))
     timed("sweep", stage_sweep, run, model, source, stats, cfg)
     table = timed("evaluate", stage_evaluate, run, model, source, stats, probabilities, cfg)
     from interp.viz.figures import FigureError, write_run_figures

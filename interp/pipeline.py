@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -30,13 +30,14 @@ from interp.data.spec import DataSpec
 from interp.data.registry import DEFAULT_COMPOSITE, composite_of, get_task, selection
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
 from interp.errors import ConfigError, UnsafeFileError
+from interp.io import write_csv
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.spec import ModelSpec
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
 from interp.taskvectors.policy import Policy, PolicyError
-from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
+from interp.taskvectors.search.base import Checkpoint, SearchProblem
 from interp.taskvectors.sharded import collect_sharded
 from interp.taskvectors.stats import ActivationStats
 from interp.taskvectors.sweep import sweep
@@ -151,8 +152,14 @@ def check_reused(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: Mapp
         policy = (policies or {}).get(task)
         recorded = policy.metadata.get("provenance") if isinstance(policy, Policy) else None
         if recorded is not None and task in stats:
-            made_by = {k: v for k, v in search_provenance(model, source, stats[task], task, cfg).items() if k != "seed"}
-            check_resume({k: recorded.get(k, "(absent)") for k in made_by}, made_by, run.policy_path(task), run.path)
+            # what the policy was searched on; its seeds, sizes and reward are the search's own business
+            made_by = {k: v for k, v in search_provenance(model, source, stats[task], task, cfg).items() if k in REUSED}
+            path = run.policy_path(task, policy.metadata.get("method") or "reinforce", int(recorded.get("search_seed", 0)))
+            check_resume({k: recorded.get(k, "(absent)") for k in made_by}, made_by, path, run.path)
+
+
+#: what a reused policy must share with the run: the model, the data, the fold, the units, the statistics
+REUSED = ("stage", "task", "model", "data", "fold", "granularity", "statistics")
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,61 +176,108 @@ def stage_taskness(run: RunDir, stats: dict[str, ActivationStats]) -> pd.DataFra
 # search
 
 
-def search_provenance(model: MAEVQGAN, source: PromptSource, stats: ActivationStats, task: str, cfg: PipelineConfig) -> dict:
-    """What makes a task's search besides the REINFORCE options: model, data, prompts, statistics."""
+@dataclass
+class SearchOptions:
+    """What every search method's problem shares: the training reward kind (``pixel``, the
+    official IoU / -MSE; ``token``, minus the target codes' cross-entropy, no VQGAN decode), the
+    pixel reward's decode (``official`` or ``band``) and the rows per forward (memory only)."""
+
+    reward: str = "pixel"
+    decode: str = "official"
+    chunk: int = 320
+
+    def __post_init__(self) -> None:
+        from interp.models.pixels import check_decode
+        from interp.scoring import check_kind
+
+        check_kind(self.reward)
+        check_decode(self.decode)
+
+
+def search_prompts(model: MAEVQGAN, source: PromptSource, task: str, cfg: PipelineConfig, seed: int = 0,
+                   n_train: int | None = None, n_held_out: int | None = None) -> tuple[PromptBatch, PromptBatch]:
+    """Training and held-out search prompts of search seed ``seed`` (0: the pipeline's own; each
+    seed draws its own pairs from the train split)."""
+    n_train = cfg.n_train if n_train is None else n_train
+    n_held_out = cfg.n_search_eval if n_held_out is None else n_held_out
+    prompts = build_prompts(source, task, cfg.fold, n_train + n_held_out, model.grid, seed=cfg.seed + 1 + 1000 * seed, split="trn")
+    return prompts.select(range(n_train)), prompts.select(range(n_train, len(prompts)))
+
+
+def search_provenance(model: MAEVQGAN, source: PromptSource, stats: ActivationStats, task: str, cfg: PipelineConfig,
+                      seed: int = 0, options: SearchOptions = SearchOptions()) -> dict:
+    """What makes a task's search besides the method's options: model, data, prompts, statistics, reward."""
     return {"stage": "search", "task": task, "model": model_fingerprint(model), "data": source_spec(source),
-            "fold": cfg.fold, "seed": cfg.seed, "n_train": cfg.n_train, "n_search_eval": cfg.n_search_eval,
-            "granularity": cfg.granularity, "statistics": stats.extra.get("provenance")}
+            "fold": cfg.fold, "seed": cfg.seed, "search_seed": seed, "n_train": cfg.n_train,
+            "n_search_eval": cfg.n_search_eval, "granularity": cfg.granularity, "statistics": stats.extra.get("provenance"),
+            "reward": options.reward, "decode": options.decode}
 
 
 def stage_search(
-    run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig, rcfg: ReinforceConfig,
-    force: bool = False,
+    run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig,
+    method_cfg: Any = None, *, method: str | None = None, seed: int = 0, options: SearchOptions = SearchOptions(),
+    force: bool = False, progress: bool = True, contrast: Mapping[str, ActivationStats] | None = None,
 ) -> dict[str, Policy]:
-    """REINFORCE per task; returns each task's :class:`Policy` (also written to the run).
+    """One search method per task (REINFORCE by default); returns each task's :class:`Policy`,
+    also written to the run (``run.policy_path(task, method, seed)``, its log beside it).
 
-    A finished policy or a checkpoint is reused only if made with this config (else
-    :class:`ResumeConflict`); ``force=True`` searches again from scratch.
+    ``method_cfg`` is the method's config (``ReinforceConfig()``, ``GradientConfig(...)``; the
+    method follows from it, or from ``method`` with its default config); ``seed`` picks the search
+    prompts (0: the pipeline's). A finished policy or a checkpoint is reused only if made with this
+    config (else :class:`ResumeConflict`); ``force=True`` searches again from scratch. ``contrast``:
+    the tasks whose statistics taskness contrasts (default ``stats``; the ``taskness`` method only).
     """
+    from interp.taskvectors.search import method_config, method_name, run_search
+
+    method = method_name(method_cfg) if method is None else method
+    method_cfg = method_config(method) if method_cfg is None else method_cfg
     space = UnitSpace.for_model(model, cfg.granularity)
+    taskness_scores = None
+    if method == "taskness":
+        from interp.taskvectors.taskness import unit_taskness
+
+        taskness_scores = unit_taskness(taskness(list((stats if contrast is None else contrast).values()), by="group"), space)
     policies = {}
-    for task in tqdm(cfg.tasks, desc="search", disable=len(cfg.tasks) < 2):
-        made_by = search_provenance(model, source, stats[task], task, cfg)
+    for task in tqdm(cfg.tasks, desc=f"search ({method})", disable=len(cfg.tasks) < 2 or not progress):
+        made_by = {**search_provenance(model, source, stats[task], task, cfg, seed, options),
+                   "method": method, "config": normalized(asdict(method_cfg))}
+        paths = (run.policy_path(task, method, seed), run.checkpoint_path(task, method, seed), run.log_path(task, method, seed))
         if force:
-            for path in (run.policy_path(task), run.checkpoint_path(task), run.log_path(task)):
+            for path in paths:
                 path.unlink(missing_ok=True)
-        if run.policy_path(task).exists():
-            policy = Policy.load(run.policy_path(task))
-            check_resume(policy.metadata.get("provenance"), {"reinforce": asdict(rcfg), **made_by}, run.policy_path(task), run.path)
+        if paths[0].exists():
+            policy = Policy.load(paths[0])
+            check_resume(policy.metadata.get("provenance"), made_by, paths[0], run.path)
             policies[task] = policy
             continue
-        prompts = build_prompts(source, task, cfg.fold, cfg.n_train + cfg.n_search_eval, model.grid, seed=cfg.seed + 1, split="trn")
-        job = {task: TaskSearch(stats[task], prompts.select(range(cfg.n_train)), prompts.select(range(cfg.n_train, len(prompts))))}
-        state = search(model, space, job, rcfg, checkpoint=run.checkpoint_path(task), log_csv=run.log_path(task), provenance=made_by)
-        meta = {"task": task, "method": "reinforce", "best_score": state.best_score, "config": asdict(rcfg),
-                "provenance": normalized({"reinforce": asdict(rcfg), **made_by})}
-        policies[task] = Policy(space, state.logits, state.best_logits, meta)
+        train, held_out = search_prompts(model, source, task, cfg, seed)
+        problem = SearchProblem(model, space, stats[task], train, held_out, reward=options.reward, decode=options.decode,
+                                chunk=options.chunk, taskness=taskness_scores)
+        result = run_search(method, problem, method_cfg, checkpoint=Checkpoint(paths[1], made_by), progress=progress)
+        policies[task] = result.to_policy(space, task, provenance=normalized(made_by))
         if distributed.is_main():  # rank 0 writes; every rank holds the same policy
-            policies[task].save(run.policy_path(task))
+            policies[task].save(paths[0])
+            if result.log:
+                write_csv(result.log, paths[2])
         distributed.barrier()
     return policies
 
 
-def load_policies(run: RunDir, tasks: Sequence[str], method: str = "reinforce") -> dict[str, Policy]:
+def load_policies(run: RunDir, tasks: Sequence[str], method: str = "reinforce", seed: int = 0) -> dict[str, Policy]:
     """Policies written by :func:`stage_search`; a missing task is a named error."""
-    return run.load_policies(tasks, method)
+    return run.load_policies(tasks, method, seed)
 
 
-def _policy_inputs(model: MAEVQGAN, policies: Mapping[str, Policy | torch.Tensor], cfg: PipelineConfig) -> tuple[UnitSpace, dict[str, torch.Tensor]]:
-    """The unit space and per-task probabilities of the policies (space from the policies
-    themselves; bare probability vectors are over ``cfg.granularity``)."""
+def _policy_space(model: MAEVQGAN, policies: Mapping[str, Policy | torch.Tensor], cfg: PipelineConfig) -> UnitSpace:
+    """The unit space of the policies (from the policies themselves; bare probability vectors are
+    over ``cfg.granularity``)."""
     spaces = {t: p.space for t, p in policies.items() if isinstance(p, Policy)}
     if len({json.dumps(s.to_dict(), sort_keys=True) for s in spaces.values()}) > 1:
         raise PolicyError(f"the policies are over different unit spaces ({ {t: repr(s) for t, s in spaces.items()} })",
                           fix="Evaluate policies of one granularity and model together (search the others again)")
     space = next(iter(spaces.values())) if spaces else UnitSpace.for_model(model, cfg.granularity)
     space.check_model(model)
-    return space, {t: p.probabilities() if isinstance(p, Policy) else p for t, p in policies.items()}
+    return space
 
 
 def import_official_policy(path: str | Path, allow_pickle: bool = False) -> torch.Tensor:
@@ -267,20 +321,33 @@ def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[
 
 
 def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats],
-                   policies: Mapping[str, Policy | torch.Tensor], cfg: PipelineConfig) -> pd.DataFrame:
-    """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``
-    (statistics and policies checked with :func:`check_reused`)."""
-    check_reused(run, model, source, stats, cfg, policies)
-    space, probabilities = _policy_inputs(model, policies, cfg)
+                   policies: Mapping[str, Any], cfg: PipelineConfig) -> pd.DataFrame:
+    """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``.
+
+    ``policies`` is ``{task: Policy}`` (one method's) or ``{method: {task: Policy}}`` (several: the
+    one-shot and zero-shot rows are scored once, each method's rows follow; column ``method``).
+    Statistics and policies are checked with :func:`check_reused`.
+    """
+    by_method = policies if policies and all(isinstance(p, Mapping) for p in policies.values()) else {None: policies}
+    for chosen in by_method.values():
+        check_reused(run, model, source, stats, cfg, chosen)
     tasks = list(cfg.tasks)
     composite = composite_of(cfg.composition) if cfg.composition else None
     prompts = eval_prompts(model, source, tasks + ([composite] if composite else []), cfg)
     examples: dict[str, dict[str, torch.Tensor]] = {}
-    table = evaluate_task_vectors(model, space, stats, probabilities, {t: prompts[t] for t in tasks}, seed=cfg.seed,
-                                  examples=examples)
-    if composite and all(t in probabilities for t in cfg.composition):
-        parts = {t: (stats[t], probabilities[t]) for t in cfg.composition}
-        table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts)], ignore_index=True)
+    tables = []
+    for i, (method, chosen) in enumerate(by_method.items()):
+        method = method or next((p.metadata.get("method") for p in chosen.values() if isinstance(p, Policy)), None)
+        space = _policy_space(model, chosen, cfg)
+        table = evaluate_task_vectors(model, space, stats, chosen, {t: prompts[t] for t in tasks}, seed=cfg.seed,
+                                      examples=examples if i == 0 else None, baselines=i == 0)
+        if composite and all(t in chosen for t in cfg.composition):
+            parts = {t: (stats[t], chosen[t]) for t in cfg.composition}
+            table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts, baselines=i == 0)],
+                              ignore_index=True)
+        table.insert(2, "method", [method if "+" in c else "" for c in table["condition"]])
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
     if distributed.is_main():
         run.write_table("results", table)
         save_examples(run, {t: prompts[t] for t in tasks}, examples)

@@ -244,23 +244,46 @@ class RunDir:
         """``stats/<task>.safetensors``: the task's activation statistics (``collect``)."""
         return self.path / "stats" / f"{task}.safetensors"
 
-    def search_dir(self, task: str, method: str = "reinforce") -> Path:
-        """``<method>/<task>/``: one search's policy, checkpoint and log."""
-        return self.path / method / task
+    def collected_tasks(self) -> list[str]:
+        """The tasks whose statistics ``collect`` wrote into this run, by name."""
+        folder = self.path / "stats"
+        return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
 
-    def policy_path(self, task: str, method: str = "reinforce") -> Path:
-        return self.search_dir(task, method) / "policy.safetensors"
+    def search_dir(self, task: str, method: str = "reinforce", seed: int = 0) -> Path:
+        """``<method>/<task>/seed<k>/``: one search's policy, checkpoint and log (search seed ``k``;
+        0 is the pipeline's own search prompts)."""
+        return self.path / method / task / f"seed{int(seed)}"
 
-    def checkpoint_path(self, task: str, method: str = "reinforce") -> Path:
-        return self.search_dir(task, method) / "checkpoint.pt"
+    def policy_path(self, task: str, method: str = "reinforce", seed: int = 0) -> Path:
+        return self.search_dir(task, method, seed) / "policy.safetensors"
 
-    def log_path(self, task: str, method: str = "reinforce") -> Path:
-        return self.search_dir(task, method) / "log.csv"
+    def checkpoint_path(self, task: str, method: str = "reinforce", seed: int = 0) -> Path:
+        return self.search_dir(task, method, seed) / "checkpoint.pt"
 
-    def searched_tasks(self, method: str = "reinforce", artifact: str = "policy.safetensors") -> list[str]:
+    def log_path(self, task: str, method: str = "reinforce", seed: int = 0) -> Path:
+        return self.search_dir(task, method, seed) / "log.csv"
+
+    def searched_tasks(self, method: str = "reinforce", artifact: str = "policy.safetensors", seed: int = 0) -> list[str]:
         """The tasks for which ``method`` left ``artifact`` (``policy.safetensors``, ``log.csv``), by name."""
         folder = self.path / method
-        return sorted(p.parent.name for p in folder.glob(f"*/{artifact}")) if folder.is_dir() else []
+        return sorted(p.parent.parent.name for p in folder.glob(f"*/seed{int(seed)}/{artifact}")) if folder.is_dir() else []
+
+    def searches(self, method: str) -> list[tuple[str, int]]:
+        """Every ``(task, seed)`` for which ``method`` left a policy, sorted."""
+        folder = self.path / method
+        found = folder.glob("*/seed*/policy.safetensors") if folder.is_dir() else []
+        return sorted((p.parent.parent.name, int(p.parent.name[4:])) for p in found if p.parent.name[4:].isdigit())
+
+    def searched_methods(self) -> list[str]:
+        """The search methods that left a policy in this run (seed 0), known methods only."""
+        from interp.taskvectors.search import METHODS
+
+        return [m for m in METHODS if self.searched_tasks(m)]
+
+    def comparison(self) -> RunDir:
+        """The run directory of ``interp compare-search`` inside this run (``compare/``): its searches,
+        at the comparison's own sizes and seeds, never mix with the pipeline's."""
+        return RunDir(self.path / "compare")
 
     def _require(self, paths: Mapping[str, Path], what: str, command: str) -> None:
         missing = [t for t, p in paths.items() if not p.exists()]
@@ -278,18 +301,18 @@ class RunDir:
         self._require(paths, "statistics", "collect")
         return {t: ActivationStats.load(p, model=model, layout=layout, task=t) for t, p in paths.items()}
 
-    def load_policies(self, tasks: Sequence[str], method: str = "reinforce") -> dict[str, Any]:
-        """Each task's :class:`~interp.taskvectors.policy.Policy` found by ``method``; a file that
-        records another task (copied over from another folder) is a named error."""
+    def load_policies(self, tasks: Sequence[str], method: str = "reinforce", seed: int = 0) -> dict[str, Any]:
+        """Each task's :class:`~interp.taskvectors.policy.Policy` found by ``method`` (search seed ``seed``);
+        a file that records another task (copied over from another folder) is a named error."""
         from interp.taskvectors.policy import Policy, PolicyError
 
-        paths = {t: self.policy_path(t, method) for t in tasks}
-        self._require(paths, f"{method} policy", "search")
+        paths = {t: self.policy_path(t, method, seed) for t in tasks}
+        self._require(paths, f"{method} policy", f"search --method {method}")
         policies = {t: Policy.load(p) for t, p in paths.items()}
         for task, policy in policies.items():
             if policy.task is not None and policy.task != task:
                 raise PolicyError(f"{paths[task]} holds the policy of task {policy.task!r}, not {task!r} (copied from another task?)",
-                                  fix=f"Search {task!r} again (`interp search --tasks {task} --force`) or restore its own policy file")
+                                  fix=f"Search {task!r} again (`interp search --method {method} --tasks {task} --force`) or restore its own policy file")
         return policies
 
     # --- writers -------------------------------------------------------------------------------

@@ -38,12 +38,14 @@ torch.manual_seed(0)
 model = interp.load_model("tiny")
 source = SyntheticPascal(seed=HELD_OUT_SEED)  # the synthetic Pascal-5i analogue, a seed the model never trained on
 
-from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
+from interp.taskvectors.search import SearchProblem
+from interp.taskvectors.search.reinforce import ReinforceConfig, run
 from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 
 TASKS = ("segmentation", "lowlight")
-CONFIG = ReinforceConfig(steps=30, samples=64, eval_every=10, reward="token", seed=0)  # official: 500 x 320, pixel
+CONFIG = ReinforceConfig(steps=30, samples=64, eval_every=10, seed=0)  # official: 500 x 320 (and the pixel reward)
+REWARD = "token"  # the training reward; held-out prompts are scored in pixel space
 space = UnitSpace.for_model(model, "group")  # one unit = one head at one token group of the zero-shot forward
 space
 
@@ -67,9 +69,10 @@ from interp.data import build_prompts
 states = {}
 for task in TASKS:  # a progress bar per task (about a minute each on a CPU)
     prompts = build_prompts(source, task, fold=0, n=10 + 16, grid=model.grid, seed=1, split="trn")
-    job = {task: TaskSearch(stats[task], train=prompts.select(range(10)), held_out=prompts.select(range(10, len(prompts))))}
-    states[task] = search(model, space, job, CONFIG, progress=True)
-    print(f"{task:13s} best held-out score {states[task].best_score:.4f}")
+    problem = SearchProblem(model, space, stats[task], train=prompts.select(range(10)),
+                            held_out=prompts.select(range(10, len(prompts))), reward=REWARD)
+    states[task] = run(problem, CONFIG, progress=True)
+    print(f"{task:13s} best held-out score {states[task].held_out_score:.4f}, {states[task].units} units kept")
 probabilities = {task: torch.sigmoid(state.best_logits.float()) for task, state in states.items()}
 
 # %%

@@ -33,13 +33,14 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     stats = {t: collect(model, [build_prompts(source, t, 0, 6, model.grid, seed=0, split="trn").canvases], "one_shot", task=t,
                         progress=False) for t in tasks}
     cfg = PipelineConfig(tasks=tasks, granularity="head")
-    settings = {"reinforce": {"steps": 4, "samples": 8, "eval_every": 2, "reward": "token", "select": "threshold"},
+    settings = {"reinforce": {"steps": 4, "samples": 8, "eval_every": 2, "select": "threshold"},
                 "random": {"draws": 3, "max_units": 8}, "taskness": {"max_units": 8}}
     ccfg = CompareConfig(methods=("reinforce", "random", "taskness"), seeds=(0, 1), n_train=3, n_search_eval=3, n_eval=4,
                          bootstrap=200, settings=settings)
     run = RunDir.create(tmp_path / "run", command="test", config={})
     table = compare_search(run, model, source, stats, cfg, ccfg, progress=False)
     assert (tmp_path / "run" / "search_comparison.csv").exists()
+    assert run.comparison().policy_path("lowlight", "random", seed=1).exists()  # every method's search, through RunDir
     for task in tasks:
         part = table[table.task == task].set_index("condition")
         assert {"reinforce", "random", "taskness", "control:random", "control:stratified", "control:best_of_random",

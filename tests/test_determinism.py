@@ -28,7 +28,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from interp.pipeline import PipelineConfig, load_source, stage_collect, stage_evaluate, stage_search
 from interp.run import RunDir
-from interp.taskvectors.reinforce import ReinforceConfig
+from interp.taskvectors.search.reinforce import ReinforceConfig
 import interp
 model, source = interp.load_model("tiny"), load_source("synthetic:3")
 cfg = PipelineConfig(tasks=("segmentation", "lowlight"), n_collect=4, n_candidates=8, n_train=3, n_search_eval=2,
@@ -39,11 +39,11 @@ probabilities = stage_search(run, model, source, stats, cfg, ReinforceConfig(ste
 table = stage_evaluate(run, model, source, stats, probabilities, cfg)
 h = hashlib.sha256(table.to_csv(index=False).encode())
 for task in cfg.tasks:
-    for path in (f"reinforce/{task}/policy.safetensors", f"prompts/{task}.safetensors"):
+    for path in (f"reinforce/{task}/seed0/policy.safetensors", f"prompts/{task}.safetensors"):
         for name, t in sorted(load_file(run.path / path).items()):
             h.update(name.encode() + t.contiguous().numpy().tobytes())
 import json
-policies = {t: load_file(run.path / f"reinforce/{t}/policy.safetensors")["logits"].tolist() for t in cfg.tasks}
+policies = {t: load_file(run.path / f"reinforce/{t}/seed0/policy.safetensors")["logits"].tolist() for t in cfg.tasks}
 print(json.dumps({"hash": h.hexdigest(), "means": table["mean"].tolist(), "policies": policies}))
 """
 

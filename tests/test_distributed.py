@@ -77,7 +77,8 @@ def _setup():
 def _stages(model, prompts) -> dict[str, torch.Tensor]:
     """collect, sweep, evaluate and REINFORCE as the pipeline calls them (sharded when active)."""
     from interp.taskvectors.evaluate import score_prompts
-    from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
+    from interp.taskvectors.search import SearchProblem
+    from interp.taskvectors.search.reinforce import ReinforceConfig, run
     from interp.taskvectors.sharded import collect_sharded
     from interp.taskvectors.sweep import sweep
     from interp.taskvectors.units import UnitSpace
@@ -93,9 +94,9 @@ def _stages(model, prompts) -> dict[str, torch.Tensor]:
     out["sweep.reward"] = torch.tensor(table["reward"].values)
     out["sweep.delta"] = torch.tensor(table["delta"].values)
     out["evaluate.scores"] = score_prompts(model, prompts, "zero_shot", batch_size=3)
-    cfg = ReinforceConfig(steps=6, samples=12, eval_every=3, reward="token", chunk=5, sparsity=0.01)
-    job = {"segmentation": TaskSearch(stats, prompts.select(range(4)), prompts.select(range(4, 9)))}
-    state = search(model, space, job, cfg, progress=False)
+    cfg = ReinforceConfig(steps=6, samples=12, eval_every=3, sparsity=0.01)
+    problem = SearchProblem(model, space, stats, prompts.select(range(4)), prompts.select(range(4, 9)), reward="token", chunk=5)
+    state = run(problem, cfg, progress=False)
     out["reinforce.logits"], out["reinforce.best_logits"] = state.logits, state.best_logits
     return out
 

@@ -11,7 +11,7 @@ from interp.pipeline import (
     stage_collect, stage_evaluate, stage_search, stage_sweep, stage_taskness,
 )
 from interp.run import RunDir
-from interp.taskvectors.reinforce import ReinforceConfig
+from interp.taskvectors.search.reinforce import ReinforceConfig
 from tests.conftest import random_model
 
 
@@ -35,7 +35,7 @@ def test_all_stages_write_their_artifacts(tmp_path) -> None:
     assert {"one_shot", "zero_shot", "zero_shot+tv", "zero_shot+random"} <= conditions
     assert "zero_shot+tv[inpainting+lowlight]" in conditions
     for name in ("taskness.csv", "sweep.csv", "results.csv", "results.md", "stats/segmentation.safetensors",
-                 "reinforce/lowlight/policy.safetensors", "reinforce/lowlight/log.csv", "manifest.json"):
+                 "reinforce/lowlight/seed0/policy.safetensors", "reinforce/lowlight/seed0/log.csv", "manifest.json"):
         assert (run.path / name).exists(), name
     # later stages read what earlier ones wrote
     reloaded = load_stats(run, cfg.tasks, model)

@@ -18,7 +18,7 @@ from interp.errors import InputError, ResumeConflict
 from interp.models import save_model
 from interp.pipeline import PipelineConfig, load_model_spec, load_source, stage_collect, stage_search
 from interp.run import RunDir, RunLockedError
-from interp.taskvectors.reinforce import ReinforceConfig
+from interp.taskvectors.search.reinforce import ReinforceConfig
 from tests.conftest import random_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,10 +77,10 @@ def test_search_resumed_with_another_lr_is_refused_and_force_recomputes(tmp_path
     stage_search(run, model, source, stats, CFG, RCFG)
     run.policy_path("lowlight").unlink()  # the issue's reproduction: the checkpoint stays
     other = replace(RCFG, lr=0.5)
-    with pytest.raises(ResumeConflict, match=r"reinforce.lr: 0.1 -> 0.5") as info:
+    with pytest.raises(ResumeConflict, match=r"config.lr: 0.1 -> 0.5") as info:
         stage_search(run, model, source, stats, CFG, other)
     assert "checkpoint.pt" in str(info.value)
-    with pytest.raises(ResumeConflict, match="reinforce.lr"):  # the finished task's policy likewise
+    with pytest.raises(ResumeConflict, match="config.lr"):  # the finished task's policy likewise
         stage_search(run, model, source, stats, replace(CFG, tasks=("segmentation",)), other)
     forced = stage_search(run, model, source, stats, CFG, other, force=True)
     fresh_run = RunDir.create(tmp_path / "fresh", command="test", config={})
@@ -112,7 +112,7 @@ CHILD = textwrap.dedent("""
     import torch
     from interp.pipeline import PipelineConfig, load_model_spec, load_source, stage_collect, stage_search
     from interp.run import RunDir
-    from interp.taskvectors.reinforce import ReinforceConfig
+    from interp.taskvectors.search.reinforce import ReinforceConfig
     torch.set_num_threads(1)
     mode, run_dir, model_file = sys.argv[1:4]
     run = RunDir.create(run_dir, command="child", config={})

@@ -34,8 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     p.check_reused(run, model, source, stats, cfg)  # statistics of this model, data, fold and sizes
     ccfg = CompareConfig(methods=tuple(args.methods), seeds=tuple(range(args.seeds)), n_train=cfg.n_train,
                          n_search_eval=args.compare_search_eval, n_eval=args.compare_eval)
-    collected = sorted(path.stem for path in (run.path / "stats").glob("*.safetensors"))
-    table = compare_search(run, model, source, stats, cfg, ccfg, taskness_stats=p.load_stats(run, collected, model))
+    table = compare_search(run, model, source, stats, cfg, ccfg, taskness_stats=p.load_stats(run, run.collected_tasks(), model))
     columns = ["task", "condition", "mean", "spread", "diff_zero_shot", "ci_low_zero_shot", "ci_high_zero_shot",
                "diff_strongest_control", "units", "forwards", "seconds"]
     print(table[columns].to_markdown(index=False, floatfmt=".4f"))

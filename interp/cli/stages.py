@@ -12,7 +12,7 @@ import inspect
 import sys
 from typing import Any, Callable
 
-from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_STEPS, check_memory
+from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_SEEDS, check_memory
 from interp.cli.options import (
     Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
     model_spec, names, real, recorded, run_dir,
@@ -22,6 +22,7 @@ from interp.errors import ConfigError, InputError
 from interp.taskvectors.unit import GRANULARITIES
 
 REWARDS = ("pixel", "token")
+DECODES = ("official", "band")
 
 #: checks of the :class:`~interp.pipeline.PipelineConfig` fields
 PIPELINE_KINDS: dict[str, Kind] = {
@@ -123,54 +124,45 @@ def _taskness(args: argparse.Namespace) -> int:
     return 0
 
 
-#: checks of the :class:`~interp.taskvectors.reinforce.ReinforceConfig` fields (``seed`` is --seed)
-REINFORCE_KINDS: dict[str, Kind] = {
-    "steps": integer(1, MAX_STEPS),
-    "samples": integer(2, MAX_SAMPLES),  # the baseline is the mean of the other samples: needs two
-    "lr": real(0, 1000, above=True),
-    "init": real(),
-    "sparsity": real(0),
-    "eval_every": integer(1, MAX_STEPS),
-    "reward": choice(REWARDS),
-    "chunk": integer(1, MAX_SAMPLES),
-    "select": choice(("sample", "threshold")),
-    "decode": choice(("official", "band")),
-}
-
-
 def _search_options(parser: argparse.ArgumentParser) -> None:
-    from interp.taskvectors.reinforce import ReinforceConfig
-
-    from interp.taskvectors.search import METHODS
+    from interp.cli.methods import add_method_options
 
     stage_options(parser)
-    parser.add_argument("--method", type=choice(tuple(METHODS)), default="reinforce",
-                        help="search method (default: reinforce, the official; others write search/<method>/<task>/seed<k>)")
-    config_options(parser, ReinforceConfig, REINFORCE_KINDS, skip=("seed",))
+    group = parser.add_argument_group("what every method's search shares")
+    group.add_argument("--reward", type=choice(REWARDS), choices=REWARDS, default="pixel",
+                       help="training reward: pixel (official IoU / -MSE of the decoded target cell) or token "
+                            "(minus the target codes' cross-entropy, no VQGAN decode) (default: pixel)")
+    group.add_argument("--decode", type=choice(DECODES), choices=DECODES, default="official",
+                       help="pixel reward's decode: official (full grid) or band (faster, not official) (default: official)")
+    group.add_argument("--chunk", type=integer(1, MAX_SAMPLES), default=320, help="rows per forward, memory only; results "
+                       f"do not change; an integer in [1, {MAX_SAMPLES}] (default: 320)")
+    group.add_argument("--search-seed", type=integer(0, MAX_SEEDS), default=0,
+                       help="which search prompts (0: the pipeline's; k draws its own pairs) (default: 0)")
+    add_method_options(parser)
 
 
-def reinforce_config(args: argparse.Namespace):
-    from interp.taskvectors.reinforce import ReinforceConfig
+def search_options(args: argparse.Namespace):
+    """The :class:`~interp.pipeline.SearchOptions` of the parsed options."""
+    from interp.pipeline import SearchOptions
 
-    return config_from(ReinforceConfig, args, seed=args.seed)
+    return SearchOptions(reward=args.reward, decode=args.decode, chunk=args.chunk)
 
 
 def _search(args: argparse.Namespace) -> int:
     from interp import pipeline as p
+    from interp.cli.methods import method_config_from
 
-    rcfg = reinforce_config(args)
+    method_cfg = method_config_from(args, seed=args.seed)
+    options = search_options(args)
     cfg, run, source, model = open_stage(args)
     stats = p.load_stats(run, cfg.tasks, model)
-    if args.method != "reinforce":  # the comparison's methods, at their default settings
-        from interp.compare_search import search_tasks
-
-        for task, result in search_tasks(run, model, source, stats, cfg, args.method, seed=args.seed).items():
-            print(f"{task}: {args.method} kept {result.units} units, held-out score {result.held_out_score:.4f}, "
-                  f"{result.budget.forwards} forwards, {result.budget.seconds:.1f} s")
-        print(f"written to {run.path / 'search' / args.method}")
-        return 0
-    p.stage_search(run, model, source, stats, cfg, rcfg, **with_force(p.stage_search, args))
-    print(f"written to {run.path}")
+    policies = p.stage_search(run, model, source, stats, cfg, method_cfg, seed=args.search_seed, options=options,
+                              force=args.force)
+    for task, policy in policies.items():
+        meta = policy.metadata
+        print(f"{task}: {args.method} kept {int(policy.mask().sum())} of {len(policy.space)} units, held-out score "
+              f"{meta.get('best_score', float('nan')):.4f}, {meta.get('budget', {}).get('forwards', 0)} forwards")
+    print(f"written to {run.search_dir(cfg.tasks[0], args.method, args.search_seed).parent.parent}")
     return 0
 
 
@@ -194,12 +186,25 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_options(parser: argparse.ArgumentParser) -> None:
+    from interp.taskvectors.search import METHODS
+
+    stage_options(parser)
+    parser.add_argument("--method", type=choice((*METHODS, "all")), choices=(*METHODS, "all"), default="reinforce",
+                        help="whose task vectors: a search method, or all that the run holds (default: reinforce)")
+    parser.add_argument("--search-seed", type=integer(0, MAX_SEEDS), default=0, help="which search's policies (default: 0)")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from interp import pipeline as p
 
     cfg, run, source, model = open_stage(args)
+    methods = run.searched_methods() if args.method == "all" else [args.method]
+    if not methods:
+        raise InputError(f"{run.path} holds no search method's policies", fix=f"run `interp search --run {run.path}` first")
     stats = p.load_stats(run, cfg.tasks, model)
-    table = p.stage_evaluate(run, model, source, stats, p.load_policies(run, cfg.tasks), cfg, **with_force(p.stage_evaluate, args))
+    policies = {m: p.load_policies(run, cfg.tasks, m, args.search_seed) for m in methods}
+    table = p.stage_evaluate(run, model, source, stats, policies, cfg)
     _print(table)
     print(f"written to {run.path}")
     return 0
@@ -238,8 +243,10 @@ def _import_policy(args: argparse.Namespace) -> int:
 COMMANDS = [
     Command("collect", "collect per-task mean activations (official prompt selection)", stage_options, _collect),
     Command("taskness", "rank heads by between- over within-task variance", stage_options, _taskness),
-    Command("search", "REINFORCE search for task vectors, per task", _search_options, _search),
+    Command("search", "search for task vectors, per task, with one method (reinforce, gradient, attribution, ...)",
+            _search_options, _search),
     Command("sweep", "patch every unit alone and measure the change", _sweep_options, _sweep),
-    Command("evaluate", "one-shot / zero-shot / + task vector / + random units", stage_options, _evaluate),
+    Command("evaluate", "one-shot / zero-shot / + task vector / + random units, for any method's vectors",
+            _evaluate_options, _evaluate),
     Command("import-policy", "write an official bernoullis_*.pkl policy into a run (needs --allow-pickle)", _import_options, _import_policy),
 ]

@@ -14,7 +14,7 @@ from interp.data.tasks import PromptBatch
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.pipeline import PipelineConfig
 from interp.run import RunDir
-from interp.taskvectors.evaluate import patch_hooks_for, score_prompts
+from interp.taskvectors.evaluate import score_masks
 
 #: ``(task, scores or None, storage floats, seconds, notes)``
 ActivationRow = tuple[str, Tensor | None, int, float, str]
@@ -72,8 +72,7 @@ def activation_rows(
             space = policy.space
             space.check_model(model)
             kept = policy.mask(threshold)
-            hooks = patch_hooks_for(model, space, [(stats, kept)], "zero_shot")
-            scores = score_prompts(model, held_out[task], "zero_shot", hooks, batch_size=batch_size)
+            scores = score_masks(model, space, stats, held_out[task], kept[None], batch_size)[0].metric
         except Exception as error:  # missing task, other model, other granularity: say so, no number
             out.append((task, None, 0, float("nan"), f"no activation task vector from {activation_run}: {error}"))
             continue

@@ -1,10 +1,12 @@
-"""Scoring prompts under conditions: one-shot, zero-shot, and (later) zero-shot + patches.
+"""Scoring prompts under conditions: one-shot, zero-shot, and zero-shot + task vectors.
 
 A *condition* is a layout plus optional forward hooks. :func:`score_prompts` runs one
 condition over a :class:`~interp.data.tasks.PromptBatch` in mini-batches, decodes the
 prediction into the target cell and scores it with the task's own metric (IoU or MSE on the
 target cell, :mod:`interp.metrics`), returning one value per prompt. :func:`compare_layouts`
-tabulates the usual one-shot vs zero-shot comparison, per task.
+tabulates the usual one-shot vs zero-shot comparison, per task. Patched conditions (a unit set
+with a task's means) go through the one scoring engine of every search,
+:class:`~interp.taskvectors.patched_rows.PatchedRows` (:func:`score_masks`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from interp.canvas import PromptLayout
 from interp.data.tasks import PromptBatch
 from interp.hooks import FwdHooks
 from interp.metrics import task_metric
-from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.decode_cache import DecodeCache
+from interp.models.protocol import PromptModel
 from interp.scoring import Score, Scorer
-from interp.taskvectors.policy import policy_mask, random_like
+from interp.taskvectors.patched_rows import PatchedRows
+from interp.taskvectors.patching import Means, MeanPatcher, merge_means
+from interp.taskvectors.policy import Policy, policy_mask, random_like
+from interp.taskvectors.units import UnitSpace
 
 
 @torch.no_grad()
 def score_condition(
-    model: MAEVQGAN,
+    model: PromptModel,
     prompts: PromptBatch,
     layout: PromptLayout | str,
     fwd_hooks: FwdHooks = (),
@@ -42,7 +48,7 @@ def score_condition(
     run the forward again to show them.
     """
     scorer = Scorer(model, prompts.task, layout, "pixel", decode, empty_iou=float("nan"))
-    device = next(model.parameters()).device
+    device = model.device
     metrics, images = [], []
     starts = list(range(0, len(prompts), batch_size))
     with model.hooks(fwd_hooks):
@@ -64,7 +70,7 @@ def score_condition(
     return Score(metric.double(), metric, image)
 
 
-def score_prompts(model: MAEVQGAN, prompts: PromptBatch, layout: PromptLayout | str, fwd_hooks: FwdHooks = (),
+def score_prompts(model: PromptModel, prompts: PromptBatch, layout: PromptLayout | str, fwd_hooks: FwdHooks = (),
                   **options: Any) -> Tensor:
     """The task metric of every prompt under one condition, ``[N]`` (NaN for empty IoUs):
     :func:`score_condition`'s ``metric`` (``options``: its ``batch_size``, ``decode``)."""
@@ -85,7 +91,7 @@ def summarize(task: str, condition: str, scores: Tensor) -> dict:
 
 
 def compare_layouts(
-    model: MAEVQGAN,
+    model: PromptModel,
     prompts: Mapping[str, PromptBatch],
     layouts: Sequence[str] = ("one_shot", "zero_shot"),
     batch_size: int = 64,
@@ -111,27 +117,47 @@ def relative_gain(table: pd.DataFrame, better: str = "one_shot", worse: str = "z
 
 
 # --------------------------------------------------------------------------------------------
-# task vectors
+# task vectors: patched conditions through the one scoring engine
 
 
-def patch_hooks_for(model: MAEVQGAN, space, parts: Sequence[tuple[object, Tensor]], layout: PromptLayout | str) -> list:
-    """Hooks patching each ``(means, mask)`` part in turn (a later part wins where they overlap)."""
-    from interp.taskvectors.patching import MeanPatcher
-
-    hooks = []
-    for means, mask in parts:
-        if mask.any():
-            hooks += MeanPatcher(model, means, layout, space).hooks(mask[None])
-    return hooks
+@torch.no_grad()
+def score_masks(model: PromptModel, space: UnitSpace, means: Means, prompts: PromptBatch, masks: Tensor,
+                batch_size: int = 64, keep_images: int = 0, decode: str = "official") -> list[Score]:
+    """Every prompt under each unit set of ``masks [K, U]`` (zero-shot + the means patched), scored
+    with the official pixel metric through :class:`~interp.taskvectors.patched_rows.PatchedRows`
+    (distinct rows once, the clean prefix reused, each code grid decoded once). One :class:`Score`
+    per set: ``metric [N]`` (NaN for empty IoUs) and the first ``keep_images`` images."""
+    masks = torch.as_tensor(masks).bool().reshape(-1, len(space))
+    patcher = MeanPatcher(model, means, "zero_shot", space)
+    rows = PatchedRows(patcher, batch_size)
+    decoder = DecodeCache(model.decode_codes)
+    scorer = Scorer(model, prompts.task, patcher.layout, "pixel", decode, empty_iou=float("nan"), decoder=decoder)
+    n = len(prompts)
+    which = torch.arange(n).repeat(len(masks))
+    every = masks.repeat_interleave(n, dim=0)
+    if distributed.active():  # rows split over ranks; images from a second small call on each rank
+        mine = distributed.shard_indices(len(which))
+        with distributed.local():
+            local = rows.score(prompts, which[mine], every[mine], scorer).metric if len(mine) else torch.empty(0, dtype=torch.float64)
+            shown = rows.score(prompts, torch.arange(min(keep_images, n)).repeat(len(masks)),
+                               masks.repeat_interleave(min(keep_images, n), dim=0), scorer, keep_images) if keep_images else None
+        metric = distributed.gather_rows(local, len(which))
+        images = None if shown is None else shown.image
+    else:
+        score = rows.score(prompts, which, every, scorer, keep_images)
+        metric, images = score.metric, score.image
+    k = min(keep_images, n)
+    return [Score(metric[i * n : (i + 1) * n], metric[i * n : (i + 1) * n],
+                  None if images is None else images[i * k : (i + 1) * k]) for i in range(len(masks))]
 
 
 def evaluate_task_vectors(
-    model: MAEVQGAN,
-    space,
-    means: Mapping[str, object],
-    probabilities: Mapping[str, Tensor],
+    model: PromptModel,
+    space: UnitSpace,
+    means: Mapping[str, Means],
+    policies: Mapping[str, Policy | Tensor],
     prompts: Mapping[str, PromptBatch],
-    threshold: float = 0.5,
+    threshold: float | None = None,
     sampled: int = 3,
     seed: int = 0,
     batch_size: int = 64,
@@ -139,12 +165,15 @@ def evaluate_task_vectors(
     extra_controls: Mapping[str, Mapping[str, Tensor]] | None = None,
     examples: dict[str, dict[str, Tensor]] | None = None,
     n_examples: int = 4,
+    baselines: bool = True,
 ) -> pd.DataFrame:
-    """Per task: one-shot, zero-shot, zero-shot + task vector (thresholded policy, and the
-    mean over ``sampled`` draws from it), zero-shot + as many random units (the control: the
-    mean over ``controls`` random unit sets, so one lucky draw does not decide it).
-    ``extra_controls[task][name]`` (``[sets, U]`` bool, e.g. from
+    """Per task: one-shot, zero-shot (``baselines``), zero-shot + task vector (the policy's kept
+    set, and the mean over ``sampled`` draws from it), zero-shot + as many random units (the
+    control: the mean over ``controls`` random unit sets, so one lucky draw does not decide it).
+    ``policies[task]`` is a :class:`Policy` or per-unit keep probabilities; ``threshold`` (default:
+    the policy's kept set, else 0.5). ``extra_controls[task][name]`` (``[sets, U]`` bool, e.g. from
     :func:`interp.taskvectors.controls.control_masks`) add conditions ``zero_shot+control:<name>``.
+    ``units`` is the size of what each condition patches (the mean over its sets).
 
     ``examples``, if given, is filled with ``{task: {condition: image}}``: the first
     ``n_examples`` official pasted predictions (int32) of one-shot, zero-shot and zero-shot + tv,
@@ -152,57 +181,60 @@ def evaluate_task_vectors(
     rows = []
     keep = n_examples if examples is not None else 0
     for task, batch in prompts.items():
-        kept = policy_mask(probabilities[task], threshold)
-        shown: dict[str, Score] = {}
-
-        def patched(mask: Tensor, keep_images: int = 0) -> Score:
-            hooks = patch_hooks_for(model, space, [(means[task], mask)], "zero_shot")
-            return score_condition(model, batch, "zero_shot", hooks, batch_size, keep_images=keep_images)
-
-        for name, layout in (("one_shot", "one_shot"), ("zero_shot", "zero_shot")):
-            shown[name] = score_condition(model, batch, layout, batch_size=batch_size, keep_images=keep)
-        shown["zero_shot+tv"] = patched(kept, keep)
-        if examples is not None:
-            examples[task] = {name: score.image for name, score in shown.items()}
-        conditions: dict[str, Tensor] = {
-            **{name: score.metric for name, score in shown.items()},
-            "zero_shot+random": torch.stack([patched(random_like(kept, seed + i)).metric for i in range(controls)]).nanmean(0),
-        }
+        policy = policies[task]
+        probabilities = policy.probabilities() if isinstance(policy, Policy) else policy
+        kept = policy.mask(threshold) if isinstance(policy, Policy) else policy_mask(policy, 0.5 if threshold is None else threshold)
+        sets: dict[str, Tensor] = {"zero_shot+tv": kept[None], "zero_shot+random": torch.stack(
+            [random_like(kept, seed + i) for i in range(controls)])}
         if sampled:
             g = torch.Generator().manual_seed(seed)
-            draws = [torch.bernoulli(probabilities[task].double(), generator=g).bool() for _ in range(sampled)]
-            conditions["zero_shot+tv_sampled"] = torch.stack([patched(d).metric for d in draws]).nanmean(0)
-        for name, sets in (extra_controls or {}).get(task, {}).items():
-            conditions[f"zero_shot+control:{name}"] = torch.stack([patched(m).metric for m in sets]).nanmean(0)
-        for condition, scores in conditions.items():
-            row = summarize(task, condition, scores)
-            row["units"] = (float(torch.stack([d.sum() for d in draws]).double().mean()) if condition == "zero_shot+tv_sampled" else int(kept.sum())) if "+" in condition else 0  # sampled: mean units of the draws
+            sets["zero_shot+tv_sampled"] = torch.stack([torch.bernoulli(probabilities.double(), generator=g).bool()
+                                                        for _ in range(sampled)])
+        for name, masks in (extra_controls or {}).get(task, {}).items():
+            sets[f"zero_shot+control:{name}"] = masks
+        names = [name for name, masks in sets.items() for _ in masks]
+        scores = score_masks(model, space, means[task], batch, torch.cat(list(sets.values())), batch_size,
+                             keep_images=keep)
+        shown: dict[str, Score] = {}
+        if baselines:
+            for name in ("one_shot", "zero_shot"):
+                shown[name] = score_condition(model, batch, name, batch_size=batch_size, keep_images=keep)
+        shown["zero_shot+tv"] = scores[0]
+        if examples is not None:
+            examples[task] = {name: score.image for name, score in shown.items()}
+        conditions: dict[str, tuple[Tensor, float]] = {name: (shown[name].metric, 0.0) for name in shown if "+" not in name}
+        for name, masks in sets.items():
+            mine = [s.metric for s, owner in zip(scores, names) if owner == name]
+            conditions[name] = (torch.stack(mine).nanmean(0), float(masks.sum(1).double().mean()))
+        for condition, (metric, units) in conditions.items():
+            row = summarize(task, condition, metric)
+            row["units"] = units
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def evaluate_composition(
-    model: MAEVQGAN,
-    space,
+    model: PromptModel,
+    space: UnitSpace,
     composite: PromptBatch,
-    parts: Mapping[str, tuple[object, Tensor]],
-    threshold: float = 0.5,
+    parts: Mapping[str, tuple[Means, Policy | Tensor]],
+    threshold: float | None = None,
     batch_size: int = 64,
+    baselines: bool = True,
 ) -> pd.DataFrame:
     """Patch two (or more) tasks' vectors together and score the composite task.
 
-    ``parts`` maps each component task to its ``(means, probabilities)``; conditions are
+    ``parts`` maps each component task to its ``(means, policy or probabilities)``; conditions are
     zero-shot, each component alone, and all of them together (later parts win on overlap).
     """
-    masks = {task: (means, policy_mask(probs, threshold)) for task, (means, probs) in parts.items()}
-    conditions = {
-        "one_shot": score_prompts(model, composite, "one_shot", batch_size=batch_size),
-        "zero_shot": score_prompts(model, composite, "zero_shot", batch_size=batch_size),
-    }
-    for task, part in masks.items():
-        hooks = patch_hooks_for(model, space, [part], "zero_shot")
-        conditions[f"zero_shot+tv[{task}]"] = score_prompts(model, composite, "zero_shot", hooks, batch_size=batch_size)
-    conditions[f"zero_shot+tv[{'+'.join(masks)}]"] = score_prompts(
-        model, composite, "zero_shot", patch_hooks_for(model, space, list(masks.values()), "zero_shot"), batch_size=batch_size
-    )
+    masks = {task: (means, policy.mask(threshold) if isinstance(policy, Policy) else policy_mask(policy, 0.5 if threshold is None else threshold))
+             for task, (means, policy) in parts.items()}
+    conditions = {}
+    if baselines:
+        conditions["one_shot"] = score_prompts(model, composite, "one_shot", batch_size=batch_size)
+        conditions["zero_shot"] = score_prompts(model, composite, "zero_shot", batch_size=batch_size)
+    for task, (means, mask) in masks.items():
+        conditions[f"zero_shot+tv[{task}]"] = score_masks(model, space, means, composite, mask[None], batch_size)[0].metric
+    merged, union = merge_means(space, list(masks.values()))
+    conditions[f"zero_shot+tv[{'+'.join(masks)}]"] = score_masks(model, space, merged, composite, union[None], batch_size)[0].metric
     return pd.DataFrame([summarize(composite.task, c, s) for c, s in conditions.items()])

@@ -28,12 +28,13 @@ comparison). :attr:`work` counts what was requested and what was run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from interp.data.tasks import PromptBatch
+from interp.scoring import Score, Scorer
 from interp.taskvectors.patching import MeanPatcher
 
 #: ``(logits [B, P, V], canvases [B, 3, H, W], rows [B] prompt indices) -> reward [B]``
@@ -72,6 +73,35 @@ class PatchedRows:
 
     @torch.no_grad()
     def __call__(self, prompts: PromptBatch, which: Tensor, masks: Tensor, reward: RowReward) -> Tensor:
+        inverse, parts = self._plan(prompts, which, masks)
+        out = torch.empty(int(inverse.max()) + 1 if len(inverse) else 0, dtype=torch.float64)
+        for part, logits, canvases, rows in parts:
+            out[part] = reward(logits, canvases, rows).double().cpu()
+        return out[inverse]
+
+    @torch.no_grad()
+    def score(self, prompts: PromptBatch, which: Tensor, masks: Tensor, scorer: Scorer, keep_images: int = 0) -> Score:
+        """Each row's whole :class:`~interp.scoring.Score` (reward, metric and, for the rows of the
+        first ``keep_images`` prompts, the official image, in row order) from ``scorer``."""
+        inverse, parts = self._plan(prompts, which, masks)
+        n = int(inverse.max()) + 1 if len(inverse) else 0
+        reward, metric, images = torch.empty(n, dtype=torch.float64), None, {}
+        for part, logits, canvases, rows in parts:
+            score = scorer(canvases, logits)
+            metric = torch.empty(n, dtype=score.metric.dtype) if metric is None else metric  # the metric's own dtype
+            reward[part], metric[part] = score.reward.double().cpu(), score.metric.cpu()
+            if keep_images and score.image is not None:
+                for j, r in enumerate(part.tolist()):
+                    if int(rows[j]) < keep_images:
+                        images[r] = score.image[j].cpu()
+        kept = [images[r] for r in inverse.tolist() if r in images]
+        metric = torch.empty(0) if metric is None else metric
+        return Score(reward[inverse], metric[inverse], torch.stack(kept) if kept else None)
+
+    def _plan(self, prompts: PromptBatch, which: Tensor, masks: Tensor) -> tuple[Tensor, Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]]:
+        """``(inverse [S], parts)``: each distinct row runs once; ``parts`` yields ``(indices into the
+        distinct rows, logits, canvases, prompt rows on the device)`` per forward; row ``i`` is
+        distinct row ``inverse[i]``."""
         which, masks = which.long().cpu(), masks.bool().cpu()
         if self.dedupe and len(which) > 1:
             keys = torch.cat([which[:, None], masks.long()], dim=1)
@@ -81,21 +111,23 @@ class PatchedRows:
             which_d, masks_d, inverse = which, masks, torch.arange(len(which))
         first = torch.where(masks_d, self.unit_depth, len(self.blocks)).amin(dim=1) if masks_d.shape[1] else \
             torch.full((len(which_d),), len(self.blocks))
-        clean = self._clean_run(prompts) if self.reuse_prefix else None
+        clean = self._clean_run(prompts) if self.reuse_prefix and len(which_d) else None
         if clean is None:
             first = torch.zeros_like(first)
-        out = torch.empty(len(which_d), dtype=torch.float64)
-        for depth in first.unique().tolist():
-            rows = (first == depth).nonzero().flatten()
-            for start in range(0, len(rows), self.chunk):
-                part = rows[start : start + self.chunk]
-                logits, canvases = self._logits(prompts, which_d[part], masks_d[part], depth, clean)
-                out[part] = reward(logits, canvases, which_d[part].to(self.device)).double().cpu()
         self.work.rows += len(which)
         self.work.distinct += len(which_d)
         self.work.blocks += int((len(self.blocks) - first).sum())
         self.work.blocks_full += len(which_d) * len(self.blocks)
-        return out[inverse]
+
+        def parts() -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+            for depth in first.unique().tolist():
+                rows = (first == depth).nonzero().flatten()
+                for start in range(0, len(rows), self.chunk):
+                    part = rows[start : start + self.chunk]
+                    logits, canvases = self._logits(prompts, which_d[part], masks_d[part], depth, clean)
+                    yield part, logits, canvases, which_d[part].to(self.device)
+
+        return inverse, parts()
 
     def _logits(self, prompts: PromptBatch, which: Tensor, masks: Tensor, depth: int,
                 clean: tuple[PromptBatch, list[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:

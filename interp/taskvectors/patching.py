@@ -296,3 +296,32 @@ def patched_forward(
 ) -> Tensor:
     """Logits of ``model(canvas, layout)`` with row ``b`` patched by ``mask[b]`` (see module doc)."""
     return MeanPatcher(model, means, layout, space, intervention, base_means).forward(canvas, mask)
+
+
+
+def merge_means(space: UnitSpace, parts: list[tuple[Means, Tensor]]) -> tuple[dict[str, Tensor], Tensor]:
+    """Several tasks' vectors patched together as one: ``(means, mask)`` where a unit of part ``k``'s
+    mask takes part ``k``'s mean (a later part wins where masks overlap) and ``mask`` is their union.
+
+    Patching the result replaces exactly the cells that the parts' hooks, applied one after the
+    other, would replace, with the same values.
+    """
+    if not parts:
+        raise InputError("merge_means needs at least one (means, mask) part")
+    masks = [torch.cat([torch.as_tensor(m).bool().flatten().cpu(), torch.zeros(1, dtype=torch.bool)]) for _, m in parts]
+    merged: dict[str, Tensor] = {}
+    for site, index in space.site_index().items():  # [pos, head]: the unit of each cell (len(space): none)
+        slots = torch.tensor(space.target.slots(site.split(".", 1)[0]))
+        owner = torch.full(index.shape, -1, dtype=torch.long)
+        for k, padded in enumerate(masks):
+            owner[padded[index.cpu()]] = k
+        result = None
+        for k, (means, _) in enumerate(parts):
+            covered = owner == k
+            if covered.any():
+                mean = _site_mean(means, site)  # [slots, head, d_head]
+                result = mean.clone() if result is None else result
+                result[slots] = torch.where(covered[..., None].to(mean.device), mean[slots].to(result.dtype), result[slots])
+        if result is not None:
+            merged[site] = result
+    return merged, torch.stack([m[:-1] for m in masks]).any(0)

@@ -1,11 +1,21 @@
-"""A searched policy as one artifact: its unit space, logits, best logits and what made it.
+"""What a search found, as one artifact: its unit space, what it keeps, and what made it.
 
-Every search method (REINFORCE today) ends in a :class:`Policy`: per-unit Bernoulli logits over
-a :class:`~interp.taskvectors.units.UnitSpace`, the logits of the best policy by held-out score,
-and metadata (task, method, config, best score, ...). ``policy.safetensors`` holds::
+Every search method ends in a :class:`Policy` over a :class:`~interp.taskvectors.units.UnitSpace`.
+Two kinds exist, and neither invents numbers the search did not produce:
 
-    logits       [units]  float32   the last policy of the search
-    best_logits  [units]  float32   the policy kept by held-out score (optional)
+* a **stochastic** policy (REINFORCE): per-unit Bernoulli logits of the last step and of the
+  policy kept by held-out score; its task vector is the units with probability above 0.5;
+* a **set** (every method that returns a unit set: gradient, attribution, greedy, random,
+  taskness, prune, a selection made in the explorer): :meth:`Policy.from_mask` — the kept
+  units, optionally each unit's ranking score; its probabilities are 0 or 1.
+
+A stochastic policy may carry a kept set too (a method that chose its size on held-out prompts):
+:meth:`Policy.mask` then returns that set unless a threshold is asked for. ``policy.safetensors``::
+
+    logits       [units]  float32   the last policy of the search (stochastic)
+    best_logits  [units]  float32   the policy kept by held-out score (stochastic, optional)
+    kept         [units]  uint8     the kept unit set (sets; optional for stochastic policies)
+    scores       [units]  float64   each unit's ranking score, higher first (optional)
     header: format, space (UnitSpace.to_dict JSON), metadata (JSON); task / config / best_score
             also as their own keys, for readers that look at the header only
 
@@ -93,24 +103,58 @@ def _json_default(value: Any) -> Any:
 
 @dataclass
 class Policy:
-    """Per-unit Bernoulli logits over a unit space, the best ones by held-out score, metadata."""
+    """Per-unit Bernoulli logits (or a unit set) over a unit space, and what made it."""
 
     space: UnitSpace
-    logits: Tensor  # [units] the last policy
+    logits: Tensor | None = None  # [units] the last policy (None for a set)
     best_logits: Tensor | None = None  # [units] the policy kept by held-out score
     metadata: dict[str, Any] = field(default_factory=dict)  # task, method, config, best_score, ...
+    kept: Tensor | None = None  # [units] bool: the kept set (a set policy, or a size chosen by a method)
+    scores: Tensor | None = None  # [units] per-unit ranking score, higher first
 
     def __post_init__(self) -> None:
-        self.logits = self._check("logits", self.logits)
+        if self.logits is None and self.kept is None:
+            raise PolicyError("a policy needs logits (a stochastic policy) or a kept unit set",
+                              fix="pass logits, or build a set with Policy.from_mask(space, mask, metadata)")
+        if self.logits is not None:
+            self.logits = self._check("logits", self.logits)
         if self.best_logits is not None:
             self.best_logits = self._check("best_logits", self.best_logits)
+        if self.kept is not None:
+            self.kept = self._check_set(self.kept)
+        if self.scores is not None:
+            self.scores = self._check("scores", self.scores, torch.float64)
         self.metadata = dict(self.metadata)
 
-    def _check(self, name: str, logits: Any) -> Tensor:
+    @classmethod
+    def from_mask(cls, space: UnitSpace, mask: Any, metadata: Mapping[str, Any] | None = None,
+                  scores: Tensor | None = None) -> Policy:
+        """A policy that is a unit set (``mask [units]`` bool), e.g. what gradient or greedy keep;
+        ``scores`` optionally ranks every unit (higher first)."""
+        return cls(space, metadata=dict(metadata or {}), kept=mask, scores=scores)
+
+    @property
+    def is_set(self) -> bool:
+        """True for a unit set (no logits): its probabilities are 0 or 1."""
+        return self.logits is None
+
+    def _check_set(self, mask: Any) -> Tensor:
+        t = torch.as_tensor(mask).detach().cpu().flatten()
+        if t.dtype != torch.bool:
+            if t.is_floating_point() and t.isnan().any() or not ((t == 0) | (t == 1)).all():
+                raise PolicyError(f"a kept unit set must be bool or 0/1, got values {t.unique()[:5].tolist()}",
+                                  fix="pass a bool mask of the units kept")
+            t = t.bool()
+        if t.numel() != len(self.space):
+            raise PolicyError(f"the kept set has {t.numel()} values, its unit space {len(self.space)} units ({self.space!r})",
+                              fix="build the policy over the space it was searched in")
+        return t
+
+    def _check(self, name: str, logits: Any, dtype: torch.dtype = torch.float32) -> Tensor:
         t = torch.as_tensor(logits).detach().cpu()
         if not t.is_floating_point():
             raise PolicyError(f"policy {name} have dtype {t.dtype}", fix="pass float logits (torch.logit(p) for probabilities)")
-        t = t.float().flatten()
+        t = t.to(dtype).flatten()
         if t.numel() != len(self.space):
             raise PolicyError(f"policy {name} have {t.numel()} values, its unit space {len(self.space)} units "
                               f"({self.space!r})", fix="build the policy over the space it was searched in")
@@ -131,19 +175,27 @@ class Policy:
         return "last" if which == "best" and self.best_logits is None else which
 
     def probabilities(self, which: Which = "best", dtype: torch.dtype = torch.float32) -> Tensor:
-        """Per-unit keep probabilities ``[units]`` of the best (default) or the last policy."""
+        """Per-unit keep probabilities ``[units]`` of the best (default) or the last policy
+        (a set's are 0 or 1)."""
+        if self.logits is None:
+            return self.kept.to(dtype)
         logits = self.best_logits if self.which(which) == "best" else self.logits
         return torch.sigmoid(logits.to(dtype))
 
-    def mask(self, threshold: float = 0.5, which: Which = "best") -> Tensor:
-        """Bool ``[units]``: the units whose probability is above ``threshold``."""
+    def mask(self, threshold: float | None = None, which: Which = "best") -> Tensor:
+        """Bool ``[units]``: the kept set; with ``threshold``, the units whose probability is above it
+        (a stochastic policy without a kept set: above 0.5 by default)."""
+        if threshold is None:
+            if self.kept is not None:
+                return self.kept.clone()
+            threshold = 0.5
         return policy_mask(self.probabilities(which), threshold)
 
-    def random_like(self, seed: int, threshold: float = 0.5) -> Tensor:
+    def random_like(self, seed: int, threshold: float | None = None) -> Tensor:
         """As many units as :meth:`mask` keeps, drawn uniformly (the control)."""
         return random_like(self.mask(threshold), seed)
 
-    def stratified_like(self, seed: int, threshold: float = 0.5) -> Tensor:
+    def stratified_like(self, seed: int, threshold: float | None = None) -> Tensor:
         """As many units per (stack, token group) as :meth:`mask` keeps, drawn at random."""
         return stratified_like(self.space, self.mask(threshold), seed)
 
@@ -154,9 +206,10 @@ class Policy:
         from safetensors.torch import save_file
 
         path = Path(path)
-        tensors = {"logits": self.logits.contiguous()}
-        if self.best_logits is not None:
-            tensors["best_logits"] = self.best_logits.contiguous()
+        tensors = {name: getattr(self, name).contiguous() for name in ("logits", "best_logits", "scores")
+                   if getattr(self, name) is not None}
+        if self.kept is not None:
+            tensors["kept"] = self.kept.to(torch.uint8).contiguous()
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "space": json.dumps(self.space.to_dict()),
                   "metadata": json.dumps(self.metadata, default=_json_default)}
         for key in ("task", "method", "best_score", "config"):  # flat copies for header-only readers
@@ -199,10 +252,11 @@ class Policy:
             tensors = load_file(str(path))
         except Exception as error:  # safetensors raises its own error types
             raise PolicyError(f"{path} is not a readable safetensors file ({error})", fix="write it again") from None
-        if "logits" not in tensors:
-            raise PolicyError(f"{path} holds no 'logits' tensor (it has {sorted(tensors)})", fix="write it again")
+        if "logits" not in tensors and "kept" not in tensors:
+            raise PolicyError(f"{path} holds neither 'logits' nor a 'kept' set (it has {sorted(tensors)})", fix="write it again")
         try:
-            return cls(space, tensors["logits"], tensors.get("best_logits"), metadata)
+            return cls(space, tensors.get("logits"), tensors.get("best_logits"), metadata, kept=tensors.get("kept"),
+                       scores=tensors.get("scores"))
         except PolicyError as error:
             raise PolicyError(f"{path}: {error.problem}", fix=error.fix) from None
 

@@ -4,36 +4,38 @@ For every unit of a :class:`~interp.taskvectors.units.UnitSpace` (every layer, e
 or every head x token group), patch only that unit with the task's mean activations in a
 zero-shot forward, score the held-out prompts, and compare with the unpatched zero-shot score.
 
-Cost is kept down in three ways (DESIGN.md §5 in ../shared): all (unit, prompt) rows of one layer go through
-the model as batches, each row with its own patch mask; with ``reuse_prefix`` a patch at
-layer L restarts from the clean run's cached residual stream at L
-(:meth:`~interp.models.MAEVQGAN.forward_from`), since layers before L cannot change; and the
-pixel reward decodes each distinct predicted code grid once
+The rows go through the one scoring engine of every search,
+:class:`~interp.taskvectors.patched_rows.PatchedRows`, so cost is kept down in three ways (DESIGN.md
+§5 in ../shared): all (unit, prompt) rows of one layer go through the model as batches, each row with
+its own one-hot patch mask; with ``reuse_prefix`` a patch at layer L restarts from the clean run's
+cached residual stream at L (:meth:`~interp.models.PromptModel.forward_from`), since layers before L
+cannot change; and the pixel reward decodes each distinct predicted code grid once
 (:class:`~interp.models.decode_cache.DecodeCache`: most single units leave most codes as they were).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from interp import distributed
-from interp.canvas import PromptLayout, get_layout
+from interp.canvas import PromptLayout
 from interp.data.tasks import PromptBatch
-from interp.models.mae_vqgan import MAEVQGAN
+from interp.models.protocol import PromptModel
 from interp.models.decode_cache import DecodeCache
 from interp.scoring import Scorer, reward_name
+from interp.taskvectors.patched_rows import PatchedRows
 from interp.taskvectors.patching import Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
 
 @torch.no_grad()
 def sweep(
-    model: MAEVQGAN,
+    model: PromptModel,
     space: UnitSpace,
     means: Means,
     prompts: PromptBatch,
@@ -48,57 +50,53 @@ def sweep(
     """One row per unit (of ``units``, default all): its mean reward over the prompts, the
     delta vs. no patch and that delta's standard error (``sem``, paired over the prompts).
 
-    Memory stays bounded: the clean run's residual stream is held one layer at a time
-    (``[prompts, pos, d]``), rows go through the model ``chunk`` at a time, and the table is
-    ``[units, prompts]`` float64.
+    Memory stays bounded: the clean run's residual stream (every block's input, ``[prompts, pos, d]``)
+    is cached within :class:`PatchedRows`' budget (beyond it rows run whole forwards), rows go
+    through the model ``chunk`` at a time with their masks built a chunk at a time, and the table
+    is ``[units, prompts]`` float64.
 
     Rewards are higher-is-better (IoU, -MSE, or -code cross-entropy; see ``metric``), so a
     positive ``delta`` means patching the unit alone helps. Scored by :mod:`interp.scoring`
     (``decode``: the pixel reward's official full-grid decode or the faster ``"band"``).
     """
     model.eval()
-    layout = get_layout(layout, model.grid)
+    layout = model.layout(layout)
     patcher = MeanPatcher(model, means, layout, space)
-    device = next(model.parameters()).device
+    # every unit x prompt row is distinct by construction: no dedupe; the clean prefix is reused
+    engine = PatchedRows(patcher, chunk, dedupe=False, reuse_prefix=reuse_prefix)
+    device = engine.device
     canvases = prompts.canvases.to(device)
     n = len(prompts)
 
     clean_logits = model(canvases, layout)
-    codes = model.vqgan.encode_to_codes(canvases) if reward == "token" else None  # encoded once
+    codes = model.target_codes(canvases) if reward == "token" else None  # encoded once
     # a unit that leaves a prompt's codes as they were decodes to the clean pixels: decoded once
-    decoder = DecodeCache(model.vqgan.decode_codes) if reward == "pixel" else None
+    decoder = DecodeCache(model.decode_codes) if reward == "pixel" else None
     scorer = Scorer(model, prompts.task, layout, reward, decode, decoder=decoder)
     baseline = scorer.rewards(canvases, clean_logits, codes).double()
+
+    def row_reward(logits: torch.Tensor, batch: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return scorer.rewards(batch, logits, None if codes is None else codes[rows])
 
     by_layer: dict[tuple[str, int], list[int]] = defaultdict(list)
     chosen = space.units if units is None else [space.unit(int(i)) for i in units]
     for unit in sorted(chosen, key=lambda u: (u.stack != "encoder", u.layer, u.index)):  # forward order
         by_layer[(unit.stack, unit.layer)].append(unit.index)
-    # the clean residual stream, one layer at a time: a patch at layer L restarts from its input
-    stream = model.residual_stream(canvases, layout) if reuse_prefix else None
 
     rewards = torch.full((len(space), n), float("nan"), dtype=torch.float64)
     # under torch.distributed, layer k goes to rank k % world (same chunks as one process), rows gathered
     groups = distributed.shard(list(by_layer.items()))
     bar = tqdm(total=sum(len(u) for _, u in groups) * n, desc=f"sweep {prompts.task}", unit="row",
                disable=not progress or not distributed.is_main())
-    for (stack, layer), layer_units in groups:
-        resid = _advance(stream, stack, layer) if stream is not None else None  # [n, pos, d]
+    for _, layer_units in groups:
         rows_unit = torch.tensor(layer_units).repeat_interleave(n)  # [rows]
         rows_prompt = torch.arange(n).repeat(len(layer_units))  # [rows]
-        for start in range(0, len(rows_unit), chunk):
+        for start in range(0, len(rows_unit), chunk):  # one-hot masks a chunk at a time (memory)
             unit_idx = rows_unit[start : start + chunk]
             prompt_idx = rows_prompt[start : start + chunk]
             mask = torch.zeros(len(unit_idx), len(space), dtype=torch.bool)
             mask[torch.arange(len(unit_idx)), unit_idx] = True
-            with patcher.patched(mask):
-                if resid is not None:
-                    logits = model.forward_from(resid[prompt_idx.to(device)], layout, stack, layer)
-                else:
-                    logits = model(canvases[prompt_idx.to(device)], layout)
-            rows = prompt_idx.to(device)
-            score = scorer.rewards(canvases[rows], logits, None if codes is None else codes[rows])
-            rewards[unit_idx, prompt_idx] = score.double().cpu()
+            rewards[unit_idx, prompt_idx] = engine(prompts, prompt_idx, mask, row_reward)
             bar.update(len(unit_idx))
     bar.close()
     if distributed.active():  # every rank gets every layer's rows, as computed by its owner
@@ -132,10 +130,3 @@ def sweep(
         }
     )
 
-
-def _advance(stream: Iterator[tuple[str, int, torch.Tensor]], stack: str, layer: int) -> torch.Tensor:
-    """Step the clean residual stream to ``stack`` block ``layer``'s input."""
-    for at_stack, at_layer, resid in stream:
-        if (at_stack, at_layer) == (stack, layer):
-            return resid
-    raise ValueError(f"{stack} block {layer} is not in the model")

@@ -2,7 +2,7 @@
 
 :func:`reinforce_curves` reads the log a search writes (one row per step: ``step``,
 ``train_loss``, ``expected_units``; every ``eval_every`` steps also ``eval_score`` and
-``eval_units``; see :func:`interp.taskvectors.reinforce.search`) and stacks three panels over
+``eval_units``; see :mod:`interp.taskvectors.search.reinforce`) and stacks three panels over
 a shared step axis: the training loss (lower is better), the held-out score of the evaluated
 unit set (higher is better) and the policy's expected number of active units (with the size
 of each evaluated sample). Several logs (one per task, or per run) overlay in one figure.

@@ -11,8 +11,8 @@ input                                  figure(s)
 ``results.csv``                        ``results`` (conditions per task, ±sem) and
                                        ``results_composition`` (composed task vectors)
 ``taskness.csv``                       ``taskness`` (layers x heads, per token group)
-``reinforce/<task>/policy.safetensors``  ``reinforce_<task>`` (kept policy's probabilities)
-``reinforce/<task>/log.csv``           ``reinforce_curves`` (all tasks overlaid)
+``<method>/<task>/seed0/policy.safetensors``  ``<method>_<task>`` (kept policy's probabilities, any method)
+``reinforce/<task>/seed0/log.csv``       ``reinforce_curves`` (all tasks overlaid)
 ``sweep.csv``                          ``sweep_<task>`` (delta of patching each unit alone)
 ``prompts/<task>.safetensors``         ``prompts`` (optional: the prompt and predictions)
 ``lens/<task>.*``, ``paths/<task>.csv``  ``lens_<task>_layers``, ``lens_<task>_strip``, ``paths_<task>``
@@ -134,20 +134,21 @@ def taskness_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
 
 
 def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
+    """Every search method's kept policy per task (REINFORCE: probabilities; a set: 0 / 1)."""
     run = RunDir(run_dir)
-    policies = _task_sorted([run.policy_path(task) for task in run.searched_tasks()])
-    if not policies:
-        raise _Skip("no reinforce/<task>/policy.safetensors")
+    found = [(method, task) for method in run.searched_methods() for task in _task_order(run.searched_tasks(method))]
+    if not found:
+        raise _Skip("no <method>/<task>/seed0/policy.safetensors")
     out = []
-    for path in policies:
-        task = path.parent.name
-        space, probabilities, meta = read_policy_file(path)
+    for method, task in found:
+        space, probabilities, meta = read_policy_file(run.policy_path(task, method))
         which = "best policy" if meta["which"] == "best_logits" else "final policy"
         frame = policy_frame(space, probabilities)
         frame["kept"] = frame["probability"] > KEEP_THRESHOLD  # token units: any token of the group kept
         n_kept = int(policy_mask(probabilities, KEEP_THRESHOLD).sum())
-        title = f"REINFORCE probabilities: {task} ({which}, {space.granularity} units, {n_kept} of {len(space)} kept)"
-        out.append((f"reinforce_{_slug(task)}", layer_head_heatmap(
+        title = (f"REINFORCE probabilities: {task} ({which}, {space.granularity} units, {n_kept} of {len(space)} kept)"
+                 if method == "reinforce" else f"{method}: units kept for {task} ({space.granularity} units, {n_kept} of {len(space)})")
+        out.append((f"{method}_{_slug(task)}", layer_head_heatmap(
             frame, "probability", title=title, zmin=0.0, zmax=1.0, mark="kept",
             mark_label=f"kept: probability > {KEEP_THRESHOLD:g} ({n_kept} of {len(space)} units)")))
     return out
@@ -156,10 +157,10 @@ def reinforce_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
 def curve_figures(run_dir: Path, width: str | None = None) -> list[tuple[str, go.Figure]]:
     """REINFORCE curves, one column per task (two columns, in blocks, at ``width="column"``)."""
     run = RunDir(run_dir)
-    logs = _task_sorted([run.log_path(task) for task in run.searched_tasks(artifact="log.csv")])
-    if not logs:
-        raise _Skip("no reinforce/<task>/log.csv")
-    frames = {path.parent.name: pd.read_csv(path) for path in logs}
+    tasks = _task_order(run.searched_tasks(artifact="log.csv"))
+    if not tasks:
+        raise _Skip("no reinforce/<task>/seed0/log.csv")
+    frames = {task: pd.read_csv(run.log_path(task)) for task in tasks}
     frames = {task: frame for task, frame in frames.items() if not frame.empty}
     if not frames:
         raise _Skip("the REINFORCE logs are empty")
@@ -250,6 +251,11 @@ def _patch_for(size: int) -> int:
         if size % patch == 0 and (size // patch) % 2 == 0:
             return patch
     raise ValueError(f"a {size}px canvas cannot be cut into a 2x2 grid")
+
+
+def _task_order(tasks: Iterable[str]) -> list[str]:
+    """Task names in the order of :data:`interp.data.tasks.TASKS`."""
+    return [path.stem for path in _task_sorted([Path(t) for t in tasks], by_stem=True)]
 
 
 def _task_sorted(paths: Iterable[Path], by_stem: bool = False) -> list[Path]:

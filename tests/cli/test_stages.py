@@ -15,11 +15,11 @@ import torch
 
 from interp import pipeline
 from interp.cli import commands, main
-from interp.cli.stages import PIPELINE_KINDS, REINFORCE_KINDS
+from interp.cli.stages import PIPELINE_KINDS
 from interp.models import save_model
-from interp.pipeline import PipelineConfig
+from interp.pipeline import PipelineConfig, SearchOptions
 from interp.taskvectors.policy import Policy
-from interp.taskvectors.reinforce import ReinforceConfig
+from interp.taskvectors.search.reinforce import ReinforceConfig
 from tests.conftest import random_model, torch_threads
 
 TASKS = "lowlight,inpainting"
@@ -53,13 +53,13 @@ def tiny_run(tmp_path_factory, model_file) -> Path:
 
 def test_stages_write_their_artifacts(tiny_run, capsys) -> None:
     for name in ("stats/lowlight.safetensors", "stats/inpainting.safetensors", "taskness.csv", "sweep.csv", "results.csv",
-                 "reinforce/lowlight/policy.safetensors", "reinforce/inpainting/log.csv", "prompts/lowlight.safetensors"):
+                 "reinforce/lowlight/seed0/policy.safetensors", "reinforce/inpainting/seed0/log.csv", "prompts/lowlight.safetensors"):
         assert (tiny_run / name).is_file(), name
     manifest = json.loads((tiny_run / "manifest.json").read_text())
     assert manifest["config"]["tasks"] == ["lowlight", "inpainting"] and "handler" not in manifest["config"]
     from safetensors import safe_open
 
-    with safe_open(str(tiny_run / "reinforce/lowlight/policy.safetensors"), "pt") as f:
+    with safe_open(str(tiny_run / "reinforce/lowlight/seed0/policy.safetensors"), "pt") as f:
         config = json.loads(f.metadata()["config"])
     assert (config["steps"], config["samples"], config["seed"]) == (2, 4, 3)  # --seed reaches ReinforceConfig
 
@@ -83,7 +83,7 @@ def test_import_policy_needs_allow_pickle(tiny_run, model_file, tmp_path, capsys
     assert main(argv) == 2
     assert "--allow-pickle" in capsys.readouterr().err
     assert main([*argv, "--allow-pickle"]) == 0
-    policy = Policy.load(tmp_path / "run/reinforce/lowlight/policy.safetensors")
+    policy = Policy.load(tmp_path / "run/reinforce/lowlight/seed0/policy.safetensors")
     assert torch.equal(policy.probabilities(), torch.sigmoid(torch.full((n,), 0.25))) and policy.space.granularity == "group"
     assert main([*argv, "--allow-pickle"]) == 2  # exists: needs --force
     assert "--force" in capsys.readouterr().err
@@ -100,8 +100,8 @@ PIPELINE_ARGS = {"tasks": ("lowlight", ("lowlight",)), "fold": ("2", 2), "seed":
                  "n_candidates": ("7", 7), "granularity": ("head", "head"), "n_train": ("4", 4),
                  "n_search_eval": ("5", 5), "n_eval": ("6", 6), "composition": ("none", None)}
 REINFORCE_ARGS = {"steps": ("3", 3), "samples": ("6", 6), "lr": ("0.5", 0.5), "init": ("-2", -2.0),
-                  "sparsity": ("0.1", 0.1), "eval_every": ("2", 2), "reward": ("token", "token"), "chunk": ("8", 8),
-                  "select": ("threshold", "threshold"), "decode": ("band", "band")}
+                  "sparsity": ("0.1", 0.1), "eval_every": ("2", 2), "select": ("threshold", "threshold")}
+SEARCH_ARGS = {"reward": ("token", "token"), "chunk": ("8", 8), "decode": ("band", "band")}
 
 
 def _argv(values: dict) -> list[str]:
@@ -119,25 +119,26 @@ def captured(monkeypatch):
             calls[name] = (args, kwargs)
             import pandas as pd
 
-            return pd.DataFrame({"taskness": [0.0], "delta": [0.0]})
+            return {} if name == "stage_search" else pd.DataFrame({"taskness": [0.0], "delta": [0.0]})
         return record
 
     for name in ("stage_collect", "stage_taskness", "stage_search", "stage_sweep", "stage_evaluate"):
         monkeypatch.setattr(pipeline, name, recorder(name))
     monkeypatch.setattr(pipeline, "load_model_spec", lambda spec, device="cpu": ("model", spec, device))
     monkeypatch.setattr(pipeline, "load_stats", lambda run, tasks, model=None: {})
-    monkeypatch.setattr(pipeline, "load_policies", lambda run, tasks: {})
+    monkeypatch.setattr(pipeline, "load_policies", lambda run, tasks, *args: {})
     return calls
 
 
 def test_every_config_field_has_a_checked_option() -> None:
     assert set(PIPELINE_ARGS) == {f.name for f in fields(PipelineConfig)} == set(PIPELINE_KINDS)
-    assert set(REINFORCE_ARGS) | {"seed"} == {f.name for f in fields(ReinforceConfig)} == set(REINFORCE_KINDS) | {"seed"}
+    assert set(REINFORCE_ARGS) | {"seed"} == {f.name for f in fields(ReinforceConfig)}
+    assert set(SEARCH_ARGS) == {f.name for f in fields(SearchOptions)}
 
 
 @pytest.mark.parametrize("stage", ["collect", "search", "sweep", "evaluate"])
 def test_every_option_reaches_its_config(stage, captured, tmp_path, capsys) -> None:
-    extra = _argv(REINFORCE_ARGS) if stage == "search" else []
+    extra = _argv(REINFORCE_ARGS) + _argv(SEARCH_ARGS) if stage == "search" else []
     assert main([stage, "--run", str(tmp_path / "run"), "--data", "synthetic:9", "--device", "cpu", *_argv(PIPELINE_ARGS), *extra]) == 0
     args, _ = captured[f"stage_{stage}"]
     cfg = next(a for a in args if isinstance(a, PipelineConfig))
@@ -146,6 +147,27 @@ def test_every_option_reaches_its_config(stage, captured, tmp_path, capsys) -> N
     if stage == "search":
         rcfg = next(a for a in args if isinstance(a, ReinforceConfig))
         assert rcfg == ReinforceConfig(**{k: v for k, (_, v) in REINFORCE_ARGS.items()}, seed=5)
+        assert captured["stage_search"][1]["options"] == SearchOptions(**{k: v for k, (_, v) in SEARCH_ARGS.items()})
+
+
+def test_search_takes_each_methods_own_options(captured, tmp_path, capsys) -> None:
+    from interp.taskvectors.search.greedy import GreedyConfig
+
+    run = ["--run", str(tmp_path / "run"), "--device", "cpu"]
+    assert main(["search", *run, "--method", "greedy", "--pool", "5", "--max-units", "3"]) == 0
+    cfg = next(a for a in captured["stage_search"][0] if isinstance(a, GreedyConfig))
+    assert (cfg.pool, cfg.max_units, cfg.tol) == (5, 3, GreedyConfig().tol)
+    assert main(["search", *run, "--method", "gradient", "--pool", "5"]) == 2  # greedy's option, not gradient's
+    assert "takes no --pool" in capsys.readouterr().err
+
+
+def test_search_help_lists_every_method(capsys) -> None:
+    from interp.taskvectors.search import METHODS
+
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    out = capsys.readouterr().out
+    assert all(method in out for method in METHODS) and "--pool" in out and "greedy 24" in out
 
 
 def test_sweep_options_reach_the_stage(captured, tmp_path, capsys) -> None:
@@ -157,7 +179,7 @@ def test_demo_seed_reaches_the_search(monkeypatch, tmp_path) -> None:
     import interp.demo
 
     seen = {}
-    monkeypatch.setattr(interp.demo, "run_demo", lambda run, seed, rcfg: seen.update(seed=seed, rcfg=rcfg) or 0)
+    monkeypatch.setattr(interp.demo, "run_demo", lambda run, seed, rcfg, **kw: seen.update(seed=seed, rcfg=rcfg) or 0)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--seed", "7"]) == 0
     assert seen["seed"] == 7 and seen["rcfg"].seed == 7 and seen["rcfg"].steps == interp.demo.DEMO_REINFORCE.steps
 

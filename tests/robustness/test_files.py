@@ -208,7 +208,7 @@ def test_basis_with_a_pickle_payload_never_runs(basis_folder, tmp_path, marker) 
 
 @pytest.mark.parametrize("kind", ["empty", "random", "pickle", "torch_payload", "truncated", "wrong dict"])
 def test_damaged_search_checkpoints_are_named_errors(kind, tmp_path, marker) -> None:
-    from interp.taskvectors.reinforce import ReinforceConfig, reinforce_loop
+    from interp.taskvectors.search.reinforce import ReinforceConfig, reinforce_loop
 
     cfg = ReinforceConfig(steps=2, samples=4, eval_every=1)
     losses = lambda samples: samples.double().sum(1)  # noqa: E731

@@ -7,7 +7,8 @@ import torch
 
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
-from interp.taskvectors.evaluate import evaluate_task_vectors, patch_hooks_for, score_prompts
+from interp.taskvectors.evaluate import evaluate_task_vectors, score_condition, score_masks, score_prompts
+from interp.taskvectors.patching import merge_means, patch_hooks
 from interp.taskvectors.policy import random_like
 from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
@@ -41,7 +42,7 @@ def test_conditions_and_the_averaged_control(setup) -> None:
     batch = prompts["lowlight"]
 
     def patched(mask):
-        return score_prompts(model, batch, "zero_shot", patch_hooks_for(model, space, [(means["lowlight"], mask)], "zero_shot"))
+        return score_prompts(model, batch, "zero_shot", patch_hooks(model, means["lowlight"], "zero_shot", space, mask[None]))
 
     assert row["zero_shot"] == pytest.approx(float(score_prompts(model, batch, "zero_shot").double().mean()))
     assert row["zero_shot+tv"] == pytest.approx(float(patched(policy > 0.5).double().mean()))
@@ -60,3 +61,33 @@ def test_sampled_rows_report_the_mean_units_of_their_draws(setup) -> None:
     draws = [torch.bernoulli(policy.double(), generator=g).bool() for _ in range(3)]
     units = table.set_index("condition")["units"]
     assert units["zero_shot+tv_sampled"] == pytest.approx(float(sum(d.sum() for d in draws)) / 3) and units["zero_shot+tv"] == 0
+
+
+def test_patched_conditions_through_the_engine_equal_plain_hooks(setup) -> None:
+    """score_masks (distinct rows once, the clean prefix reused, decodes cached) gives the plain
+    hooked forward's metric bit for bit, images included."""
+    model, prompts, means, space = setup
+    batch = prompts["lowlight"]
+    g = torch.Generator().manual_seed(1)
+    masks = torch.rand(3, len(space), generator=g) < 0.2
+    masks[1] = False
+    masks[2, : len(space) // 2] = False  # decoder-side units only: a late first patch
+    scores = score_masks(model, space, means["lowlight"], batch, masks, batch_size=3, keep_images=2)
+    for mask, score in zip(masks, scores):
+        hooks = patch_hooks(model, means["lowlight"], "zero_shot", space, mask[None])
+        plain = score_condition(model, batch, "zero_shot", hooks, batch_size=64, keep_images=2)
+        assert torch.equal(score.metric.nan_to_num(-9), plain.metric.nan_to_num(-9))
+        assert torch.equal(score.image, plain.image)
+
+
+def test_merged_means_patch_like_one_part_after_the_other(setup) -> None:
+    model, prompts, means, space = setup
+    batch = prompts["lowlight"]
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(len(space), generator=g) < 0.3, torch.rand(len(space), generator=g) < 0.3
+    other = {site: means["lowlight"].mean(site) * 0.5 + 0.1 for site in space.site_index()}
+    merged, union = merge_means(space, [(means["lowlight"], a), (other, b)])
+    assert torch.equal(union, a | b)
+    hooks = patch_hooks(model, means["lowlight"], "zero_shot", space, a[None]) + patch_hooks(model, other, "zero_shot", space, b[None])
+    plain = score_prompts(model, batch, "zero_shot", hooks)
+    assert torch.equal(score_masks(model, space, merged, batch, union[None])[0].metric.nan_to_num(-9), plain.nan_to_num(-9))

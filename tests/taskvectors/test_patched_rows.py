@@ -9,7 +9,8 @@ import torch
 
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
-from interp.taskvectors.reinforce import PatchedScorer, ReinforceConfig, TaskSearch, search
+from interp.taskvectors.search import SearchProblem
+from interp.taskvectors.search.reinforce import ReinforceConfig, run
 from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model, torch_threads
@@ -47,20 +48,21 @@ def test_savings_give_bit_identical_rewards(setup, reward, task, threads) -> Non
     model, batches, means = setup
     space = UnitSpace.for_model(model, "group")
     which, masks = rows_with_repeats(space, len(batches[task]))
-    fast = PatchedScorer(model, space, means[task], "zero_shot", reward, chunk=5)
-    plain = PatchedScorer(model, space, means[task], "zero_shot", reward, chunk=5, savings=False)
+    prompts = batches[task]
+    fast = SearchProblem(model, space, means[task], prompts, prompts, reward=reward, chunk=5)
+    plain = SearchProblem(model, space, means[task], prompts, prompts, reward=reward, chunk=5, savings=False)
     with torch_threads(threads):
-        got, expected = fast.rewards(batches[task], which, masks), plain.rewards(batches[task], which, masks)
+        got, expected = fast.rewards(prompts, which, masks, reward), plain.rewards(prompts, which, masks, reward)
     assert torch.equal(got.nan_to_num(-9), expected.nan_to_num(-9))
     assert got.std() > 0  # the rows differ
     work = fast.rows.work
     assert work.rows == 20 and work.distinct < 20  # repeats ran once
     assert work.blocks < work.blocks_full  # late-patching and clean rows skipped their prefix
     with torch_threads(threads):
-        again = fast.rewards(batches[task], which, masks)  # second call: clean cache and decodes reused
+        again = fast.rewards(prompts, which, masks, reward)  # second call: clean cache and decodes reused
     assert torch.equal(again.nan_to_num(-9), expected.nan_to_num(-9))
     if reward == "pixel":
-        assert fast.decoder.hits > 0
+        assert fast.decodes.hits > 0
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -68,38 +70,29 @@ def test_a_prefix_cache_over_its_budget_falls_back_to_whole_forwards(setup, thre
     model, batches, means = setup
     space = UnitSpace.for_model(model, "head")
     which, masks = rows_with_repeats(space, 6)
-    fast = PatchedScorer(model, space, means["lowlight"], "zero_shot", "token", chunk=64)
+    prompts = batches["lowlight"]
+    fast = SearchProblem(model, space, means["lowlight"], prompts, prompts, reward="token", chunk=64)
     fast.rows.prefix_cache_bytes = 0
-    plain = PatchedScorer(model, space, means["lowlight"], "zero_shot", "token", chunk=64, savings=False)
+    plain = SearchProblem(model, space, means["lowlight"], prompts, prompts, reward="token", chunk=64, savings=False)
     with torch_threads(threads):
-        got = fast.rewards(batches["lowlight"], which, masks)
-        assert torch.equal(got, plain.rewards(batches["lowlight"], which, masks))
+        got = fast.rewards(prompts, which, masks, "token")
+        assert torch.equal(got, plain.rewards(prompts, which, masks, "token"))
     assert fast.rows.work.blocks == fast.rows.work.blocks_full  # no prefix reused
 
 
 @pytest.mark.slow
-def test_a_converging_search_is_bit_identical_and_saves_work(setup, monkeypatch) -> None:
+def test_a_converging_search_is_bit_identical_and_saves_work(setup) -> None:
     """A whole REINFORCE run with the savings equals the plain one step for step; as the policy
     converges its samples repeat and the saving grows."""
     model, batches, means = setup
     space = UnitSpace.for_model(model, "head")
-    tasks = {"lowlight": TaskSearch(means["lowlight"], batches["lowlight"].select(range(3)),
-                                    batches["lowlight"].select(range(3, 6)))}
-    cfg = ReinforceConfig(steps=30, samples=24, lr=1.5, eval_every=10, reward="pixel", chunk=24)
-    made: list[PatchedScorer] = []
-    real_init = PatchedScorer.__init__
-
-    def record(self, *args, savings: bool = True, **kwargs) -> None:
-        real_init(self, *args, savings=savings and not plain_run, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(PatchedScorer, "__init__", record)
-    plain_run = True
-    plain = search(model, space, tasks, cfg, progress=False)
-    plain_run = False
-    fast = search(model, space, tasks, cfg, progress=False)
+    train, held_out = batches["lowlight"].select(range(3)), batches["lowlight"].select(range(3, 6))
+    cfg = ReinforceConfig(steps=30, samples=24, lr=1.5, eval_every=10)
+    problems = [SearchProblem(model, space, means["lowlight"], train, held_out, reward="pixel", chunk=24, savings=s)
+                for s in (False, True)]
+    plain, fast = (run(problem, cfg, progress=False) for problem in problems)
     assert torch.equal(fast.logits, plain.logits) and torch.equal(fast.best_logits, plain.best_logits)
     assert fast.log == plain.log
-    train = made[2]  # the fast run's training scorer
-    assert train.rows.work.distinct < 0.75 * train.rows.work.rows
-    assert train.decoder.hits > 0 and train.rows.work.blocks < train.rows.work.blocks_full
+    work = problems[1].rows.work
+    assert work.distinct < 0.75 * work.rows
+    assert problems[1].decodes.hits > 0 and work.blocks < work.blocks_full

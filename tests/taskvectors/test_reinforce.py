@@ -7,7 +7,8 @@ import torch
 
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_task_prompts
-from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, reinforce_loop, search
+from interp.taskvectors.search import SearchProblem
+from interp.taskvectors.search.reinforce import ReinforceConfig, reinforce_loop, run_multitask
 from interp.taskvectors.collect import collect
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
@@ -85,13 +86,16 @@ def test_search_runs_on_a_model(tmp_path, reward) -> None:
     model = random_model(with_vqgan=True)
     source = SyntheticPascal(seed=5, size_per_split=40)
     batches = build_task_prompts(source, fold=0, n=6, grid=model.grid, seed=0, split="val", tasks=("segmentation", "lowlight"))
-    tasks = {}
+    space = UnitSpace.for_model(model, "group")
+    problems = {}
     for task, batch in batches.items():
         means = collect(model, [batch.canvases], layout="one_shot", task=task, progress=False)
-        tasks[task] = TaskSearch(means, batch.select(range(3)), batch.select(range(3, 6)))
-    space = UnitSpace.for_model(model, "group")
-    cfg = ReinforceConfig(steps=3, samples=8, eval_every=2, reward=reward)
-    state = search(model, space, tasks, cfg, checkpoint=tmp_path / "p.pt", log_csv=tmp_path / "log.csv", progress=False)
-    assert state.logits.shape == (len(space),) and state.step == 3
-    assert (tmp_path / "log.csv").read_text().startswith("step,")
-    assert [row["step"] for row in state.log if "eval_score" in row] == [0, 2]
+        problems[task] = SearchProblem(model, space, means, batch.select(range(3)), batch.select(range(3, 6)), reward=reward)
+    cfg = ReinforceConfig(steps=3, samples=8, eval_every=2)
+    result = run_multitask(problems, cfg, checkpoint=tmp_path / "p.pt", progress=False)
+    assert result.logits.shape == (len(space),) and len(result.log) == 3
+    assert (tmp_path / "p.pt").exists()
+    assert [row["step"] for row in result.log if "eval_score" in row] == [0, 2]
+    assert torch.equal(result.mask, result.best_logits > 0)
+    again = run_multitask(problems, cfg, checkpoint=tmp_path / "p.pt", progress=False)  # resumed: nothing left to do
+    assert torch.equal(again.logits, result.logits) and again.log == result.log

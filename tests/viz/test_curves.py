@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from interp.taskvectors.reinforce import ReinforceConfig, reinforce_loop
+from interp.taskvectors.search.reinforce import ReinforceConfig, reinforce_loop
 from interp.viz.curves import reinforce_curves, results_bars
 
 

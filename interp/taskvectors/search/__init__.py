@@ -1,8 +1,12 @@
-"""Task-vector search methods behind one API: ``run_search(method, problem, cfg)``.
+"""Task-vector search methods behind one API: ``run_search(method, problem, cfg, checkpoint)``.
 
 Every method works on a :class:`SearchProblem` (one task's model, unit space, means, training
-and held-out prompts; forwards, backwards and seconds counted), is resumable from an atomic,
-config-checked checkpoint, and returns a :class:`SearchResult`:
+and held-out prompts, the reward kind; forwards, backwards and seconds counted), is resumable
+from its :class:`Checkpoint` (the one resume check), and returns a :class:`SearchResult`
+(:meth:`SearchResult.to_policy` gives the one artifact, a :class:`~interp.taskvectors.policy.Policy`).
+A method's options are the fields of its ``Config`` dataclass, each with a ``help`` (and bounds)
+in its field metadata: ``interp search --method M`` lists them. A new method is one module
+here with ``Config`` and ``run``, and one entry in :data:`METHODS`:
 
 =============  ===========================================================================
 ``reinforce``  the official REINFORCE over Bernoulli unit variables
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.taskvectors.search.base import (
-    Budget, SearchProblem, SearchResult, SearchResumeError, best_of, gated_hooks, size_grid, top_k_masks,
+    Budget, Checkpoint, SearchProblem, SearchResult, best_of, gated_hooks, size_grid, top_k_masks,
 )
 
 #: method name -> module (each defines ``Config`` and ``run(problem, cfg, checkpoint, progress)``)
@@ -53,7 +57,17 @@ def method_config(method: str, **overrides: Any) -> Any:
     return cls(**{k: v for k, v in overrides.items() if k in cls.__dataclass_fields__})
 
 
-def run_search(method: str, problem: SearchProblem, cfg: Any = None, checkpoint: str | Path | None = None,
+def method_name(cfg: Any) -> str:
+    """The method whose ``Config`` ``cfg`` is."""
+    for name in METHODS:
+        if type(cfg) is method_module(name).Config:
+            return name
+    from interp.errors import ConfigError
+
+    raise ConfigError(f"{type(cfg).__name__} is no search method's config", fix=f"pass the Config of one of {', '.join(METHODS)}")
+
+
+def run_search(method: str, problem: SearchProblem, cfg: Any = None, checkpoint: Checkpoint | str | Path | None = None,
                progress: bool = True, **kwargs: Any) -> SearchResult:
     """Run one method (``cfg`` defaults to the method's ``Config()``)."""
     module = method_module(method)
@@ -61,6 +75,6 @@ def run_search(method: str, problem: SearchProblem, cfg: Any = None, checkpoint:
 
 
 __all__ = [
-    "METHODS", "Budget", "SearchProblem", "SearchResult", "SearchResumeError", "run_search", "method_config",
+    "METHODS", "Budget", "Checkpoint", "SearchProblem", "SearchResult", "run_search", "method_config", "method_name",
     "method_module", "best_of", "gated_hooks", "size_grid", "top_k_masks",
 ]

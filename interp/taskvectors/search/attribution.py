@@ -8,7 +8,7 @@ are ranked by it, and the top-k (``k`` on a size grid) with the best held-out sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,8 +21,8 @@ from interp.taskvectors.search.base import (
 
 @dataclass
 class AttributionConfig:
-    max_units: int | None = None  # largest top-k tried (default: all units)
-    seed: int = 0  # unused (deterministic); kept so every method takes a seed
+    max_units: int | None = field(default=None, metadata={"help": "largest top-k tried on the held-out prompts (none: all units)", "min": 1})
+    seed: int = field(default=0, metadata={"help": "unused (deterministic); every method takes a seed"})
 
 
 Config = AttributionConfig
@@ -39,7 +39,7 @@ def estimates(problem: SearchProblem) -> Tensor:
 
 def run(problem: SearchProblem, cfg: AttributionConfig = AttributionConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint(checkpoint, "attribution", config_dict(cfg))
+    store = Checkpoint.of(checkpoint, "attribution", config_dict(cfg))
     saved = store.load()
     if saved is not None:
         problem.budget.add(saved["budget"])

@@ -2,12 +2,20 @@
 
 A :class:`SearchProblem` is one task's search: a model, a :class:`UnitSpace`, the task's mean
 activations (patched by :class:`~interp.taskvectors.patching.MeanPatcher`), training prompts
-(scored with the *train* reward, ``token`` by default: no VQGAN decoding) and held-out search
-prompts (scored with the *select* reward, ``pixel``: the official metric), plus a
-:class:`Budget` that counts every prompt-forward, every prompt-backward and the seconds spent.
+(scored with the *train* reward) and held-out search prompts (scored with the *select* reward,
+``pixel``: the official metric), plus a :class:`Budget` that counts every prompt-forward, every
+prompt-backward and the seconds spent. Every patched forward of a search goes through one
+scoring engine, :class:`~interp.taskvectors.patched_rows.PatchedRows` (distinct rows once, the
+clean prefix reused; split over ranks under ``torch.distributed``), scored by one
+:class:`~interp.scoring.Scorer` per reward kind.
+
 Every method (``reinforce``, ``gradient``, ``attribution``, ``greedy``, ``random``,
-``taskness``) reads the problem and returns a :class:`SearchResult`: the kept unit mask, a
-per-unit ranking score, the held-out score of the kept mask, the budget and the config.
+``taskness``) is ``run(problem, cfg, checkpoint, progress) -> SearchResult``: the kept unit
+mask, a per-unit ranking score, the held-out score of the kept mask, the budget, the config and
+a log; :meth:`SearchResult.to_policy` turns it into the one artifact, a
+:class:`~interp.taskvectors.policy.Policy`. A long method saves its state in a
+:class:`Checkpoint`, which refuses (through :func:`interp.provenance.check_resume`, the one
+resume check) a state made by another method, config, model, data or prompts.
 
 Rewards are higher-is-better; a reward may also be a callable ``(logits, canvases, rows) -> [B]``
 (the planted-task tests use one), so the methods never depend on how a task is scored.
@@ -25,25 +33,26 @@ from typing import Any, Callable, Iterator, Mapping, Union
 import torch
 from torch import Tensor
 
-from interp.canvas import PromptLayout, get_layout
+from interp import distributed
+from interp.canvas import PromptLayout
 from interp.data.tasks import PromptBatch
+from interp.errors import ConfigError
+from interp.io import atomic_write
 from interp.metrics import code_cross_entropy
 from interp.models.checkpoint import read_resume_state
-from interp.errors import ConfigError, ResumeConflict
-from interp.io import atomic_write
-from interp.taskvectors.patching import Means, MeanPatcher
 from interp.models.decode_cache import DecodeCache
-from interp.scoring import Scorer
+from interp.models.pixels import check_decode
+from interp.models.protocol import PromptModel
+from interp.provenance import check_resume, normalized
+from interp.scoring import Scorer, check_kind
 from interp.taskvectors.patched_rows import PatchedRows
+from interp.taskvectors.patching import Means, MeanPatcher
+from interp.taskvectors.policy import Policy
 from interp.taskvectors.units import UnitSpace
 
 #: ``(logits [B, P, V], canvases [B, 3, H, W], rows [B] prompt indices) -> reward [B]``
 RewardFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 Reward = Union[str, RewardFn]
-
-
-class SearchResumeError(ResumeConflict):
-    """A checkpoint was written by a search with another configuration."""
 
 
 @dataclass
@@ -75,7 +84,8 @@ class Budget:
 @dataclass
 class SearchResult:
     """A finished search: ``mask [U]`` bool (the task vector), ``scores [U]`` (higher = ranked
-    earlier), the mask's held-out score, what it cost, and the config that made it."""
+    earlier), the mask's held-out score, what it cost, the config that made it and its log.
+    A stochastic method (REINFORCE) also gives its ``logits`` (last step) and ``best_logits``."""
 
     method: str
     mask: Tensor
@@ -84,41 +94,22 @@ class SearchResult:
     budget: Budget
     config: dict
     log: list[dict] = field(default_factory=list)
+    logits: Tensor | None = None
+    best_logits: Tensor | None = None
 
     @property
     def units(self) -> int:
         return int(self.mask.sum())
 
-    def save(self, path: str | Path) -> None:
-        """``path`` (.safetensors): mask and scores; metadata holds method, score, budget, config."""
-        from safetensors.torch import save_file
-
-        meta = {"method": self.method, "held_out_score": repr(self.held_out_score),
-                "budget": json.dumps(asdict(self.budget)), "config": json.dumps(self.config, default=str),
-                "log": json.dumps(self.log, default=float)}
-        tensors = {"mask": self.mask.to(torch.uint8).contiguous(), "scores": self.scores.double().contiguous()}
-        with atomic_write(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-
-    def to_policy(self, space: UnitSpace, task: str | None = None) -> Any:
-        """The kept set as a :class:`~interp.taskvectors.policy.Policy` (logit +-6 on / off units:
-        ``mask()`` gives it back), with method, score, budget and config as metadata."""
-        from interp.taskvectors.policy import Policy
-
-        logits = torch.where(self.mask, 6.0, -6.0)
-        meta = {"task": task, "method": self.method, "best_score": self.held_out_score,
-                "budget": asdict(self.budget), "config": self.config}
-        return Policy(space, logits, logits.clone(), meta)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SearchResult:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-            mask, scores = f.get_tensor("mask").bool(), f.get_tensor("scores")
-        return cls(meta["method"], mask, scores, float(meta["held_out_score"]), Budget(**json.loads(meta["budget"])),
-                   json.loads(meta["config"]), json.loads(meta.get("log", "[]")))
+    def to_policy(self, space: UnitSpace, task: str | None = None, **metadata: Any) -> Policy:
+        """The one artifact: a stochastic :class:`Policy` (logits, kept set) for REINFORCE, a unit
+        set (:meth:`Policy.from_mask`) for every other method; method, held-out score, units,
+        budget and config (plus ``metadata``) recorded. No logits are invented."""
+        meta = {"task": task, "method": self.method, "best_score": self.held_out_score, "units": self.units,
+                "budget": asdict(self.budget), "config": self.config, **metadata}
+        if self.logits is None:
+            return Policy.from_mask(space, self.mask, meta, scores=self.scores)
+        return Policy(space, self.logits, self.best_logits, meta, kept=self.mask, scores=self.scores.double())
 
 
 class SearchProblem:
@@ -126,26 +117,32 @@ class SearchProblem:
 
     ``reward`` scores training prompts (``token``: minus the target cell's code cross-entropy,
     differentiable; ``pixel``: the official IoU / -MSE), ``select_reward`` scores the held-out
-    prompts that pick among candidates (``pixel`` by default). ``taskness [U]`` is optional
-    (only the ``taskness`` method reads it).
+    prompts that pick among candidates (``pixel`` by default). ``decode`` is the pixel reward's
+    decode (``official`` or the faster ``band``), ``chunk`` the rows per forward (memory).
+    ``taskness [U]`` is optional (only the ``taskness`` method reads it). ``savings=False`` runs
+    every row as a whole patched forward with a plain decode (the reference the tests compare with).
     """
 
-    def __init__(self, model: Any, space: UnitSpace, means: Means, train: PromptBatch, held_out: PromptBatch,
+    def __init__(self, model: PromptModel, space: UnitSpace, means: Means, train: PromptBatch, held_out: PromptBatch,
                  layout: PromptLayout | str = "zero_shot", reward: Reward = "token", select_reward: Reward = "pixel",
-                 chunk: int = 256, taskness: Tensor | None = None) -> None:
+                 chunk: int = 256, taskness: Tensor | None = None, decode: str = "official", savings: bool = True) -> None:
+        for kind in (reward, select_reward):
+            if not callable(kind):
+                check_kind(kind)
+        check_decode(decode)
         self.model, self.space, self.means = model, space, means
         self.taskness = taskness  # [U] per-unit taskness (the taskness method ranks by it)
         self.train, self.held_out = train, held_out
-        self.layout = get_layout(layout, model.grid)
+        self.layout = model.layout(layout)
         self.patcher = MeanPatcher(model, means, self.layout, space)
-        self.reward, self.select_reward, self.chunk = reward, select_reward, chunk
-        self.device = next(model.parameters()).device
+        self.reward, self.select_reward, self.chunk, self.decode = reward, select_reward, chunk, decode
+        self.device = model.device
         self.budget = Budget()
         self.single_unit: Tensor | None = None  # [U] training reward of each unit alone, once measured
         self._codes: dict[int, Tensor] = {}
         # less work, same rewards: distinct rows once, unpatched prefixes reused, decodes cached
-        self.rows = PatchedRows(self.patcher, chunk)
-        self._decodes = DecodeCache(model.decode_codes) if model.has_pixels else None
+        self.rows = PatchedRows(self.patcher, chunk, dedupe=savings, reuse_prefix=savings)
+        self.decodes = DecodeCache(model.decode_codes) if savings and model.has_pixels else None
         self._scorers: dict[str, Scorer] = {}
 
     def __len__(self) -> int:
@@ -159,7 +156,7 @@ class SearchProblem:
             codes = self.codes(prompts)
             return lambda logits, canvases, rows: -code_cross_entropy(logits, codes[rows], self.layout)
         if kind == "pixel":
-            scorer = self._pixel_scorer(prompts.task)
+            scorer = self.scorer(prompts.task, kind)
             return lambda logits, canvases, rows: scorer.rewards(canvases, logits)
         if kind == "soft":  # differentiable: the soft decode scored by a smooth task metric
             soft = Scorer(self.model, prompts.task, self.layout, "soft")
@@ -167,11 +164,11 @@ class SearchProblem:
         raise ConfigError(f"reward must be 'token', 'pixel', 'soft' or a callable, got {kind!r}",
                           fix="pass reward='token', 'pixel' or 'soft'")
 
-    def _pixel_scorer(self, task: str) -> Scorer:
-        """The official pixel reward of ``task``, its decodes through one :class:`DecodeCache`."""
-        if task not in self._scorers:
-            self._scorers[task] = Scorer(self.model, task, self.layout, "pixel", decoder=self._decodes)
-        return self._scorers[task]
+    def scorer(self, task: str, kind: str = "pixel") -> Scorer:
+        """The :class:`Scorer` of ``task`` and ``kind``; pixel decodes go through one :class:`DecodeCache`."""
+        if (task, kind) not in self._scorers:
+            self._scorers[task, kind] = Scorer(self.model, task, self.layout, kind, self.decode, decoder=self.decodes)
+        return self._scorers[task, kind]
 
     def codes(self, prompts: PromptBatch) -> Tensor:
         """The prompts' VQGAN codes ``[N, patches]``, encoded once per batch."""
@@ -183,10 +180,19 @@ class SearchProblem:
 
     @torch.no_grad()
     def rewards(self, prompts: PromptBatch, which: Tensor, masks: Tensor, kind: Reward) -> Tensor:
-        """Reward of patching ``masks[i]`` into prompt ``which[i]``, ``[S]`` float64 (counted)."""
+        """Reward of patching ``masks[i]`` into prompt ``which[i]``, ``[S]`` float64 (counted).
+
+        Under :func:`interp.distributed.init` the rows are split over ranks and gathered back.
+        """
         self.budget.forwards += len(which)  # rows asked for (repeats and reused prefixes still count)
         if len(which) == 0:
             return torch.empty(0, dtype=torch.float64)
+        if distributed.active():
+            n, rows = len(which), distributed.shard_indices(len(which))
+            with distributed.local():
+                local = self.rows(prompts, which[rows], masks[rows], self._reward_fn(kind, prompts)) if len(rows) \
+                    else torch.empty(0, dtype=torch.float64)
+            return distributed.gather_rows(local, n)
         return self.rows(prompts, which, masks, self._reward_fn(kind, prompts))
 
     def mean_rewards(self, masks: Tensor, prompts: PromptBatch, kind: Reward) -> Tensor:
@@ -285,29 +291,42 @@ def best_top_k(problem: SearchProblem, method: str, scores: Tensor, max_units: i
     return SearchResult(method, candidates[best], scores, float(held[best]), problem.budget, config, log)
 
 class Checkpoint:
-    """An atomic, config-checked checkpoint of one search (``torch.save`` of tensors and lists,
-    read back with ``weights_only=True``)."""
+    """The resumable state of one search, in one file (``torch.save`` of tensors, numbers and
+    lists, read back with ``weights_only=True``, written atomically).
 
-    def __init__(self, path: str | Path | None, method: str, config: dict) -> None:
+    ``made_by`` describes what makes the search (method, config and whatever the caller adds:
+    model fingerprint, data, prompts); a saved state made by anything else is refused by
+    :func:`interp.provenance.check_resume` (a :class:`~interp.errors.ResumeConflict` naming each
+    difference). ``path=None`` keeps nothing.
+    """
+
+    def __init__(self, path: str | Path | None, made_by: Mapping[str, Any]) -> None:
         self.path = Path(path) if path else None
-        self.method, self.config = method, json.loads(json.dumps(config, default=str))
+        self.made_by = normalized(dict(made_by))
 
-    def load(self) -> dict | None:
+    @classmethod
+    def of(cls, checkpoint: Checkpoint | str | Path | None, method: str, config: dict) -> Checkpoint:
+        """``checkpoint`` as a :class:`Checkpoint` of ``method`` with ``config`` (a path gets both
+        recorded; a :class:`Checkpoint` made by a stage gets them added to its provenance)."""
+        if isinstance(checkpoint, Checkpoint):
+            return cls(checkpoint.path, {**checkpoint.made_by, "method": method, "config": config})
+        return cls(checkpoint, {"method": method, "config": config})
+
+    def load(self, required: tuple[str, ...] = ()) -> dict | None:
+        """The saved state, or None when there is none; refused when made by another search."""
         if self.path is None or not self.path.exists():
             return None
-        saved = read_resume_state(self.path)
-        if saved.get("method") != self.method or saved.get("config") != self.config:
-            raise SearchResumeError(
-                f"{self.path} was written by {saved.get('method')} with config {saved.get('config')}, this search is "
-                f"{self.method} with {self.config}", fix="use another checkpoint path, or delete it to start over")
+        saved = read_resume_state(self.path, required)
+        check_resume(saved.get("provenance"), self.made_by, self.path, self.path.parent)
         return saved
 
-    def save(self, state: dict, budget: Budget) -> None:
+    def save(self, state: dict, budget: Budget | None = None) -> None:
         if self.path is None:
             return
+        extra = {} if budget is None else {"budget": asdict(budget)}
         with atomic_write(self.path) as tmp:
-            torch.save({**state, "method": self.method, "config": self.config, "budget": asdict(budget)}, tmp)
+            torch.save({**state, **extra, "provenance": self.made_by}, tmp)
 
 
 def config_dict(cfg: Any) -> dict:
-    return asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg)
+    return normalized(asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg))

@@ -10,7 +10,7 @@ thresholded gates (``logit > 0``) are scored on the held-out prompts; the best s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,15 +25,15 @@ GAMMA, ZETA = -0.1, 1.1  # hard-concrete stretch interval
 
 @dataclass
 class GradientConfig:
-    steps: int = 60
-    lr: float = 0.1
-    init: float = 0.0  # initial gate logit (hard-concrete: log alpha)
-    sparsity: float = 0.002  # lambda: penalty per expected open gate (reward units)
-    samples: int = 2  # gate samples per training prompt and step
-    temperature: float = 2 / 3  # hard-concrete beta
-    estimator: str = "hard_concrete"  # or "straight_through"
-    eval_every: int = 5
-    seed: int = 0
+    steps: int = field(default=60, metadata={"help": "gradient steps on the gate logits", "min": 1})
+    lr: float = field(default=0.1, metadata={"help": "Adam learning rate of the gate logits", "above": 0, "max": 1000})
+    init: float = field(default=0.0, metadata={"help": "initial gate logit (hard-concrete: log alpha)"})
+    sparsity: float = field(default=0.002, metadata={"help": "penalty per expected open gate, in reward units", "min": 0})
+    samples: int = field(default=2, metadata={"help": "gate samples per training prompt and step", "min": 1})
+    temperature: float = field(default=2 / 3, metadata={"help": "hard-concrete temperature (beta)", "above": 0})
+    estimator: str = field(default="hard_concrete", metadata={"help": "gate estimator", "choices": ("hard_concrete", "straight_through")})
+    eval_every: int = field(default=5, metadata={"help": "steps between held-out scores of the thresholded gates", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed of the gate samples"})
 
     def __post_init__(self) -> None:
         if self.estimator not in ("hard_concrete", "straight_through"):
@@ -62,7 +62,7 @@ def open_probability(logits: Tensor, cfg: GradientConfig) -> Tensor:
 
 def run(problem: SearchProblem, cfg: GradientConfig = GradientConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint(checkpoint, "gradient", config_dict(cfg))
+    store = Checkpoint.of(checkpoint, "gradient", config_dict(cfg))
     logits = torch.full((len(problem.space),), cfg.init, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=cfg.lr)
     step, best_mask, best_score, log = 0, torch.zeros(len(logits), dtype=torch.bool), float("-inf"), []

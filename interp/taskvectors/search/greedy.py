@@ -8,7 +8,7 @@ current set (all candidates of a round in batched forwards), until none improves
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,10 +19,10 @@ from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResu
 
 @dataclass
 class GreedyConfig:
-    pool: int = 24  # candidates kept from the single-unit sweep
-    max_units: int = 16
-    tol: float = 0.0  # an added unit must raise the training reward by more than this
-    seed: int = 0  # unused (deterministic)
+    pool: int = field(default=24, metadata={"help": "candidates kept from the single-unit sweep", "min": 1})
+    max_units: int = field(default=16, metadata={"help": "most units added", "min": 1})
+    tol: float = field(default=0.0, metadata={"help": "an added unit must raise the training reward by more than this", "min": 0})
+    seed: int = field(default=0, metadata={"help": "unused (deterministic); every method takes a seed"})
 
 
 Config = GreedyConfig
@@ -30,7 +30,7 @@ Config = GreedyConfig
 
 def run(problem: SearchProblem, cfg: GreedyConfig = GreedyConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint(checkpoint, "greedy", config_dict(cfg))
+    store = Checkpoint.of(checkpoint, "greedy", config_dict(cfg))
     n_units = len(problem.space)
     saved = store.load()
     if saved is not None:

@@ -8,7 +8,7 @@ matched-budget control of every search: give it the search's held-out forwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,11 +21,11 @@ from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResu
 
 @dataclass
 class RandomConfig:
-    draws: int = 40
-    units: int | None = None  # set size (None: cycle over the size grid)
-    max_units: int | None = 32
-    chunk: int = 8  # sets scored (and checkpointed) together
-    seed: int = 0
+    draws: int = field(default=40, metadata={"help": "random unit sets scored on the held-out prompts", "min": 1})
+    units: int | None = field(default=None, metadata={"help": "units per set (none: sizes cycle over the top-k size grid)", "min": 1})
+    max_units: int | None = field(default=32, metadata={"help": "largest set size on the grid (none: all units)", "min": 1})
+    sets_per_batch: int = field(default=8, metadata={"help": "sets scored (and checkpointed) together", "min": 1})
+    seed: int = field(default=0, metadata={"help": "seed of the draws"})
 
 
 Config = RandomConfig
@@ -50,7 +50,7 @@ def draw_sets(n_units: int, sizes: list[int], seed: int, weights: Tensor | None 
 
 def run(problem: SearchProblem, cfg: RandomConfig = RandomConfig(), checkpoint: str | Path | None = None,
         progress: bool = True, weights: Tensor | None = None) -> SearchResult:
-    store = Checkpoint(checkpoint, "random", config_dict(cfg))
+    store = Checkpoint.of(checkpoint, "random", config_dict(cfg))
     n_units = len(problem.space)
     grid = [cfg.units] if cfg.units else size_grid(n_units, cfg.max_units)
     sizes = [grid[i % len(grid)] for i in range(cfg.draws)]
@@ -64,7 +64,7 @@ def run(problem: SearchProblem, cfg: RandomConfig = RandomConfig(), checkpoint: 
     bar = tqdm(total=cfg.draws, initial=done, desc="random", disable=not progress)
     while done < cfg.draws:
         with problem.budget.timing():
-            part = slice(done, min(done + cfg.chunk, cfg.draws))
+            part = slice(done, min(done + cfg.sets_per_batch, cfg.draws))
             scores[part] = problem.held_out_score(sets[part])
             done = part.stop
         bar.update(part.stop - part.start)

@@ -3,7 +3,7 @@ by held-out score on a size grid. No gradient, no search: the cheapest baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from interp.taskvectors.search.base import SearchProblem, SearchResult, best_top_k, config_dict
@@ -11,8 +11,8 @@ from interp.taskvectors.search.base import SearchProblem, SearchResult, best_top
 
 @dataclass
 class TasknessConfig:
-    max_units: int | None = None  # largest top-k tried (default: all units)
-    seed: int = 0  # unused (deterministic)
+    max_units: int | None = field(default=None, metadata={"help": "largest top-k tried on the held-out prompts (none: all units)", "min": 1})
+    seed: int = field(default=0, metadata={"help": "unused (deterministic); every method takes a seed"})
 
 
 Config = TasknessConfig

@@ -8,7 +8,8 @@ import torch
 
 from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts
-from interp.taskvectors.search import METHODS, SearchProblem, SearchResumeError, method_config, run_search
+from interp.errors import ResumeConflict
+from interp.taskvectors.search import METHODS, SearchProblem, method_config, run_search
 from interp.taskvectors.units import UnitSpace
 from tests.conftest import random_model
 
@@ -107,5 +108,5 @@ def test_killed_search_resumes_to_the_same_result(planted, method: str, tmp_path
     assert torch.equal(resumed.mask, full.mask) and torch.allclose(resumed.scores, full.scores)
     assert resumed.budget.forwards == full.budget.forwards
     other = method_config(method, **{**SETTINGS[method], "steps": 13, "draws": 41, "pool": 15, "drop": 0.3})
-    with pytest.raises(SearchResumeError, match="delete it to start over"):
+    with pytest.raises(ResumeConflict, match="made with another config"):
         run_search(method, problem_for(planted), other, checkpoint=tmp_path / "ckpt.pt", progress=False)
