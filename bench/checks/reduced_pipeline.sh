@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Recorded check (issue 21): a reduced pipeline on the tiny model; results.csv / sweep.csv / taskness.csv
-# must be identical before and after the engine refactor. Usage: baseline.sh <repo dir> <out dir>
+# must be identical before and after the engine refactor. Usage: reduced_pipeline.sh <repo dir> <out dir>
 set -euo pipefail
 REPO=$1; OUT=$2
-export PYTHONPATH=$REPO OMP_NUM_THREADS=1
-I="/work/main/.venv/bin/python -m interp.cli"
+export PYTHONPATH=$REPO OMP_NUM_THREADS=1  # one thread: before and after are compared bit for bit
+I="${PYTHON:-python} -m interp.cli"
 cd "$REPO"
 rm -rf "$OUT"
 COMMON="--run $OUT --n-collect 16 --n-candidates 32 --n-train 4 --n-search-eval 8 --n-eval 16"
