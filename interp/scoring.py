@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from interp.canvas import PromptLayout, get_layout
+from interp.canvas import PromptLayout
 from interp.metrics import code_cross_entropy, pixel_iou, pixel_mse, soft_iou, soft_mse, task_metric
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.pixels import DECODES, Decode, Decoder, canvas_pixels, check_decode
@@ -100,7 +100,7 @@ class Scorer:
             raise ValueError(f"the soft reward needs a model with predict_soft (a soft decode); {type(model).__name__} "
                              "has none: use reward 'pixel' or 'token'")
         self.model, self.task, self.kind, self.decode = model, task, kind, decode
-        self.layout = get_layout(layout, model.grid)
+        self.layout = model.layout(layout)
         self.metric = task_metric(task)
         self.empty_iou = empty_iou
         self.decoder = decoder

@@ -28,23 +28,11 @@ PACKAGE = ROOT / "interp"
 PENDING_CYCLES: set[str] = set()
 PENDING_PRIVATE: set[str] = set()
 PENDING_ELSEWHERE: set[str] = set()
-PENDING_MODEL_ANY: set[str] = {
-    "interp/taskvectors/search/base.py",
-}
-PENDING_REACH_INS: set[str] = {
-    "interp/taskvectors/reinforce.py",
-    "interp/taskvectors/sweep.py",
-}
+PENDING_MODEL_ANY: set[str] = set()
+PENDING_REACH_INS: set[str] = set()
 
 # resolving a model's layout or device by hand (model.layout(...), model.device instead)
-PENDING_RESOLVERS: set[str] = {
-    "interp/scoring.py",
-    "interp/taskvectors/evaluate.py",
-    "interp/taskvectors/patched_rows.py",
-    "interp/taskvectors/reinforce.py",
-    "interp/taskvectors/search/base.py",
-    "interp/taskvectors/sweep.py",
-}
+PENDING_RESOLVERS: set[str] = set()
 RESOLVER = re.compile(r"next\([\w.]*parameters\(\)\)|get_layout\([^)]*\bmodel\.grid\)")
 
 REACH_IN = re.compile(r"\.config\.(?:mae\b|fingerprint\()|\.(?:encoder|decoder)\.blocks\b|\bmodel\.vqgan\b"

@@ -13,7 +13,7 @@ than what it is scored on. :func:`reward_agreement` measures it for one task:
 * **Pearson** and **Spearman** correlation of the two rewards' per-mask means (over prompts);
 * **sign agreement of REINFORCE advantages**: masks are grouped ``batch`` at a time by density
   (like the samples of one policy), every (mask, prompt) row of a group is z-scored within its
-  group under each reward (REINFORCE's advantage, :func:`~interp.taskvectors.reinforce.reinforce_loop`),
+  group under each reward (REINFORCE's advantage, :func:`~interp.taskvectors.search.reinforce.reinforce_loop`),
   and the share of rows whose advantage has the same sign under both rewards is reported
   (0.5: a coin; 1: every update pushes the same way).
 

@@ -64,7 +64,7 @@ class PatchedRows:
         self.patcher, self.model, self.layout = patcher, patcher.model, patcher.layout
         self.chunk, self.dedupe, self.reuse_prefix = max(1, int(chunk)), dedupe, reuse_prefix
         self.prefix_cache_bytes = int(prefix_cache_bytes)
-        self.device = next(self.model.parameters()).device
+        self.device = self.model.device
         self.blocks = [(stack, i) for stack, info in self.model.stacks.items() for i in range(info.layers)]
         depth = {site: k for k, site in enumerate(self.blocks)}
         self.unit_depth = torch.tensor([depth[(u.stack, u.layer)] for u in patcher.space.units])  # [U]

@@ -204,7 +204,7 @@ def test_force_reaches_the_stages_that_resume(stage, captured, tmp_path, capsys)
     assert "force" in inspect.signature(original).parameters
     for argv, expected in (([], False), (["--force"], True)):
         assert main([stage, "--run", str(tmp_path), *argv]) == 0
-        assert captured[f"stage_{stage}"][1] == {"force": expected}
+        assert captured[f"stage_{stage}"][1]["force"] == expected
     assert main(["evaluate", "--run", str(tmp_path), "--force"]) == 0  # always recomputes: accepted
 
 

@@ -62,7 +62,7 @@ def test_corrupt_and_incomplete_files_are_named(tmp_path, space) -> None:
     save_file({"logits": torch.zeros(len(space))}, str(tmp_path / "nospace.safetensors"))
     cases["nospace"] = "no 'space'"
     save_file({"best": torch.zeros(len(space))}, str(tmp_path / "nologits.safetensors"), metadata={"space": json.dumps(space.to_dict())})
-    cases["nologits"] = "no 'logits'"
+    cases["nologits"] = "neither 'logits' nor a 'kept' set"
     save_file({"logits": torch.zeros(len(space) + 1)}, str(tmp_path / "short.safetensors"), metadata={"space": json.dumps(space.to_dict())})
     cases["short"] = f"{len(space) + 1} values, its unit space {len(space)} units"
     save_file({"logits": torch.zeros(len(space))}, str(tmp_path / "badspace.safetensors"), metadata={"space": "{\"granularity\""})
@@ -103,3 +103,36 @@ def test_stratified_like_matches_the_composition(space) -> None:
     assert torch.equal(control, stratified_like(space, mask, 5))
     with pytest.raises(PolicyError, match="units"):
         stratified_like(space, mask[:-1], 0)
+
+
+def test_a_unit_set_is_a_policy_without_invented_logits(tmp_path, space) -> None:
+    """What gradient, greedy or the explorer keep is a set: saved and read back as one, 0/1
+    probabilities, the same mask at any threshold, and no logits in the file."""
+    mask = torch.zeros(len(space), dtype=torch.bool)
+    mask[[0, 5, 9]] = True
+    scores = torch.linspace(1, 0, len(space), dtype=torch.float64)
+    policy = Policy.from_mask(space, mask, {"task": "lowlight", "method": "greedy"}, scores=scores)
+    assert policy.is_set and policy.logits is None
+    assert torch.equal(policy.mask(), mask) and torch.equal(policy.mask(0.9), mask) and torch.equal(policy.mask(0.0), mask)
+    assert torch.equal(policy.probabilities(), mask.float())
+    back = Policy.load(policy.save(tmp_path / "policy.safetensors"))
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "policy.safetensors"), "pt") as f:
+        assert set(f.keys()) == {"kept", "scores"}
+    assert back.is_set and torch.equal(back.mask(), mask) and torch.equal(back.scores, scores)
+    assert back.metadata["method"] == "greedy"
+    with pytest.raises(PolicyError, match="bool or 0/1"):
+        Policy.from_mask(space, torch.full((len(space),), 0.5))
+    with pytest.raises(PolicyError, match="logits .* or a kept unit set"):
+        Policy(space)
+
+
+def test_a_stochastic_policy_with_a_chosen_set_keeps_that_set(space) -> None:
+    logits = torch.full((len(space),), -3.0)
+    logits[:4] = 3.0
+    kept = torch.zeros(len(space), dtype=torch.bool)
+    kept[:2] = True  # a size chosen on held-out prompts, smaller than p > 0.5
+    policy = Policy(space, logits, logits.clone(), {}, kept=kept)
+    assert torch.equal(policy.mask(), kept)
+    assert int(policy.mask(0.5).sum()) == 4  # a threshold asks the probabilities

@@ -62,8 +62,8 @@ def make_run(root: Path, model) -> Path:
     taskness.assign(bcss=1.0, wcss=1.0).to_csv(run / "taskness.csv", index=False)
 
     for task in TASKS:
-        folder = run / "reinforce" / task
-        folder.mkdir()
+        folder = run / "reinforce" / task / "seed0"
+        folder.mkdir(parents=True)
         logits = torch.randn(len(space))
         meta = space.to_dict()
         save_file({"logits": logits, "best_logits": logits + 1}, str(folder / "policy.safetensors"),
@@ -117,7 +117,7 @@ def test_missing_inputs_are_skipped_with_a_note(tmp_path: Path, capsys) -> None:
     written = write_run_figures(run, formats=("html",))
     assert [p.name for p in written] == ["results.html"]
     out = capsys.readouterr().out
-    for note in ("no manifest.json", "skip taskness: no taskness.csv", "skip sweep: no sweep.csv", "no reinforce/"):
+    for note in ("no manifest.json", "skip taskness: no taskness.csv", "skip sweep: no sweep.csv", "no <method>/<task>/seed0/policy"):
         assert note in out
     with pytest.raises(FileNotFoundError, match="run directory"):
         write_run_figures(tmp_path / "nowhere")
@@ -152,7 +152,7 @@ def test_policy_space_from_metadata(tmp_path: Path, model) -> None:
     space = UnitSpace.for_model(model, "group")
     rebuilt = policy_space(json.loads(json.dumps(space.to_dict())), len(space))
     assert rebuilt == space
-    found, probabilities, meta = read_policy_file(run / "reinforce" / "segmentation" / "policy.safetensors")
+    found, probabilities, meta = read_policy_file(run / "reinforce" / "segmentation" / "seed0" / "policy.safetensors")
     assert found == space and meta["which"] == "best_logits"
     assert torch.all((probabilities > 0) & (probabilities < 1))
     with pytest.raises(ValueError, match="lacks"):

@@ -46,7 +46,7 @@ Config = PruneConfig
 
 def run(problem: SearchProblem, cfg: PruneConfig = PruneConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint(checkpoint, "prune", config_dict(cfg))
+    store = Checkpoint.of(checkpoint, "prune", config_dict(cfg))
     n_units = len(problem.space)
     saved = store.load()
     if saved is not None:

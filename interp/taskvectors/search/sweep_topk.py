@@ -22,7 +22,7 @@ Config = SweepConfig
 
 def run(problem: SearchProblem, cfg: SweepConfig = SweepConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint(checkpoint, "sweep", config_dict(cfg))
+    store = Checkpoint.of(checkpoint, "sweep", config_dict(cfg))
     saved = store.load()
     if saved is not None:
         problem.budget.add(saved["budget"])
