@@ -134,7 +134,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         curve.append(row)
         return -reward
 
-    cfg = ReinforceConfig(steps=steps, samples=samples, lr=args.lr, eval_every=10**9, seed=args.seed, reward=args.reward)
+    cfg = ReinforceConfig(steps=steps, samples=samples, lr=args.lr, eval_every=10**9, seed=args.seed)
     started = time.perf_counter()
     start = _profile(json.loads(open(args.start_profile).read()), len(space), args.seed) if args.start_profile else None
     state = reinforce_loop(len(space), losses, None, cfg, progress=not args.quick, init_logits=start)
