@@ -216,7 +216,7 @@ def test_policy_maps_mark_the_kept_units(tmp_path: Path, model) -> None:
     run = make_run(tmp_path, model)
     built = dict(figures.reinforce_figures(run))
     fig = built["reinforce_segmentation"]
-    _, probabilities, _ = read_policy_file(run / "reinforce" / "segmentation" / "policy.safetensors")
+    _, probabilities, _ = read_policy_file(run / "reinforce" / "segmentation" / "seed0" / "policy.safetensors")
     kept = int((probabilities > 0.5).sum())
     assert sum(len(t.x) for t in fig.data if t.type == "scatter") == kept
     assert f"{kept} of {len(probabilities)}" in fig.layout.title.text
