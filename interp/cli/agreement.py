@@ -28,7 +28,6 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from interp import pipeline as p
-    from interp.compare_search import CompareConfig, search_prompts
     from interp.taskvectors.agreement import MIN_PEARSON, record, reward_agreement
     from interp.taskvectors.search import SearchProblem
     from interp.taskvectors.units import UnitSpace
@@ -38,11 +37,10 @@ def _run(args: argparse.Namespace) -> int:
     p.check_reused(run, model, source, stats, cfg)  # statistics of this model, data, fold and sizes
     model.eval()
     space = UnitSpace.for_model(model, cfg.granularity)
-    ccfg = CompareConfig(n_train=cfg.n_train, n_search_eval=cfg.n_search_eval)
     rewards = tuple(dict.fromkeys([*args.reward, "pixel"]))  # the official reward's own row: agreement 1
     rows = []
     for task in cfg.tasks:
-        train, held_out = search_prompts(source, model, task, cfg, ccfg, 0)
+        train, held_out = p.search_prompts(model, source, task, cfg)
         problem = SearchProblem(model, space, stats[task], train, held_out)
         rows += reward_agreement(problem, rewards, "pixel", args.agreement_masks, args.agreement_batch)
     table = record(run, rows)
