@@ -190,7 +190,8 @@ class SearchOptions:
         from interp.models.pixels import check_decode
         from interp.scoring import check_kind
 
-        check_kind(self.reward)
+        if self.reward != "auto":  # chosen per task from the measured agreement at the search's start
+            check_kind(self.reward)
         check_decode(self.decode)
 
 

@@ -127,7 +127,7 @@ class SearchProblem:
                  layout: PromptLayout | str = "zero_shot", reward: Reward = "token", select_reward: Reward = "pixel",
                  chunk: int = 256, taskness: Tensor | None = None, decode: str = "official", savings: bool = True) -> None:
         for kind in (reward, select_reward):
-            if not callable(kind):
+            if not callable(kind) and kind != "auto":  # "auto": chosen from measured agreement (agreement.choose_reward)
                 check_kind(kind)
         check_decode(decode)
         self.model, self.space, self.means = model, space, means
