@@ -15,7 +15,7 @@ from typing import Any, Callable
 from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_SEEDS, check_memory
 from interp.cli.options import (
     Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
-    model_spec, names, real, recorded, run_dir,
+    model_spec, names, recorded, run_dir,
 )
 from interp.data.registry import TASKS, composite_of, composites, selection
 from interp.errors import ConfigError, InputError

@@ -23,7 +23,6 @@ Rewards are higher-is-better; a reward may also be a callable ``(logits, canvase
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
