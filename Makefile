@@ -7,7 +7,7 @@ PIP_TORCH_ARGS ?=
 RUN_DIR ?= runs/demo
 BIN := $(VENV)/bin
 
-.PHONY: demo test notebooks readme install clean
+.PHONY: demo test notebooks readme install clean gpu-check
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# on a GPU machine, at most 8 minutes: tests marked cuda, bench on cuda -> bench/gpu/gpu_check.json (bench/gpu_check.py)
+gpu-check: install
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh
+	$(BIN)/python scripts/update_readme.py --only gpu
 
 # rewrite notebooks/*.ipynb from their sources, the jupytext scripts notebooks/*.py (tests check that they match)
 notebooks: install

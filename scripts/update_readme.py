@@ -192,6 +192,61 @@ def render_speed_goals(path: Path) -> str:
     return markdown_table(["goal (official work / interp, same run)", "measured", "on large"], rows)
 
 
+@renderer("contention", "bench/contention.json")
+def render_contention(path: Path) -> str:
+    """``bench.contention``: the workload alone and beside a 2-thread CPU-bound process."""
+    r = json.loads(path.read_text())
+    rows = []
+    for policy, p in r["policies"].items():
+        runs = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
+        rows.append([f"OMP_WAIT_POLICY={policy.upper()}" + (" (interp's default)" if policy == "passive" else ""),
+                     str(p["threads"]), runs(p["alone_s"]), runs(p["beside_s"]), f"{p['slowdown']:.2f}x",
+                     f"{p['alone_spread']:.2f}"])
+    return markdown_table(["workload", "threads", "alone s (runs)", "beside the competitor s (runs)",
+                           "slowdown (median / median)", "alone spread (max / min)"], rows)
+
+
+@renderer("gpu", "bench/gpu/gpu_check.json")
+def render_gpu(path: Path) -> str:
+    """The GPU check (``bash bench/gpu_check.sh``): what each part measured, one row a figure."""
+    r = json.loads(path.read_text())
+    parts = r["parts"]
+    rows: list[list[str]] = []
+    probe = parts.get("probe") or {}
+    gpu = probe.get("gpu", r["device"]) + (" (dry run on the CPU)" if r.get("dry_run") else "")
+    peak = probe.get("bf16_peak_tflops")
+    if probe:
+        rows.append(["matmul probe", gpu, f"float32 {probe['float32_matmul_tflops']:.1f} TFLOP/s, bf16 "
+                     f"{probe['bfloat16_matmul_tflops']:.1f} TFLOP/s" + (f" (datasheet bf16 peak {peak:.0f})" if peak else ""), ""])
+    tests = parts.get("tests")
+    if tests:
+        rows.append(["tests marked cuda", "passed" if tests["ok"] else "FAILED", tests["tail"][-1] if tests["tail"] else "", ""])
+        for m in tests.get("measured", []):
+            rows.append([f"  {m['test']}", "", ", ".join(f"{k} {v:.3g}" for k, v in m.items() if k != "test"), ""])
+    run = (parts.get("reinforce_run") or {}).get("result")
+    if run:
+        sz = run["sizes"]
+        rows.append([f"REINFORCE {sz['reward']} reward, {sz['steps']} steps x {sz['samples']}", run["model"],
+                     f"wall {run['wall_seconds']:.0f} s; interp {run['seconds']['interp']:.3g} s/step, official loop "
+                     f"{run['seconds']['official_work']:.3g} s/step (timed on {sz['official_samples_timed']} samples)",
+                     f"x{run['ratio_run']:.1f}"])
+    for part in parts.get("run_all", []):
+        for b in part.get("results", []):
+            if "error" in b:
+                rows.append([b["bench"], b["model"], f"error: {b['error']}", ""])
+                continue
+            fast, slow = b["fast"], b["slow"]
+            flops = b.get("achieved_flop_s", {}).get(fast)
+            share = f", {flops / 1e12 / peak:.1%} of the bf16 peak" if flops and peak else ""
+            memory = f", peak {b['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in b else ""
+            what = b["bench"] + (f" ({b['sizes'].get('reward')})" if "reward" in b.get("sizes", {}) else "") + \
+                (f", autocast {b['autocast']}" if b.get("autocast", "none") != "none" else "")
+            rows.append([what, b["model"], f"interp {b['seconds'][fast]:.4g} s, official {b['seconds'][slow]:.4g} s"
+                         + (f"; {flops / 1e12:.1f} TFLOP/s" if flops else "") + share + memory, f"x{b['ratio']:.1f}"])
+    header = ["part", "model / result", f"measured ({r['generated'][:10]}, {r['wall_seconds']:.0f} s in all)", "ratio"]
+    return markdown_table(header, rows)
+
+
 @renderer("decode", "bench/decode.reference.json")
 def render_decode(path: Path) -> str:
     """How far the band decode is from the official one (``python -m bench.decode --reference``)."""

@@ -12,7 +12,7 @@ import json
 import pytest
 
 MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "reinforce_run",
-           "memory", "decode", "run_all")
+           "memory", "decode", "run_all", "contention", "gpu_check")
 KEYS = {"bench", "model", "model_source", "device", "torch", "threads", "sizes", "seconds", "fast", "slow", "ratio"}
 
 
@@ -126,3 +126,39 @@ def test_run_all_joins_earlier_results(tmp_path) -> None:
     joined = run_all.run(["--join", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "r.json")])
     assert [r["bench"] for r in joined["results"]] == ["collect", "sweep"]
     assert json.loads((tmp_path / "r.json").read_text())["joined_from"][1]["file"] == "b.json"
+
+
+def test_gpu_check_dry_run_writes_the_json_the_readme_table_reads(tmp_path) -> None:
+    """``bench/gpu_check.sh --dry-run``: every part of the GPU check on the CPU at the smallest sizes."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check.json"
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    subprocess.run(["bash", str(root / "bench" / "gpu_check.sh"), "--dry-run", "--out", str(out)], check=True, env=env,
+                   capture_output=True, timeout=120)
+    r = json.loads(out.read_text())
+    assert r["ok"] and r["dry_run"] and set(r["parts"]) == {"tests", "probe", "reinforce_run", "run_all"}
+    tests = {m["test"] for m in r["parts"]["tests"]["measured"]}
+    assert tests == {"logits", "patched_logits", "token_reward", "pixel_reward", "reinforce_step", "autocast_bf16",
+                     "nccl_one_rank"}  # every cuda test ran (on the CPU) and reported
+    assert r["parts"]["reinforce_run"]["result"]["sizes"]["reward"] == "pixel"
+    assert {b["bench"] for b in r["parts"]["run_all"][0]["results"]} == {"reinforce_step", "collect"}
+    spec = importlib.util.spec_from_file_location("update_readme", root / "scripts" / "update_readme.py")
+    update_readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(update_readme)
+    table = update_readme.render_gpu(out)
+    assert "dry run on the CPU" in table and "autocast_bf16" in table and "REINFORCE pixel reward, 2 steps x 4" in table
+
+
+@pytest.mark.slow  # three processes (the workload twice, the competitor once)
+def test_contention_quick_reports_the_slowdown() -> None:
+    from bench import contention
+
+    r = contention.run(["--quick"])
+    assert r["slowdown"] > 0 and r["goal"] == 2.5
+    assert len(r["policies"]["passive"]["alone_s"]) == len(r["policies"]["passive"]["beside_s"]) == 1

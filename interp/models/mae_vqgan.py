@@ -161,7 +161,7 @@ class MAEDecoder(nn.Module):
         x = self.embed(latent)
         batch, _, dim = x.shape
         visible_at = layout.positions("decoder", layout.encoder_slots[1:])
-        tokens = self.mask_token.expand(batch, len(layout.decoder_patches), dim).clone()
+        tokens = self.mask_token.to(x.dtype).expand(batch, len(layout.decoder_patches), dim).clone()  # autocast: x may be bf16
         tokens[:, [p - 1 for p in visible_at]] = x[:, 1:]
         tokens = torch.cat([x[:, :1], tokens], dim=1)
         return self.hook_embed(tokens + self.pos_embed[:, list(layout.decoder_slots)])
