@@ -12,7 +12,7 @@ from interp.cli.stages import open_stage, stage_options
 def _options(parser: argparse.ArgumentParser) -> None:
     from interp.taskvectors.search import METHODS
 
-    stage_options(parser)
+    stage_options(parser, "compare-search")
     parser.add_argument("--methods", type=names(tuple(METHODS)), default=tuple(METHODS),
                         help=f"comma-separated search methods (default: {','.join(METHODS)})")
     parser.add_argument("--seeds", type=integer(1, MAX_SEEDS), default=3,
@@ -45,4 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command("compare-search", "compare every search method and control over seeds (search_comparison.csv + figure)", _options, _run)]
+EXAMPLE = """  interp compare-search --run runs/tv                          # every method x 3 seeds: ~20 min on the tiny model
+  interp compare-search --run runs/tv --seeds 1 --methods reinforce,attribution,random --compare-eval 8   # quick: minutes"""
+
+COMMANDS = [Command("compare-search", "compare every search method and control over seeds (search_comparison.csv + figure)", _options, _run,
+                    EXAMPLE)]

@@ -226,11 +226,12 @@ def default_device() -> str:
 
 
 def config_options(parser: argparse.ArgumentParser, cls: type, kinds: Mapping[str, Kind], skip: Iterable[str] = (),
-                   helps: Mapping[str, str] | None = None, only: Iterable[str] | None = None) -> None:
+                   helps: Mapping[str, str] | None = None, only: Iterable[str] | None = None, hidden: bool = False) -> None:
     """One ``--option`` per field of config dataclass ``cls``, each checked by its :class:`Kind`.
 
     Its --help line says what the field does (``helps[name]``, else the field's
     ``metadata["help"]``), then what it takes and its default. ``only``: just these fields.
+    ``hidden``: accepted and checked but left out of --help (another stage's options).
     A field without a declared kind gets a generic one from its default (integer, number,
     true/false, comma-separated list)."""
     wanted = None if only is None else set(only)
@@ -248,7 +249,8 @@ def config_options(parser: argparse.ArgumentParser, cls: type, kinds: Mapping[st
         meaning = (helps or {}).get(field.name) or field.metadata.get("help")
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, choices=kind.choices, default=default,
                             metavar=None if kind.choices else field.name.upper(),
-                            help=f"{meaning}: {kind.describe} (default: {shown})" if meaning else f"{kind.describe} (default: {shown})")
+                            help=argparse.SUPPRESS if hidden else
+                            f"{meaning}: {kind.describe} (default: {shown})" if meaning else f"{kind.describe} (default: {shown})")
 
 
 def _default_kind(default: Any) -> Kind:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+import textwrap
 from typing import Any, Callable
 
 from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_SEEDS, check_memory
@@ -39,8 +40,38 @@ PIPELINE_KINDS: dict[str, Kind] = {
 }
 
 
-def stage_options(parser: argparse.ArgumentParser) -> None:
-    """The options every stage shares: where the run lives, the model, the data, the config."""
+#: what each :class:`~interp.pipeline.PipelineConfig` field means (its --help line)
+PIPELINE_HELP: dict[str, str] = {
+    "tasks": "the tasks to run",
+    "fold": "Pascal-5i fold whose classes the prompts are drawn from",
+    "seed": "seed of the prompt draws (and of the search)",
+    "n_collect": "prompts whose one-shot activations are averaged per task (the official top-N)",
+    "n_candidates": "one-shot scored pairs the collected prompts are selected from",
+    "granularity": "search units: layer, head, group (head x token group, the official) or token",
+    "n_train": "training prompts of the search, per task",
+    "n_search_eval": "held-out search prompts (train split) that pick the kept policy",
+    "n_eval": "evaluation prompts per task (val split)",
+    "composition": "two tasks whose vectors are composed on their composite task (none: no composition)",
+}
+#: the config fields each stage reads (the others are accepted, unlisted, so that one option line serves every stage);
+#: sweep, evaluate and compare-search read collect's (and search's) to check the statistics and policies they reuse
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "collect": ("tasks", "fold", "seed", "n_collect", "n_candidates"),
+    "taskness": ("tasks",),
+    "search": ("tasks", "fold", "seed", "granularity", "n_train", "n_search_eval"),
+    "sweep": ("tasks", "fold", "seed", "granularity", "n_collect", "n_candidates", "n_train", "n_search_eval"),
+    "evaluate": tuple(PIPELINE_HELP),
+    "compare-search": ("tasks", "fold", "seed", "granularity", "n_collect", "n_candidates", "n_train"),
+}
+
+
+def stage_options(parser: argparse.ArgumentParser, stage: str | None = None) -> None:
+    """The options every stage shares: where the run lives, the model, the data, the config.
+
+    ``stage``: list only the config options it reads (:data:`STAGE_FIELDS`); the rest are still
+    accepted (one command line serves every stage in turn) and named under the options."""
+    from dataclasses import fields
+
     from interp.pipeline import PipelineConfig
 
     parser.add_argument("--run", type=run_dir, default="runs/pipeline", help="run directory shared by the stages (default: runs/pipeline)")
@@ -51,7 +82,19 @@ def stage_options(parser: argparse.ArgumentParser) -> None:
                         "(collect, search; taskness, sweep and evaluate always recompute)")
     parser.add_argument("--distributed", action="store_true",
                         help="shard the stage over torchrun's ranks: torchrun --nproc_per_node=N -m interp.cli -- <stage> --distributed ...")
-    config_options(parser, PipelineConfig, PIPELINE_KINDS)
+    used = STAGE_FIELDS.get(stage or "", tuple(PIPELINE_HELP))
+    config_options(parser, PipelineConfig, PIPELINE_KINDS, helps=PIPELINE_HELP, only=used)
+    others = [f.name for f in fields(PipelineConfig) if f.name not in used]
+    if others:
+        config_options(parser, PipelineConfig, PIPELINE_KINDS, only=others, hidden=True)
+        note = textwrap.fill(f"also accepted, unused here (one option line serves every stage): "
+                             f"{', '.join('--' + n.replace('_', '-') for n in others)}", 79)
+        parser.epilog = f"{parser.epilog}\n\n{note}" if parser.epilog else note
+
+
+def _stage(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """The options of a stage that adds none of its own."""
+    return lambda parser: stage_options(parser, name)
 
 
 def pipeline_config(args: argparse.Namespace):
@@ -127,7 +170,7 @@ def _taskness(args: argparse.Namespace) -> int:
 def _search_options(parser: argparse.ArgumentParser) -> None:
     from interp.cli.methods import add_method_options
 
-    stage_options(parser)
+    stage_options(parser, "search")
     group = parser.add_argument_group("what every method's search shares")
     group.add_argument("--reward", type=choice(REWARDS), choices=REWARDS, default="pixel",
                        help="training reward: pixel (official IoU / -MSE of the decoded target cell) or token "
@@ -167,7 +210,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _sweep_options(parser: argparse.ArgumentParser) -> None:
-    stage_options(parser)
+    stage_options(parser, "sweep")
     parser.add_argument("--sweep-granularity", default="head", choices=GRANULARITIES, help="units patched one at a time (default: head)")
     parser.add_argument("--sweep-prompts", type=integer(1, MAX_PROMPTS), default=16,
                         help=f"prompts per task, an integer in [1, {MAX_PROMPTS}] (default: 16)")
@@ -189,7 +232,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _evaluate_options(parser: argparse.ArgumentParser) -> None:
     from interp.taskvectors.search import METHODS
 
-    stage_options(parser)
+    stage_options(parser, "evaluate")
     parser.add_argument("--method", type=choice((*METHODS, "all")), choices=(*METHODS, "all"), default="reinforce",
                         help="whose task vectors: a search method, or all that the run holds (default: reinforce)")
     parser.add_argument("--search-seed", type=integer(0, MAX_SEEDS), default=0, help="which search's policies (default: 0)")
@@ -240,13 +283,29 @@ def _import_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+#: --help examples, with the time each takes on the tiny model (2-core CPU, other jobs running)
+EXAMPLES: dict[str, str] = {
+    "collect": "  interp collect --run runs/tv --tasks segmentation,lowlight   # ~1 min per task\n"
+               "  interp collect --run runs/tv --n-collect 16 --n-candidates 32  # quick",
+    "taskness": "  interp taskness --run runs/tv                               # seconds: taskness.csv",
+    "search": "  interp search --run runs/tv --steps 40 --samples 48 --reward token   # REINFORCE, quick: ~1 min per task\n"
+              "  interp search --run runs/tv --method attribution                      # another method",
+    "sweep": "  interp sweep --run runs/tv                                  # 16 prompts: ~2.5 min per task\n"
+             "  interp sweep --run runs/tv --sweep-prompts 4                # quick",
+    "evaluate": "  interp evaluate --run runs/tv                               # 100 prompts: ~2 min per task\n"
+                "  interp evaluate --run runs/tv --method all --n-eval 16      # every method's vectors, quick",
+    "import-policy": "  interp import-policy bernoullis_lowlight.pkl --task lowlight --run runs/tv --allow-pickle",
+}
+
 COMMANDS = [
-    Command("collect", "collect per-task mean activations (official prompt selection)", stage_options, _collect),
-    Command("taskness", "rank heads by between- over within-task variance", stage_options, _taskness),
+    Command("collect", "collect per-task mean activations (official prompt selection)", _stage("collect"), _collect,
+            EXAMPLES["collect"]),
+    Command("taskness", "rank heads by between- over within-task variance", _stage("taskness"), _taskness, EXAMPLES["taskness"]),
     Command("search", "search for task vectors, per task, with one method (reinforce, gradient, attribution, ...)",
-            _search_options, _search),
-    Command("sweep", "patch every unit alone and measure the change", _sweep_options, _sweep),
+            _search_options, _search, EXAMPLES["search"]),
+    Command("sweep", "patch every unit alone and measure the change", _sweep_options, _sweep, EXAMPLES["sweep"]),
     Command("evaluate", "one-shot / zero-shot / + task vector / + random units, for any method's vectors",
-            _evaluate_options, _evaluate),
-    Command("import-policy", "write an official bernoullis_*.pkl policy into a run (needs --allow-pickle)", _import_options, _import_policy),
+            _evaluate_options, _evaluate, EXAMPLES["evaluate"]),
+    Command("import-policy", "write an official bernoullis_*.pkl policy into a run (needs --allow-pickle)", _import_options,
+            _import_policy, EXAMPLES["import-policy"]),
 ]

@@ -62,3 +62,39 @@ def test_only_rank_0_prints_and_errors_name_their_rank(tmp_path: Path, capsys, m
     assert cli.main(["figures", str(run), "--formats", "html", "--only", "results"]) == 0
     out = capsys.readouterr().out
     assert out.count("written to") == 1
+
+
+def test_every_command_has_an_example_that_parses(tmp_path: Path, monkeypatch) -> None:
+    """Each --help ends with example command lines; each of them parses as written."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("runs/tv", "runs/demo"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name, command in cli.commands().items():
+        assert command.example, f"interp {name} has no example"
+        lines = [shlex.split(line, comments=True) for line in command.example.splitlines()]
+        assert any(words[:2] == ["interp", name] for words in lines), command.example
+        for words in lines:
+            assert words[:1] == ["interp"], words
+            for word in words:  # files an example names (a policy to import) exist here
+                if word.endswith((".pkl", ".pth", ".ckpt")):
+                    (tmp_path / word).touch()
+            cli.parse(words[1:])
+
+
+def test_each_stage_lists_only_the_options_it_reads(capsys) -> None:
+    def shown(command: str) -> str:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        return capsys.readouterr().out
+
+    taskness = shown("taskness")
+    listed = taskness[: taskness.index("example:")]
+    assert "--tasks" in listed and "--n-collect" not in listed and "--n-eval" not in listed
+    assert "also accepted, unused here" in taskness and "--n-collect" in taskness  # still accepted, and said so
+    collect = shown("collect")
+    listed = collect[: collect.index("example:")]
+    assert "--n-collect" in listed and "--n-eval" not in listed and "--granularity" not in listed
+    assert "prompts whose one-shot activations are averaged" in " ".join(listed.split())  # a line of meaning
+    assert cli.parse(["taskness", "--n-collect", "16"]).n_collect == 16  # one option line serves every stage
