@@ -45,6 +45,9 @@ RUN_TIMEOUT_S = float(os.environ.get("INTERP_BROWSER_TIMEOUT", 240))  # all cell
 CHANGE_TIMEOUT_S = 90  # the patched image redrawn after the slider moved
 PATCHED = 2  # image order: one-shot, zero-shot, patched, target, the prompt (2 x 2), then the compare tab's
 SHOWN = 5
+#: the explorer's height budget: JupyterLab at 1280 x 800 shows ~700 px of a notebook; with predictions large
+#: enough to judge (180 px) and the legend, the explorer scrolls by at most ~150 px more (never sideways)
+MAX_HEIGHT_PX = 850
 SCREENSHOT = ROOT / "figures" / "explorer.png"  # the README's picture of the explorer, remade by every run
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
@@ -293,7 +296,7 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     # click units of the grid (the decoder's target-token heads of its last layer): the mask and the prediction change
     summary = page.locator(".widget-html", has_text=re.compile(r"units patched|nothing patched")).last
     mask_before, image_before = summary.inner_text(), patched.evaluate(IMAGE_BYTES)
-    cells = page.locator(".interp-unit[title^='decoder L2 '][title$=' target']")
+    cells = page.locator(".interp-unit[title^='decoder L2 '][title*=' target']")
     assert cells.count() >= 4, f"no unit grid: {cells.count()} decoder target cells found"
     for i in range(4):
         cells.nth(i).click()
@@ -310,9 +313,11 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     page.locator(".lm-TabBar-tab", has_text=re.compile(r"^prediction$")).click()
     widget.scroll_into_view_if_needed()
     box = widget.bounding_box()
-    assert box["width"] <= 1280 and box["height"] <= 700, f"the explorer is {box['width']:.0f} x {box['height']:.0f} px: not within 1280 x 800"
+    assert box["width"] <= 1280 and box["height"] <= MAX_HEIGHT_PX, \
+        f"the explorer is {box['width']:.0f} x {box['height']:.0f} px: over {MAX_HEIGHT_PX} px tall"
     widget.screenshot(path=str(SCREENSHOT))
     print(f"screenshot {SCREENSHOT} ({box['width']:.0f} x {box['height']:.0f} px)")
+    _screenshot(page, widget, shots / "final.png")
 
 
 FILE_BROWSER_OPEN = """
@@ -372,14 +377,19 @@ def _compare_and_attention(page, widget, cells, summary, shots: Path) -> None:
     assert "B − A" in table.inner_text()
     _screenshot(page, widget, shots / "compare.png")
     tall = widget.bounding_box()["height"]
-    assert tall <= 700, f"with the compare tab the explorer is {tall:.0f} px tall: JupyterLab at 1280 x 800 shows ~700"
+    assert tall <= MAX_HEIGHT_PX, f"with the compare tab the explorer is {tall:.0f} px tall (budget {MAX_HEIGHT_PX})"
     cells.nth(1).click(modifiers=["Shift"])  # its head's attention, in the attention tab
     plot = widget.locator(".js-plotly-plot")
     assert _wait(lambda: plot.count() >= 1, 60), "shift-click on a unit did not draw its head's attention pattern"
     assert re.search(r"decoder L2 H\d+", widget.inner_text()), "the attention tab does not name the head it shows"
     _screenshot(page, widget, shots / "attention.png")
     tall = widget.bounding_box()["height"]
-    assert tall <= 700, f"with the attention tab the explorer is {tall:.0f} px tall: JupyterLab at 1280 x 800 shows ~700"
+    assert tall <= MAX_HEIGHT_PX, f"with the attention tab the explorer is {tall:.0f} px tall (budget {MAX_HEIGHT_PX})"
+    modebar, plot_box = widget.locator(".modebar").first, plot.first.bounding_box()
+    if modebar.count():  # plotly's toolbar inside the figure, not cut off by the output area
+        m, area = modebar.bounding_box(), widget.bounding_box()
+        assert m is None or (m["y"] >= area["y"] and m["x"] + m["width"] <= area["x"] + area["width"] + 1), \
+            f"the attention figure's toolbar is clipped ({m} vs {area}, plot {plot_box})"
     print(f"compare tab: A 4 units, B 5 units, B - A shown; shift-click drew the head's attention ({tall:.0f} px tall)")
 
 

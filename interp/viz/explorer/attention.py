@@ -127,11 +127,12 @@ def attention_figure(patterns: dict[str, Tensor], canvas: Tensor, layout: Prompt
             for line in (dict(x0=edge - 0.5, x1=edge - 0.5, y0=-0.5, y1=len(order) - 0.5),
                          dict(y0=edge - 0.5, y1=edge - 0.5, x0=-0.5, x1=len(order) - 0.5)):
                 fig.add_shape(type="line", xref=f"x{ref}", yref=f"y{ref}", line=dict(color="white", width=1), **line)
-    fig.update_layout(title=dict(text=title, font_size=11), margin=dict(l=10, r=10, t=80, b=22),
-                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=top or 1, colorbar=dict(
-                          x=0.465, len=0.75, y=0.42, thickness=6, title=dict(text="from the<br>query<br>token", side="top", font_size=9))),
+    fig.update_layout(title=dict(text=title, font_size=11), margin=dict(l=10, r=10, t=80, b=36),
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=top or 1, colorbar=dict(  # under the canvas maps
+                          orientation="h", x=0.2, xanchor="center", y=-0.03, yanchor="top", len=0.3, thickness=6,
+                          tickfont_size=8, title=dict(text="weight from<br>the query token", side="right", font_size=9))),
                       coloraxis2=dict(colorscale="Viridis", cmin=0, colorbar=dict(
-                          x=1.0, len=0.75, y=0.42, thickness=6, title=dict(text="query<br>x key", side="top", font_size=9))))
+                          x=1.0, len=0.75, y=0.42, thickness=6, title=dict(text="weight<br>query<br>x key", side="top", font_size=9))))
     fig.update_annotations(font_size=10)
     fig = apply_style(fig, width=FIGURE_PX[0], height=FIGURE_PX[1])
     fig.update_layout(modebar=dict(orientation="v"))  # beside the plot, not over the titles (nor cut off above them)

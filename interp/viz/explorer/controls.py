@@ -315,7 +315,7 @@ def sync_grid(ex: Any) -> None:
                  clicked, colours, tips)
     top = ""
     if has:
-        best = ", ".join(f"{name} {v:+.3f}" for name, v in ex.effects.top(ex.task))
+        best = ", ".join(f"{name} {v:+.3f}" for name, v in ex.effects.top(ex.task, 4))
         top = f"<div class='interp-note'>largest effects alone on {html.escape(ex.task)}: {html.escape(best)}</div>"
     elif ex.controls["colour"].value == "effect":
         top = "<div class='interp-note'>no effects for this task yet: <b>sweep this task</b> computes them</div>"
