@@ -123,7 +123,9 @@ def test_selection_policy_code_and_state(explorer, tmp_path) -> None:
     explorer.toggle(0)
     mask, state = explorer.current_mask(), explorer.state()
     policy_file, code = explorer.export_policy(tmp_path / "sel.safetensors")
-    assert torch.equal(Policy.load(policy_file).mask(), mask) and "load_state" in code.read_text()
+    saved = Policy.load(policy_file)  # the artifact a search writes: a unit set, no invented logits
+    assert saved.is_set and saved.logits is None and torch.equal(saved.mask(), mask) and "load_state" in code.read_text()
+    assert saved.metadata["method"] == "explorer" and saved.task == explorer.task
     compile(code.read_text(), str(code), "exec")
     with explorer.hold():
         explorer.controls["decoder"].value = False
@@ -177,16 +179,22 @@ def test_run_policies_opens_every_search_result(setup, tmp_path) -> None:
     model, prompts, means, policy = setup
     space = UnitSpace.for_model(model, "group")
     logits = torch.logit(policy.clamp(0.01, 0.99))
-    Policy(space, logits, logits.clone(), {"task": "segmentation"}).save(tmp_path / "reinforce" / "segmentation" / "policy.safetensors")
-    Policy(space, -logits, -logits.clone(), {"task": "lowlight"}).save(tmp_path / "greedy" / "lowlight" / "policy.safetensors")
-    Policy(space, logits, None, {"task": "segmentation"}).save(tmp_path / "greedy" / "segmentation" / "policy.safetensors")
+    from interp.run import RunDir
+
+    run = RunDir(tmp_path)
+    Policy(space, logits, logits.clone(), {"task": "segmentation"}).save(run.policy_path("segmentation", "reinforce"))
+    Policy(space, -logits, -logits.clone(), {"task": "lowlight"}).save(run.policy_path("lowlight", "greedy"))
+    Policy.from_mask(space, policy > 0.5, {"task": "segmentation"}).save(run.policy_path("segmentation", "greedy"))
+    Policy.from_mask(space, policy > 0.9, {"task": "segmentation"}).save(run.policy_path("segmentation", "greedy", seed=2))
     found = run_policies(str(tmp_path))  # a str path: read through RunDir
-    assert sorted(found) == ["lowlight (greedy)", "segmentation (greedy)", "segmentation (reinforce)"]
-    assert sorted(run_policies(tmp_path, method="greedy")) == ["lowlight (greedy)", "segmentation (greedy)"]
+    assert sorted(found) == ["lowlight (greedy)", "segmentation (greedy)", "segmentation (greedy, seed 2)",
+                             "segmentation (reinforce)"]
+    assert sorted(run_policies(tmp_path, method="greedy")) == ["lowlight (greedy)", "segmentation (greedy)",
+                                                               "segmentation (greedy, seed 2)"]
     explorer = PatchExplorer(model, prompts, means, found, formats=("html",), export_dir=tmp_path / "figures")
     assert explorer.controls["policy"].value == "segmentation (reinforce)"  # the run's policy for the first task
     options = [v for _, v in explorer.controls["policy"].options]
-    assert options == [NO_POLICY, "segmentation (reinforce)", "segmentation (greedy)"]  # this task's, every method
+    assert options == [NO_POLICY, "segmentation (reinforce)", "segmentation (greedy)", "segmentation (greedy, seed 2)"]
     assert torch.equal(explorer.current_mask(), policy.clamp(0.01, 0.99) > 0.5)
     explorer.controls["policy"].value = "segmentation (greedy)"
     explorer.controls["task"].value = "lowlight"  # the same method's policy of the new task

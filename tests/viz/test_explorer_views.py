@@ -137,10 +137,9 @@ def test_attention_view_unpatched_and_patched(explorer) -> None:
     ex = explorer
     with ex.hold():
         ex.controls["task"].value, ex.controls["layout"].value = "segmentation", "zero_shot"
-    ex.toggled = set()
-    for i in _units(ex, *[("encoder", 0, h, g) for h in range(4) for g in ("cls", "query")]):
-        ex.toggled.add(i)
+    ex.clicked = {("encoder", 0, h, g): True for h in range(4) for g in ("cls", "query")}
     ex.update()
+    assert ex.current_mask().nonzero().flatten().tolist() == _units(ex, *ex.clicked)
     target = _units(ex, ("decoder", 1, 3, "target"))[0]
     ex.grid.click(target, inspect=True)  # a shift-click: that head in the attention tab
     assert ex.attention.choice()[:3] == ("decoder", 1, 3) and ex.tabs.selected_index == 2

@@ -29,8 +29,9 @@ NO_POLICY = "(none)"
 
 def resolve_policy(model: Any, policy: Any, name: str = "policy") -> Policy:
     """A :class:`~interp.taskvectors.policy.Policy`, the path of its file, or ``(space, probabilities)``
-    (read as the policy of those probabilities: logits ``logit(p)``, exact). A bare vector is
-    refused: which units it covers cannot be told from its length."""
+    (0/1 values: the unit set, :meth:`~interp.taskvectors.policy.Policy.from_mask`; else the policy of
+    those probabilities, logits ``logit(p)``). A bare vector is refused: which units it covers cannot
+    be told from its length."""
     if isinstance(policy, (str, Path)):
         policy = Policy.load(policy)
     if isinstance(policy, tuple) and len(policy) == 2 and isinstance(policy[0], UnitSpace):
@@ -40,7 +41,11 @@ def resolve_policy(model: Any, policy: Any, name: str = "policy") -> Policy:
             raise ValueError(f"policy {name!r}: {probabilities.numel()} probabilities for a space of {len(space)} units")
         if probabilities.isnan().any() or probabilities.min() < 0 or probabilities.max() > 1:
             raise ValueError(f"policy {name!r} must hold probabilities in [0, 1]; for logits pass torch.sigmoid(logits)")
-        policy = Policy(space, torch.logit(probabilities), metadata={"method": "given", "name": name})
+        meta = {"method": "given", "name": name}
+        if ((probabilities == 0) | (probabilities == 1)).all():  # a unit set, e.g. a top-k
+            policy = Policy.from_mask(space, probabilities.bool(), meta)
+        else:
+            policy = Policy(space, torch.logit(probabilities), metadata=meta)
     if not isinstance(policy, Policy):
         raise ValueError(
             f"policy {name!r} is a {type(policy).__name__} (a bare vector of {torch.as_tensor(policy).numel()} values?): "
@@ -67,10 +72,10 @@ def values_on(policy: Policy, space: UnitSpace) -> np.ndarray:
 
 
 def run_policies(run_dir: Any, method: str | None = None) -> dict[str, Policy]:
-    """A run's saved search results, ``{"<task> (<method>)": Policy}``, of every method (or ``method``).
+    """A run's saved search results, ``{"<task> (<method>[, seed k])": Policy}``, of every method (or ``method``).
 
-    Read through :class:`~interp.run.RunDir` (``run.policy_path(task, method)`` for each method of
-    :data:`interp.taskvectors.search.METHODS` and each task it searched); the explorer offers each
+    Read through :class:`~interp.run.RunDir` (``run.policy_path(task, method, seed)`` for each method of
+    :data:`interp.taskvectors.search.METHODS` and each (task, seed) it searched); the explorer offers each
     task's policies when that task is chosen. Pass the result as ``policies=`` to the explorer.
     """
     from interp.errors import InputError
@@ -84,8 +89,8 @@ def run_policies(run_dir: Any, method: str | None = None) -> dict[str, Policy]:
         raise InputError(f"unknown search method {method!r}", fix=f"choose one of {', '.join(METHODS)}")
     found = {}
     for m in [method] if method else list(METHODS):
-        for task in run.searched_tasks(m):
-            found[policy_name(task, m)] = Policy.load(run.policy_path(task, m))
+        for task, seed in run.searches(m):
+            found[policy_name(task, m, seed)] = Policy.load(run.policy_path(task, m, seed))
     if not found:
         which = f"--method {method}" if method else "--method M"
         raise MissingArtifactError(f"no search results ({method or 'any method'}) in {run.path}",
@@ -93,9 +98,10 @@ def run_policies(run_dir: Any, method: str | None = None) -> dict[str, Policy]:
     return found
 
 
-def policy_name(task: str, method: str) -> str:
-    """How the explorer names a run's policy: ``"lowlight (reinforce)"``."""
-    return f"{task} ({method})"
+def policy_name(task: str, method: str, seed: int = 0) -> str:
+    """How the explorer names a run's policy: ``"lowlight (reinforce)"``, ``"lowlight (greedy, seed 2)"``
+    (seed 0, the pipeline's own search prompts, is not named)."""
+    return f"{task} ({method})" if seed == 0 else f"{task} ({method}, seed {seed})"
 
 
 def policy_task(name: str, policy: Policy) -> str | None:

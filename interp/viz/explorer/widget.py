@@ -371,11 +371,7 @@ class PatchExplorer:
 
         path = Path(path) if path is not None else self._stem("selection").with_suffix(".safetensors")
         meta = {"task": self.task, "method": "explorer", "layout": self.layout, "prompt": self.index}
-        if hasattr(Policy, "from_mask"):
-            Policy.from_mask(self.space(), self.current_mask(), meta).save(path)
-        else:  # until Policy.from_mask lands on main (issue 21): the old 0/1 file
-            logits = torch.where(self.current_mask(), 20.0, -20.0)
-            Policy(self.space(), logits, logits.clone(), meta).save(path)
+        Policy.from_mask(self.space(), self.current_mask(), meta).save(path)
         return [path, write_text(path.with_suffix(".py"), self.reproduce_code(path))]
     def reproduce_code(self, policy_path: str | Path) -> str:
         """Python that opens this selection again (in a session holding ``model``, ``prompts``, ``means``)."""
