@@ -145,3 +145,23 @@ def test_curves_wrap_tasks_into_blocks(log) -> None:
     assert paper.layout.margin.b - paper.layout.meta["legend_below_px"] <= 40 and once > 0
     with pytest.raises(ValueError, match="wrap"):
         reinforce_curves({t: pd.DataFrame(log) for t in tasks}, wrap=0)
+
+
+def test_curves_at_column_width_space_blocks_and_tick_the_last_step() -> None:
+    """Four 400-step searches at 3.3 in: blocks further apart than rows (titles clear of the ticks
+    above), at least three step ticks reaching the last step, distinct line styles, legend under the panels."""
+    from interp.viz.paper import paper_figure
+
+    steps = np.arange(400)
+    frame = pd.DataFrame({"step": steps, "train_loss": 1 / (steps + 1), "expected_units": 50 - steps / 10,
+                          "eval_score": np.where(steps % 50 == 0, 0.5, np.nan), "eval_units": np.where(steps % 50 == 0, 40, np.nan)})
+    tasks = ("segmentation", "lowlight", "inpainting", "colorization")
+    fig = paper_figure(reinforce_curves({t: frame for t in tasks}, wrap=2), "column")
+    rows = sorted({tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("yaxis")}, key=lambda d: -d[1])
+    gaps = [a[0] - b[1] for a, b in zip(rows, rows[1:])]
+    assert gaps[2] > 2 * max(gaps[0], gaps[1], gaps[3], gaps[4])  # between the blocks, not within
+    ticks = list(fig.layout.xaxis11.tickvals)
+    assert len(ticks) >= 3 and ticks[-1] == 400 and all(fig.layout[k].tickangle in (None, 0) for k in fig.layout if k.startswith("xaxis"))
+    styles = {t.name: t.line.dash for t in fig.data if t.legendgroup == "marks" and t.mode == "lines"}
+    assert styles["training loss"] != styles["expected active units"]
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0
