@@ -36,6 +36,7 @@ from interp.models.spec import ModelSpec
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.evaluate import evaluate_composition, evaluate_task_vectors, score_prompts
+from interp.taskvectors.patching import Intervention
 from interp.taskvectors.policy import Policy, PolicyError
 from interp.taskvectors.search.base import Checkpoint, SearchProblem
 from interp.taskvectors.sharded import collect_sharded
@@ -322,8 +323,11 @@ def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[
 
 
 def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats],
-                   policies: Mapping[str, Any], cfg: PipelineConfig) -> pd.DataFrame:
+                   policies: Mapping[str, Any], cfg: PipelineConfig, intervention: Intervention | None = None,
+                   base_stats: Mapping[str, ActivationStats] | None = None) -> pd.DataFrame:
     """One-shot / zero-shot / + task vector / + random units on held-out prompts -> ``results.csv``.
+    Every patch by ``intervention`` (default replace; ``add`` subtracts ``base_stats``, zero-shot
+    statistics, e.g. :func:`interp.inspection.zero_shot_stats`).
 
     ``policies`` is ``{task: Policy}`` (one method's) or ``{method: {task: Policy}}`` (several: the
     one-shot and zero-shot rows are scored once, each method's rows follow; column ``method``).
@@ -341,7 +345,8 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
         method = method or next((p.metadata.get("method") for p in chosen.values() if isinstance(p, Policy)), None)
         space = _policy_space(model, chosen, cfg)
         table = evaluate_task_vectors(model, space, stats, chosen, {t: prompts[t] for t in tasks}, seed=cfg.seed,
-                                      examples=examples if i == 0 else None, baselines=i == 0)
+                                      examples=examples if i == 0 else None, baselines=i == 0,
+                                      intervention=intervention, base_means=base_stats)
         if composite and all(t in chosen for t in cfg.composition):
             parts = {t: (stats[t], chosen[t]) for t in cfg.composition}
             table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts, baselines=i == 0)],

@@ -14,6 +14,7 @@ import textwrap
 from typing import Any, Callable
 
 from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_SEEDS, check_memory
+from interp.cli.intervention import intervention_from, intervention_options
 from interp.cli.options import (
     Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
     model_spec, names, recorded, run_dir,
@@ -236,18 +237,22 @@ def _evaluate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", type=choice((*METHODS, "all")), choices=(*METHODS, "all"), default="reinforce",
                         help="whose task vectors: a search method, or all that the run holds (default: reinforce)")
     parser.add_argument("--search-seed", type=integer(0, MAX_SEEDS), default=0, help="which search's policies (default: 0)")
+    intervention_options(parser)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from interp import pipeline as p
+    from interp.inspection import zero_shot_stats
 
+    intervention = intervention_from(args)
     cfg, run, source, model = open_stage(args)
     methods = run.searched_methods() if args.method == "all" else [args.method]
     if not methods:
         raise InputError(f"{run.path} holds no search method's policies", fix=f"run `interp search --run {run.path}` first")
     stats = p.load_stats(run, cfg.tasks, model)
     policies = {m: p.load_policies(run, cfg.tasks, m, args.search_seed) for m in methods}
-    table = p.stage_evaluate(run, model, source, stats, policies, cfg)
+    base = {t: zero_shot_stats(run, model, source, cfg, t) for t in cfg.tasks} if intervention.needs_base else None
+    table = p.stage_evaluate(run, model, source, stats, policies, cfg, intervention, base)
     _print(table)
     print(f"written to {run.path}")
     return 0

@@ -26,7 +26,7 @@ from interp.models.decode_cache import DecodeCache
 from interp.models.protocol import PromptModel
 from interp.scoring import Score, Scorer
 from interp.taskvectors.patched_rows import PatchedRows
-from interp.taskvectors.patching import Means, MeanPatcher, merge_means
+from interp.taskvectors.patching import Intervention, Means, MeanPatcher, merge_means
 from interp.taskvectors.policy import Policy, policy_mask, random_like
 from interp.taskvectors.units import UnitSpace
 
@@ -122,13 +122,15 @@ def relative_gain(table: pd.DataFrame, better: str = "one_shot", worse: str = "z
 
 @torch.no_grad()
 def score_masks(model: PromptModel, space: UnitSpace, means: Means, prompts: PromptBatch, masks: Tensor,
-                batch_size: int = 64, keep_images: int = 0, decode: str = "official") -> list[Score]:
-    """Every prompt under each unit set of ``masks [K, U]`` (zero-shot + the means patched), scored
+                batch_size: int = 64, keep_images: int = 0, decode: str = "official",
+                intervention: Intervention | None = None, base_means: Means | None = None) -> list[Score]:
+    """Every prompt under each unit set of ``masks [K, U]`` (zero-shot + the means patched by
+    ``intervention``, default replace; ``add`` subtracts the zero-shot ``base_means``), scored
     with the official pixel metric through :class:`~interp.taskvectors.patched_rows.PatchedRows`
     (distinct rows once, the clean prefix reused, each code grid decoded once). One :class:`Score`
     per set: ``metric [N]`` (NaN for empty IoUs) and the first ``keep_images`` images."""
     masks = torch.as_tensor(masks).bool().reshape(-1, len(space))
-    patcher = MeanPatcher(model, means, "zero_shot", space)
+    patcher = MeanPatcher(model, means, "zero_shot", space, intervention, base_means)
     rows = PatchedRows(patcher, batch_size)
     decoder = DecodeCache(model.decode_codes)
     scorer = Scorer(model, prompts.task, patcher.layout, "pixel", decode, empty_iou=float("nan"), decoder=decoder)
@@ -166,6 +168,8 @@ def evaluate_task_vectors(
     examples: dict[str, dict[str, Tensor]] | None = None,
     n_examples: int = 4,
     baselines: bool = True,
+    intervention: Intervention | None = None,
+    base_means: Mapping[str, Means] | None = None,
 ) -> pd.DataFrame:
     """Per task: one-shot, zero-shot (``baselines``), zero-shot + task vector (the policy's kept
     set, and the mean over ``sampled`` draws from it), zero-shot + as many random units (the
@@ -174,6 +178,8 @@ def evaluate_task_vectors(
     the policy's kept set, else 0.5). ``extra_controls[task][name]`` (``[sets, U]`` bool, e.g. from
     :func:`interp.taskvectors.controls.control_masks`) add conditions ``zero_shot+control:<name>``.
     ``units`` is the size of what each condition patches (the mean over its sets).
+    ``intervention`` (default replace) is what every patch of the table does (task vector and
+    controls alike; column ``intervention``); ``add`` subtracts each task's ``base_means[task]``.
 
     ``examples``, if given, is filled with ``{task: {condition: image}}``: the first
     ``n_examples`` official pasted predictions (int32) of one-shot, zero-shot and zero-shot + tv,
@@ -193,8 +199,9 @@ def evaluate_task_vectors(
         for name, masks in (extra_controls or {}).get(task, {}).items():
             sets[f"zero_shot+control:{name}"] = masks
         names = [name for name, masks in sets.items() for _ in masks]
+        base = (base_means or {}).get(task) if intervention is not None and intervention.needs_base else None
         scores = score_masks(model, space, means[task], batch, torch.cat(list(sets.values())), batch_size,
-                             keep_images=keep)
+                             keep_images=keep, intervention=intervention, base_means=base)
         shown: dict[str, Score] = {}
         if baselines:
             for name in ("one_shot", "zero_shot"):
@@ -209,6 +216,7 @@ def evaluate_task_vectors(
         for condition, (metric, units) in conditions.items():
             row = summarize(task, condition, metric)
             row["units"] = units
+            row["intervention"] = (intervention or Intervention()).label if "+" in condition else ""
             rows.append(row)
     return pd.DataFrame(rows)
 

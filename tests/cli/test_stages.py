@@ -292,3 +292,12 @@ def test_help_lists_choices_and_ranges(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "{pixel,token}" in text and "an integer in [1, 100000]" in text and "segmentation, lowlight" in text
     assert set(commands()) >= {"collect", "taskness", "search", "sweep", "evaluate", "figures", "demo", "train-tiny", "import-policy"}
+
+
+def test_evaluate_intervention_reaches_the_stage(captured, tmp_path, capsys) -> None:
+    from interp.taskvectors.patching import Intervention
+
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--intervention", "scaled", "--alpha", "0.5"]) == 0
+    args, _ = captured["stage_evaluate"]
+    assert args[-2:] == (Intervention("scaled", 0.5), None)  # scaled needs no zero-shot statistics
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--intervention", "nope"]) == 2

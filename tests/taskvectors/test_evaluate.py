@@ -91,3 +91,23 @@ def test_merged_means_patch_like_one_part_after_the_other(setup) -> None:
     hooks = patch_hooks(model, means["lowlight"], "zero_shot", space, a[None]) + patch_hooks(model, other, "zero_shot", space, b[None])
     plain = score_prompts(model, batch, "zero_shot", hooks)
     assert torch.equal(score_masks(model, space, merged, batch, union[None])[0].metric.nan_to_num(-9), plain.nan_to_num(-9))
+
+
+def test_intervention_kinds_reach_every_patch(setup) -> None:
+    from interp.taskvectors.patching import Intervention
+
+    model, prompts, means, space = setup
+    policy = torch.full((len(space),), 0.1)
+    policy[:20] = 0.9
+
+    def run(kind, **kw):
+        return evaluate_task_vectors(model, space, means, {"lowlight": policy}, prompts, sampled=0, seed=5, controls=1,
+                                     intervention=kind, **kw).set_index("condition")
+
+    replace, scaled = run(None), run(Intervention("scaled", 1.0))
+    assert scaled["mean"].equals(replace["mean"])  # scaled(1) is replace, bit for bit, in every condition
+    assert scaled.loc["zero_shot+tv", "intervention"] == "scaled(a=1)" and replace.loc["zero_shot", "intervention"] == ""
+    base = {"lowlight": collect(model, [prompts["lowlight"].canvases], "zero_shot", task="lowlight", progress=False)}
+    add = run(Intervention("add", 0.0), base_means=base)
+    assert add.loc["zero_shot+tv", "mean"] == add.loc["zero_shot", "mean"]  # add(0) patches nothing
+    assert run(Intervention("add", 1.0), base_means=base).loc["zero_shot+tv", "mean"] != replace.loc["zero_shot+tv", "mean"]
