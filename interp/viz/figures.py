@@ -349,9 +349,11 @@ def write_run_figures(
     if failures:
         raise FigureError("some figures could not be drawn:\n  " + "\n  ".join(failures))
     if not written:
-        inputs = "results.csv, taskness.csv, sweep.csv, search_comparison.csv, reinforce/<task>/, prompts/, lens/, paths/"
-        raise FigureError(f"{run_dir} holds nothing to draw" + (f" for {', '.join(names)}" if only is not None else "")
-                          + f" (it has none of {inputs})",
+        inputs = ("results.csv, taskness.csv, sweep.csv, search_comparison.csv, a search's <method>/<task>/seed<k>/, "
+                  "prompts/, lens/, paths/")
+        what = (f" for {', '.join(names)} (the notes above say what each lacks)" if only is not None
+                else f" (it has none of {inputs})")
+        raise FigureError(f"{run_dir} holds nothing to draw{what}",
                           fix=f"Run the pipeline stages into it first (e.g. `interp collect --run {run_dir}`, then "
                               "taskness, search, sweep, evaluate), or give the folder `interp demo --out` wrote")
     return written
