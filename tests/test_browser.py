@@ -315,6 +315,9 @@ def _drive_explorer(page, port: int, token: str, shots: Path) -> None:
     box = widget.bounding_box()
     assert box["width"] <= 1280 and box["height"] <= MAX_HEIGHT_PX, \
         f"the explorer is {box['width']:.0f} x {box['height']:.0f} px: over {MAX_HEIGHT_PX} px tall"
+    page.set_viewport_size({"width": 1280, "height": 1000})  # the whole explorer in the README's picture
+    page.wait_for_timeout(500)
+    widget.scroll_into_view_if_needed()
     widget.screenshot(path=str(SCREENSHOT))
     print(f"screenshot {SCREENSHOT} ({box['width']:.0f} x {box['height']:.0f} px)")
     _screenshot(page, widget, shots / "final.png")
