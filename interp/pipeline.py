@@ -16,7 +16,7 @@ Data sources by a :class:`~interp.data.spec.DataSpec`: ``synthetic[:seed]`` or
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -181,11 +181,13 @@ def stage_taskness(run: RunDir, stats: dict[str, ActivationStats]) -> pd.DataFra
 class SearchOptions:
     """What every search method's problem shares: the training reward kind (``pixel``, the
     official IoU / -MSE; ``token``, minus the target codes' cross-entropy, no VQGAN decode), the
-    pixel reward's decode (``official`` or ``band``) and the rows per forward (memory only)."""
+    pixel reward's decode (``official`` or ``band``), the rows per forward (memory only) and what a
+    patch does (``intervention``, default the official replace; ``add`` needs zero-shot statistics)."""
 
     reward: str = "pixel"
     decode: str = "official"
     chunk: int = 320
+    intervention: Intervention = field(default_factory=Intervention)
 
     def __post_init__(self) -> None:
         from interp.models.pixels import check_decode
@@ -212,13 +214,15 @@ def search_provenance(model: MAEVQGAN, source: PromptSource, stats: ActivationSt
     return {"stage": "search", "task": task, "model": model_fingerprint(model), "data": source_spec(source),
             "fold": cfg.fold, "seed": cfg.seed, "search_seed": seed, "n_train": cfg.n_train,
             "n_search_eval": cfg.n_search_eval, "granularity": cfg.granularity, "statistics": stats.extra.get("provenance"),
-            "reward": options.reward, "decode": options.decode}
+            "reward": options.reward, "decode": options.decode,
+            **({"intervention": options.intervention.label} if options.intervention.kind != "replace" else {})}
 
 
 def stage_search(
     run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig,
     method_cfg: Any = None, *, method: str | None = None, seed: int = 0, options: SearchOptions = SearchOptions(),
     force: bool = False, progress: bool = True, contrast: Mapping[str, ActivationStats] | None = None,
+    base_stats: Mapping[str, ActivationStats] | None = None,
 ) -> dict[str, Policy]:
     """One search method per task (REINFORCE by default); returns each task's :class:`Policy`,
     also written to the run (``run.policy_path(task, method, seed)``, its log beside it).
@@ -228,6 +232,7 @@ def stage_search(
     prompts (0: the pipeline's). A finished policy or a checkpoint is reused only if made with this
     config (else :class:`ResumeConflict`); ``force=True`` searches again from scratch. ``contrast``:
     the tasks whose statistics taskness contrasts (default ``stats``; the ``taskness`` method only).
+    ``base_stats``: each task's zero-shot statistics, for ``options.intervention`` ``add``.
     """
     from interp.taskvectors.search import method_config, method_name, run_search
 
@@ -254,7 +259,8 @@ def stage_search(
             continue
         train, held_out = search_prompts(model, source, task, cfg, seed)
         problem = SearchProblem(model, space, stats[task], train, held_out, reward=options.reward, decode=options.decode,
-                                chunk=options.chunk, taskness=taskness_scores)
+                                chunk=options.chunk, taskness=taskness_scores, intervention=options.intervention,
+                                base_means=(base_stats or {}).get(task))
         result = run_search(method, problem, method_cfg, checkpoint=Checkpoint(paths[1], made_by), progress=progress)
         policies[task] = result.to_policy(space, task, provenance=normalized(made_by))
         if distributed.is_main():  # rank 0 writes; every rank holds the same policy

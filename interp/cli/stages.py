@@ -182,6 +182,7 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
                        f"do not change; an integer in [1, {MAX_SAMPLES}] (default: 320)")
     group.add_argument("--search-seed", type=integer(0, MAX_SEEDS), default=0,
                        help="which search prompts (0: the pipeline's; k draws its own pairs) (default: 0)")
+    intervention_options(group)
     add_method_options(parser)
 
 
@@ -189,7 +190,7 @@ def search_options(args: argparse.Namespace):
     """The :class:`~interp.pipeline.SearchOptions` of the parsed options."""
     from interp.pipeline import SearchOptions
 
-    return SearchOptions(reward=args.reward, decode=args.decode, chunk=args.chunk)
+    return SearchOptions(reward=args.reward, decode=args.decode, chunk=args.chunk, intervention=intervention_from(args))
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -200,8 +201,13 @@ def _search(args: argparse.Namespace) -> int:
     options = search_options(args)
     cfg, run, source, model = open_stage(args)
     stats = p.load_stats(run, cfg.tasks, model)
+    base = None
+    if options.intervention.needs_base:  # add: the zero-shot statistics it subtracts, collected once
+        from interp.inspection import zero_shot_stats
+
+        base = {t: zero_shot_stats(run, model, source, cfg, t) for t in cfg.tasks}
     policies = p.stage_search(run, model, source, stats, cfg, method_cfg, seed=args.search_seed, options=options,
-                              force=args.force)
+                              force=args.force, base_stats=base)
     for task, policy in policies.items():
         meta = policy.metadata
         print(f"{task}: {args.method} kept {int(policy.mask().sum())} of {len(policy.space)} units, held-out score "

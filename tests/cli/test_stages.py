@@ -301,3 +301,11 @@ def test_evaluate_intervention_reaches_the_stage(captured, tmp_path, capsys) -> 
     args, _ = captured["stage_evaluate"]
     assert args[-2:] == (Intervention("scaled", 0.5), None)  # scaled needs no zero-shot statistics
     assert main(["evaluate", "--run", str(tmp_path / "run"), "--intervention", "nope"]) == 2
+
+
+def test_search_intervention_reaches_the_problem(captured, tmp_path, capsys) -> None:
+    from interp.taskvectors.patching import Intervention
+
+    assert main(["search", "--run", str(tmp_path / "run"), "--intervention", "scaled", "--alpha", "2"]) == 0
+    _, kwargs = captured["stage_search"]
+    assert kwargs["options"].intervention == Intervention("scaled", 2.0) and kwargs["base_stats"] is None

@@ -45,7 +45,7 @@ from interp.models.protocol import PromptModel
 from interp.provenance import check_resume, normalized
 from interp.scoring import Scorer, check_kind
 from interp.taskvectors.patched_rows import PatchedRows
-from interp.taskvectors.patching import Means, MeanPatcher
+from interp.taskvectors.patching import Intervention, Means, MeanPatcher
 from interp.taskvectors.policy import Policy
 from interp.taskvectors.units import UnitSpace
 
@@ -124,7 +124,8 @@ class SearchProblem:
 
     def __init__(self, model: PromptModel, space: UnitSpace, means: Means, train: PromptBatch, held_out: PromptBatch,
                  layout: PromptLayout | str = "zero_shot", reward: Reward = "token", select_reward: Reward = "pixel",
-                 chunk: int = 256, taskness: Tensor | None = None, decode: str = "official", savings: bool = True) -> None:
+                 chunk: int = 256, taskness: Tensor | None = None, decode: str = "official", savings: bool = True,
+                 intervention: Intervention | None = None, base_means: Means | None = None) -> None:
         for kind in (reward, select_reward):
             if not callable(kind) and kind != "auto":  # "auto": chosen from measured agreement (agreement.choose_reward)
                 check_kind(kind)
@@ -133,7 +134,7 @@ class SearchProblem:
         self.taskness = taskness  # [U] per-unit taskness (the taskness method ranks by it)
         self.train, self.held_out = train, held_out
         self.layout = model.layout(layout)
-        self.patcher = MeanPatcher(model, means, self.layout, space)
+        self.patcher = MeanPatcher(model, means, self.layout, space, intervention, base_means)  # any intervention kind
         self.reward, self.select_reward, self.chunk, self.decode = reward, select_reward, chunk, decode
         self.device = model.device
         self.budget = Budget()
@@ -234,14 +235,19 @@ class SearchProblem:
 
 
 class _GateZ:
-    """Hook ``z + g (mean - z)`` with one gate per cell: ``g [B or 1, pos, head]``."""
+    """Hook of the relaxed patch with one gate per cell ``g [B or 1, pos, head]``: the gate scales
+    the intervention's change, ``z + g (mean - z)`` (replace; scaled: ``z + g alpha (mean - z)``)
+    or ``z + g alpha (mean - zero-shot mean)`` (add); at ``g = 1`` the hard patch."""
 
-    def __init__(self, cell_gates: Tensor, values: Tensor) -> None:
+    def __init__(self, cell_gates: Tensor, values: Tensor, intervention: Intervention) -> None:
         self.cell_gates, self.values = cell_gates[..., None], values
+        self.add = intervention.kind == "add"
+        self.scale = intervention.alpha if intervention.kind == "scaled" else 1.0
 
     def __call__(self, z: Tensor, hook: Any) -> Tensor:
         values = self.values.to(device=z.device, dtype=z.dtype)
-        return z + self.cell_gates.to(z.dtype) * (values - z)
+        gates = self.cell_gates.to(z.dtype)
+        return z + gates * values if self.add else z + (gates * self.scale) * (values - z)
 
 
 def gated_hooks(patcher: MeanPatcher, gates: Tensor) -> list[tuple[str, _GateZ]]:
@@ -250,7 +256,8 @@ def gated_hooks(patcher: MeanPatcher, gates: Tensor) -> list[tuple[str, _GateZ]]
     if gates.shape[-1] != len(patcher.space):
         raise ValueError(f"gates cover {gates.shape[-1]} units, the space has {len(patcher.space)}")
     padded = torch.cat([gates, gates.new_zeros(gates.shape[0], 1)], dim=1).to(patcher.device)  # column U = no unit
-    return [(site, _GateZ(padded[:, index], patcher.values(site))) for site, index in patcher.index.items()]
+    return [(site, _GateZ(padded[:, index], patcher.patch_values(site), patcher.intervention))
+            for site, index in patcher.index.items()]
 
 
 # --------------------------------------------------------------------------------------------

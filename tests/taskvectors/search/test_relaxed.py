@@ -75,3 +75,24 @@ def test_attribution_tracks_single_unit_effects_on_the_tiny_model() -> None:
     measured = problem.train_score(torch.eye(len(space), dtype=torch.bool)) - problem.train_score(torch.zeros(1, len(space), dtype=torch.bool))
     r = torch.corrcoef(torch.stack([estimate, measured.double()]))[0, 1]
     assert r > 0.8, f"attribution vs measured single-unit effect: r = {float(r):.3f}"
+
+
+@pytest.mark.parametrize("kind,alpha", [("add", 0.7), ("scaled", 2.0)])
+def test_relaxed_patch_follows_the_intervention(double_problem, kind, alpha) -> None:
+    """Gates at 1 are the hard patch of the problem's intervention kind, at 0 the clean forward."""
+    from interp.taskvectors.patching import Intervention
+
+    p = double_problem
+    base = collect(p.model, [p.train.canvases], "zero_shot", task="lowlight", progress=False)
+    problem = SearchProblem(p.model, p.space, p.means, p.train, p.held_out, reward=p.reward, select_reward=p.reward,
+                            intervention=Intervention(kind, alpha), base_means=base)
+    mask = torch.zeros(len(problem.space), dtype=torch.bool)
+    mask[torch.randperm(len(mask), generator=torch.Generator().manual_seed(3))[:20]] = True
+    which = torch.arange(len(problem.train))
+    with torch.no_grad():
+        hard = problem.rewards(problem.train, which, mask[None].expand(len(which), -1), problem.reward)
+        replaced = p.rewards(p.train, which, mask[None].expand(len(which), -1), p.reward)
+        torch.testing.assert_close(problem.gated_rewards(mask.double()), hard, rtol=0, atol=1e-10)
+        clean = problem.rewards(problem.train, which, torch.zeros(len(which), len(mask), dtype=torch.bool), problem.reward)
+        torch.testing.assert_close(problem.gated_rewards(torch.zeros(len(mask), dtype=torch.float64)), clean, rtol=0, atol=1e-10)
+    assert (hard - replaced).abs().max() > 1e-6  # the kind reaches the search's rewards
