@@ -3,7 +3,7 @@
 Reads a run written by ``interp compare-search`` (no timing of its own: the searches counted
 their forwards and seconds while they ran). Prints one JSON line: per task, each method's
 held-out search score (mean over seeds), forwards and seconds; gradient's forwards as a
-fraction of REINFORCE's (the comparison's REINFORCE, and the demo's 400 x 128 REINFORCE);
+fraction of REINFORCE's (the comparison's REINFORCE, and the official 500 x 320 one);
 whether gradient reaches REINFORCE's held-out score at most 1/10 of its forwards; and the
 seconds summed over every search of the run.
 
@@ -20,7 +20,8 @@ import pandas as pd
 
 
 def summarize(run: Path) -> dict:
-    from interp.demo import DEMO_PIPELINE, DEMO_REINFORCE
+    from interp.demo import DEMO_PIPELINE
+    from interp.taskvectors.search.reinforce import ReinforceConfig
     from interp.run import RunDir
     from interp.taskvectors.policy import Policy
     from interp.taskvectors.search import METHODS
@@ -35,16 +36,17 @@ def summarize(run: Path) -> dict:
                          "forwards": budget.get("forwards"), "backwards": budget.get("backwards"),
                          "seconds": budget.get("seconds"), "units": int(policy.mask().sum())})
     table = pd.DataFrame(rows)
-    demo_forwards = DEMO_REINFORCE.steps * DEMO_REINFORCE.samples + (DEMO_REINFORCE.steps // DEMO_REINFORCE.eval_every) * DEMO_PIPELINE.n_search_eval
+    official = ReinforceConfig()  # the official 500 x 320 REINFORCE, with the demo's held-out prompts
+    demo_forwards = official.steps * official.samples + (official.steps // official.eval_every) * DEMO_PIPELINE.n_search_eval
     out: dict = {"bench": "search_budget", "run": str(run), "searches": len(table), "search_seconds_total": float(table.seconds.sum()),
-                 "demo_reinforce_forwards": demo_forwards, "tasks": {}}
+                 "official_reinforce_forwards": demo_forwards, "tasks": {}}
     for task, part in table.groupby("task"):
         means = part.groupby("method")[["held_out", "forwards", "backwards", "seconds", "units"]].mean()
         entry = {m: {k: round(float(v), 5) for k, v in r.items()} for m, r in means.iterrows()}
         if {"gradient", "reinforce"} <= set(means.index):
             g, rf = means.loc["gradient"], means.loc["reinforce"]
             entry["gradient_forward_fraction"] = round(float(g.forwards / rf.forwards), 4)
-            entry["gradient_forward_fraction_of_demo_reinforce"] = round(float(g.forwards / demo_forwards), 4)
+            entry["gradient_forward_fraction_of_official_reinforce"] = round(float(g.forwards / demo_forwards), 4)
             entry["gradient_held_out_minus_reinforce"] = round(float(g.held_out - rf.held_out), 5)
             per_seed = part.pivot(index="seed", columns="method", values="held_out")
             entry["gradient_at_least_reinforce_seeds"] = f"{int((per_seed.gradient >= per_seed.reinforce).sum())}/{len(per_seed)}"

@@ -28,7 +28,7 @@ from interp.pipeline import PipelineConfig, SearchOptions, eval_prompts, search_
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
 from interp.run import RunDir
 from interp.taskvectors.controls import control_masks
-from interp.taskvectors.evaluate import score_masks, score_prompts
+from interp.taskvectors.evaluate import paired_bootstrap, score_masks, score_prompts
 from interp.taskvectors.policy import Policy
 from interp.taskvectors.search import METHODS, SearchProblem, method_config
 from interp.taskvectors.stats import ActivationStats
@@ -87,16 +87,6 @@ def _cached(run: RunDir, name: str, made_by: dict, compute) -> dict[str, Tensor]
     tensors = compute()
     run.write_tensors(name, tensors, {"provenance": json.dumps(normalized(made_by))})
     return tensors
-
-
-def paired_bootstrap(diff: Tensor, n: int, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the mean of per-prompt differences, resampling prompts."""
-    d = diff[~diff.isnan()].double().numpy()
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def compare_search(run: RunDir, model: Any, source: Any, stats: dict[str, ActivationStats], cfg: PipelineConfig,

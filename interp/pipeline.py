@@ -348,16 +348,19 @@ def stage_evaluate(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: di
     examples: dict[str, dict[str, torch.Tensor]] = {}
     tables = []
     for i, (method, chosen) in enumerate(by_method.items()):
-        method = method or next((p.metadata.get("method") for p in chosen.values() if isinstance(p, Policy)), None)
         space = _policy_space(model, chosen, cfg)
+        every_unit = {t: {"all": torch.ones(1, len(space), dtype=torch.bool)} for t in tasks}  # the control that is often strongest
         table = evaluate_task_vectors(model, space, stats, chosen, {t: prompts[t] for t in tasks}, seed=cfg.seed,
-                                      examples=examples if i == 0 else None, baselines=i == 0,
+                                      examples=examples if i == 0 else None, baselines=i == 0, extra_controls=every_unit,
                                       intervention=intervention, base_means=base_stats)
         if composite and all(t in chosen for t in cfg.composition):
             parts = {t: (stats[t], chosen[t]) for t in cfg.composition}
             table = pd.concat([table, evaluate_composition(model, space, prompts[composite], parts, baselines=i == 0)],
                               ignore_index=True)
-        table.insert(2, "method", [method if "+" in c else "" for c in table["condition"]])
+        found_by = {t: (p.metadata.get("method") if isinstance(p, Policy) else None) or method or "" for t, p in chosen.items()}
+        found_by[composite] = "+".join(dict.fromkeys(found_by.get(t, "") for t in cfg.composition or ()))
+        table.insert(2, "method", [found_by.get(t, "") if "+" in c and "control" not in c and "random" not in c else ""
+                                   for t, c in zip(table["task"], table["condition"])])
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
     if distributed.is_main():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.compare_search import CompareConfig, best_method, compare_search, markdown_table, paired_bootstrap, seed_summary
+from interp.compare_search import CompareConfig, best_method, compare_search, markdown_table, seed_summary
+from interp.taskvectors.evaluate import paired_bootstrap
 
 
 def test_paired_bootstrap_covers_the_mean_and_narrows_with_more_prompts() -> None:

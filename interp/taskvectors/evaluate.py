@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -170,6 +171,7 @@ def evaluate_task_vectors(
     baselines: bool = True,
     intervention: Intervention | None = None,
     base_means: Mapping[str, Means] | None = None,
+    bootstrap: int = 2000,
 ) -> pd.DataFrame:
     """Per task: one-shot, zero-shot (``baselines``), zero-shot + task vector (the policy's kept
     set, and the mean over ``sampled`` draws from it), zero-shot + as many random units (the
@@ -177,9 +179,14 @@ def evaluate_task_vectors(
     ``policies[task]`` is a :class:`Policy` or per-unit keep probabilities; ``threshold`` (default:
     the policy's kept set, else 0.5). ``extra_controls[task][name]`` (``[sets, U]`` bool, e.g. from
     :func:`interp.taskvectors.controls.control_masks`) add conditions ``zero_shot+control:<name>``.
-    ``units`` is the size of what each condition patches (the mean over its sets).
+    ``units`` is the size of what each condition patches (the mean over its sets);
     ``intervention`` (default replace) is what every patch of the table does (task vector and
     controls alike; column ``intervention``); ``add`` subtracts each task's ``base_means[task]``.
+    ``diff_zero_shot`` and its 95% paired ``bootstrap`` interval (``ci_low_zero_shot``,
+    ``ci_high_zero_shot``) compare each condition with zero-shot prompt by prompt, in the metric's
+    better direction (positive: better); ``diff_strongest_control`` (and its interval) likewise with
+    the control that scores best on these prompts (``strongest_control``: random units or an extra
+    control such as every unit).
 
     ``examples``, if given, is filled with ``{task: {condition: image}}``: the first
     ``n_examples`` official pasted predictions (int32) of one-shot, zero-shot and zero-shot + tv,
@@ -203,22 +210,43 @@ def evaluate_task_vectors(
         scores = score_masks(model, space, means[task], batch, torch.cat(list(sets.values())), batch_size,
                              keep_images=keep, intervention=intervention, base_means=base)
         shown: dict[str, Score] = {}
-        if baselines:
-            for name in ("one_shot", "zero_shot"):
+        for name in ("one_shot", "zero_shot"):  # zero-shot is every paired difference's reference
+            if baselines or name == "zero_shot":
                 shown[name] = score_condition(model, batch, name, batch_size=batch_size, keep_images=keep)
         shown["zero_shot+tv"] = scores[0]
         if examples is not None:
-            examples[task] = {name: score.image for name, score in shown.items()}
+            examples[task] = {name: score.image for name, score in shown.items() if baselines or "+" in name}
         conditions: dict[str, tuple[Tensor, float]] = {name: (shown[name].metric, 0.0) for name in shown if "+" not in name}
         for name, masks in sets.items():
             mine = [s.metric for s, owner in zip(scores, names) if owner == name]
             conditions[name] = (torch.stack(mine).nanmean(0), float(masks.sum(1).double().mean()))
+        sign = 1.0 if task_metric(task).higher_is_better else -1.0
+        controls_here = [c for c in conditions if c == "zero_shot+random" or c.startswith("zero_shot+control:")]
+        strongest = max(controls_here, key=lambda c: sign * float(conditions[c][0].double().nanmean()))
         for condition, (metric, units) in conditions.items():
+            if "+" not in condition and not baselines:
+                continue
             row = summarize(task, condition, metric)
             row["units"] = units
             row["intervention"] = (intervention or Intervention()).label if "+" in condition else ""
+            # paired over prompts, in the metric's better direction (> 0: better than the reference)
+            for name, reference in (("zero_shot", "zero_shot"), ("strongest_control", strongest)):
+                diff = sign * (metric.double() - conditions[reference][0].double())
+                low, high = paired_bootstrap(diff, bootstrap, seed)
+                row.update({f"diff_{name}": float(diff.nanmean()), f"ci_low_{name}": low, f"ci_high_{name}": high})
+            row["strongest_control"] = strongest
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_bootstrap(diff: Tensor, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean of per-prompt differences ``diff [N]``, resampling prompts (NaN dropped)."""
+    d = diff[~diff.isnan()].double().numpy()
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def evaluate_composition(

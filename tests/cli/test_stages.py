@@ -179,9 +179,12 @@ def test_demo_seed_reaches_the_search(monkeypatch, tmp_path) -> None:
     import interp.demo
 
     seen = {}
-    monkeypatch.setattr(interp.demo, "run_demo", lambda run, seed, rcfg, **kw: seen.update(seed=seed, rcfg=rcfg) or 0)
+    monkeypatch.setattr(interp.demo, "run_demo", lambda run, seed, full: seen.update(seed=seed, full=full) or 0)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--seed", "7"]) == 0
-    assert seen["seed"] == 7 and seen["rcfg"].seed == 7 and seen["rcfg"].steps == interp.demo.DEMO_REINFORCE.steps
+    assert seen == {"seed": 7, "full": False}
+    assert main(["demo", "--out", str(tmp_path / "demo2"), "--full"]) == 0 and seen == {"seed": 0, "full": True}
+    cfg, options = interp.demo.demo_search("inpainting", seed=7)
+    assert cfg.seed == 7 and options.reward == "soft"  # the registry's agreeing reward
 
 
 def test_train_options_reach_train_config(monkeypatch, tmp_path, capsys) -> None:
