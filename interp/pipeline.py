@@ -153,14 +153,14 @@ def check_reused(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: Mapp
         policy = (policies or {}).get(task)
         recorded = policy.metadata.get("provenance") if isinstance(policy, Policy) else None
         if recorded is not None and task in stats:
-            # what the policy was searched on; its seeds, sizes and reward are the search's own business
+            # what the policy was searched on (its seeds, method options and reward are the search's own business)
             made_by = {k: v for k, v in search_provenance(model, source, stats[task], task, cfg).items() if k in REUSED}
             path = run.policy_path(task, policy.metadata.get("method") or "reinforce", int(recorded.get("search_seed", 0)))
             check_resume({k: recorded.get(k, "(absent)") for k in made_by}, made_by, path, run.path)
 
 
-#: what a reused policy must share with the run: the model, the data, the fold, the units, the statistics
-REUSED = ("stage", "task", "model", "data", "fold", "granularity", "statistics")
+#: what a reused policy must share with the run: the model, the data, the fold, the prompt counts, the units, the statistics
+REUSED = ("stage", "task", "model", "data", "fold", "n_train", "n_search_eval", "granularity", "statistics")
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_swapped_statistics_are_refused(run, models, capsys) -> None:
 
 
 def test_a_policy_copied_over_another_tasks_is_refused(run, models, capsys) -> None:
-    shutil.copy(run / "reinforce" / "inpainting" / "policy.safetensors", run / "reinforce" / "lowlight" / "policy.safetensors")
+    shutil.copy(run / "reinforce" / "inpainting" / "seed0" / "policy.safetensors", run / "reinforce" / "lowlight" / "seed0" / "policy.safetensors")
     _fails(["evaluate", *_args(run, models["model"])], capsys, "holds the policy of task 'inpainting'")
 
 
@@ -133,7 +133,7 @@ def test_zero_shot_statistics_in_place_of_one_shot_ones_are_refused(run, models,
 ])
 def test_a_damaged_search_checkpoint_is_named(edit, words, run, models, capsys) -> None:
     for task in TASKS.split(","):
-        folder = run / "reinforce" / task
+        folder = run / "reinforce" / task / "seed0"
         (folder / "policy.safetensors").unlink()
         state = torch.load(folder / "checkpoint.pt", weights_only=True)
         edit(state)

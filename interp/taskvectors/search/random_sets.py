@@ -60,7 +60,8 @@ def run(problem: SearchProblem, cfg: RandomConfig = RandomConfig(), checkpoint: 
     saved = store.load()
     if saved is not None:
         problem.budget.add(saved["budget"])
-        scores, done = saved["scores"], saved["done"]
+        done = saved["done"]
+        scores[:done] = saved["scores"][:done]  # only the sets scored so far are saved (no NaN placeholders)
     bar = tqdm(total=cfg.draws, initial=done, desc="random", disable=not progress)
     while done < cfg.draws:
         with problem.budget.timing():
@@ -68,7 +69,7 @@ def run(problem: SearchProblem, cfg: RandomConfig = RandomConfig(), checkpoint: 
             scores[part] = problem.held_out_score(sets[part])
             done = part.stop
         bar.update(part.stop - part.start)
-        store.save({"scores": scores, "done": done}, problem.budget)
+        store.save({"scores": scores[:done].clone(), "done": done}, problem.budget)
     bar.close()
     best = int(torch.nan_to_num(scores, nan=float("-inf")).argmax())
     ranking = sets[best].double()
