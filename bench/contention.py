@@ -1,6 +1,7 @@
 """How much slower interp gets when another CPU-bound process shares the cores.
 
-A fixed workload — collect one-shot task means, then REINFORCE steps on the tiny model —
+A fixed workload — collect one-shot task means, then token-reward REINFORCE steps (and the
+held-out pick, token reward too) on the tiny model —
 runs in a fresh process (as a user's command would: ``interp`` imported first, so
 :mod:`interp.runtime`'s settings apply), timed inside that process after the model loads.
 It runs **alone** and **beside** a competitor: another process doing float32 matmuls on
@@ -44,7 +45,8 @@ def workload(steps: int, samples: int, prompts: int) -> dict[str, float]:
 
     from interp.data.synthetic import SyntheticPascal
     from interp.data.tasks import build_prompts
-    from interp.taskvectors.reinforce import ReinforceConfig, TaskSearch, search
+    from interp.taskvectors.search import SearchProblem
+    from interp.taskvectors.search import reinforce
     from interp.taskvectors.collect import collect
     from interp.taskvectors.units import UnitSpace
 
@@ -56,9 +58,10 @@ def workload(steps: int, samples: int, prompts: int) -> dict[str, float]:
     start = time.perf_counter()
     means = collect(model, [one_shot.canvases], layout="one_shot", task="lowlight", progress=False)
     collected = time.perf_counter()
-    cfg = ReinforceConfig(steps=steps, samples=samples, eval_every=10**6, reward="token", chunk=samples, seed=0)
+    cfg = reinforce.ReinforceConfig(steps=steps, samples=samples, eval_every=10**6, seed=0)
     space = UnitSpace.for_model(model, "head")
-    search(model, space, {"lowlight": TaskSearch(means, train, train)}, cfg, progress=False)
+    problem = SearchProblem(model, space, means, train, train, reward="token", select_reward="token", chunk=samples)
+    reinforce.run(problem, cfg, progress=False)
     done = time.perf_counter()
     return {"seconds": done - start, "collect_s": collected - start, "reinforce_s": done - collected,
             "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}

@@ -105,17 +105,72 @@ def flop_report(flops: dict[str, int], seconds: dict[str, float], probe: float) 
 
 
 @torch.no_grad()
+def official_target_loss(model: Any, canvas: Tensor, logits: Tensor, layout: PromptLayout) -> tuple[Tensor, Tensor]:
+    """What ``decode_raw_predicion`` computes besides the pixels, for every sample it decodes:
+    the canvas's VQGAN codes (``vae.get_codebook_indices``, one encoder pass) and the
+    cross-entropy / NLL of the predicted logits at them over the masked patches."""
+    target = model.vqgan.encode_to_codes(canvas)  # [1, 196]
+    x = logits if logits.shape[1] == layout.grid.num_patches else torch.cat([logits, logits], dim=1)
+    mask = torch.zeros(target.shape, device=logits.device)
+    mask[:, list(layout.masked_patches)] = 1.0
+    loss = torch.nn.functional.cross_entropy(x.permute(0, 2, 1), target, reduction="none")
+    nll = -(torch.log_softmax(x, dim=-1).gather(-1, target[..., None])[..., 0] * mask).sum() / mask.sum()
+    return (loss * mask).sum() / mask.sum(), nll
+
+
+@torch.no_grad()
+def official_prediction(model: Any, canvas: Tensor, logits: Tensor, layout: PromptLayout) -> Tensor:
+    """``generate_image``'s output for one sample: the target loss (:func:`official_target_loss`),
+    the whole code grid decoded, bilinearly resized to the canvas, ``clip(y * 255).int()``, pasted
+    into the canvas's integer pixels where the layout predicts (``[1, H, W, 3]`` int32)."""
+    official_target_loss(model, canvas, logits, layout)
+    size = canvas.shape[-2:]
+    y = torch.nn.functional.interpolate(official_image(model, logits, layout), size=size, mode="bilinear")
+    y = torch.clip(y.permute(0, 2, 3, 1) * 255, 0, 255).int()
+    patch = layout.grid.patch_size
+    mask = torch.zeros(1, layout.grid.num_patches, device=canvas.device)
+    mask[:, list(layout.masked_patches)] = 1.0
+    side = layout.grid.patches_per_side
+    mask = mask.view(1, side, side).repeat_interleave(patch, 1).repeat_interleave(patch, 2)[..., None]
+    from interp.canvas import denormalize
+
+    orig = torch.clip(denormalize(canvas).permute(0, 2, 3, 1) * 255, 0, 255).int()
+    return (orig * (1 - mask) + y * mask).int()
+
+
+def official_write_latent(state: dict[str, Any], latents: list[Tensor], encoder_blocks: int) -> None:
+    """``collect_attention_heads.write_latent`` for one prompt: the per-block recorded head
+    outputs stacked (encoder, decoder), folded into float32 running means
+    ``(mean * count + x) / (count + 1)``, and the ``[count, encoder, decoder]`` list pickled out
+    and back (the official code re-reads and rewrites a pickle file per prompt; here it goes
+    through memory, so the disk's time is left out)."""
+    import pickle
+
+    encoder, decoder = torch.stack(latents[:encoder_blocks]), torch.stack(latents[encoder_blocks:])
+    if state.get("blob") is None:
+        content = [1, encoder, decoder]
+    else:
+        count, mean_encoder, mean_decoder = pickle.loads(state["blob"])
+        content = [count + 1, (mean_encoder * count + encoder) / (count + 1), (mean_decoder * count + decoder) / (count + 1)]
+    state["blob"] = pickle.dumps(content)
+    state["means"] = content
+
+
+@torch.no_grad()
 def official_step(model: Any, patch_hooks: Callable[[Tensor], list], record: list, task: str, canvases: Tensor,
                   which: Tensor, masks: Tensor, layout: PromptLayout) -> tuple[Tensor, Tensor]:
     """One REINFORCE step's scoring as ``reinforce_train.py`` does it: per sample, one forward
-    with its patch (``patch_hooks(mask)``) and the ``record`` hooks, then the official pixel
-    reward and ``.item()``. Returns ``(rewards [S], codes [S, P])``."""
+    with its patch (``patch_hooks(mask)``; its ``generate_image`` runs the blocks with
+    ``record=False``, so ``record`` is empty unless a benchmark asks for the recording), the
+    target codes and loss of ``decode_raw_predicion`` (:func:`official_target_loss`), then the
+    official pixel reward and ``.item()``. Returns ``(rewards [S], codes [S, P])``."""
     out, codes = [], []
     for i in range(len(masks)):
         k = int(which[i])
         canvas = canvases[k : k + 1]
         with model.hooks(patch_hooks(masks[i]) + record):
             logits = model(canvas, layout)
+        official_target_loss(model, canvas, logits, layout)
         out.append(official_reward(model, task, canvas, logits, layout).item())
         codes.append(logits.argmax(-1))
     return torch.tensor(out, dtype=torch.float64), torch.cat(codes)

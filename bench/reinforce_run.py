@@ -97,15 +97,19 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         means = common.random_means(model, args.seed)
     fast = SearchProblem(model, space, means, prompts, prompts, layout, reward=args.reward, chunk=chunk)
     plain = SearchProblem(model, space, means, prompts, prompts, layout, reward=args.reward, chunk=chunk, savings=False)
-    record = common.official_record_hooks(model)
+    record: list = []  # reinforce_train.py's generate_image runs the blocks with record=False
     canvases = common.to_device(prompts.canvases, args.device)
     which = torch.arange(samples) % n_prompts
     official: list[dict[str, Any]] = []
 
     def time_official(step: int, masks: torch.Tensor) -> None:
+        common.explicit_attention(model, True)  # the official softmax(q k^T) v
         start = time.perf_counter()
-        official_step(model, fast.patcher.hooks, record, prompts.task, canvases, which[:n_official], masks[:n_official],
-                      layout)
+        try:
+            official_step(model, fast.patcher.hooks, record, prompts.task, canvases, which[:n_official], masks[:n_official],
+                          layout)
+        finally:
+            common.explicit_attention(model, False)
         official.append({"step": step, "seconds": (time.perf_counter() - start) * samples / n_official})
 
     curve: list[dict[str, Any]] = []

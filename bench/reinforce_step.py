@@ -9,10 +9,12 @@ Both variants score the same ``S`` sampled unit sets (official initial policy, l
   prefix and target codes, computed once per run, are kept after the warm-up. At the initial
   policy rows rarely repeat: what a converging run saves is ``bench.reinforce_run``'s.
 * ``official_work`` — what ``reinforce_train.py`` does per sample (:mod:`bench.official`): one
-  forward with that sample's patch, every block's per-head projected outputs recorded one head
-  at a time (``record=True``), the 98 codes hstack-ed to a full grid, the **whole grid**
-  VQGAN-decoded, truncated to integers, the official IoU / MSE, ``.item()``. Always the pixel
-  reward: the official code has no other.
+  forward with that sample's patch and the official explicit attention (``softmax(q k^T) v``;
+  ``--sdpa`` for torch's fused kernel), the canvas's target codes (a VQGAN encode) and
+  cross-entropy, the 98 codes hstack-ed to a full grid, the **whole grid** VQGAN-decoded,
+  truncated to integers, the official IoU / MSE, ``.item()``. Always the pixel reward: the
+  official code has no other. Its blocks run with ``record=False`` (``generate_image``'s default),
+  so no per-head recording (``--record`` adds it: what collection pays).
 
 ``ratio`` = official_work / interp seconds (both run all ``S`` samples). Each variant's FLOPs
 are counted once (``torch.utils.flop_counter``, untimed) and reported with the achieved FLOP/s
@@ -43,9 +45,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    help="unit space (official default: group, i.e. granularity 1)")
     p.add_argument("--task", default="segmentation")
     p.add_argument("--chunk", type=int, default=None, help="rows per batched forward (default: all samples)")
-    p.add_argument("--no-record", action="store_true", help="per-sample loop without the per-head recording")
-    p.add_argument("--explicit-attention", action="store_true",
-                   help="per-sample loop with softmax(qk)v attention as the official code (default: SDPA)")
+    p.add_argument("--record", action="store_true",
+                   help="per-sample loop with the per-head recording (reinforce_train.py runs without it)")
+    p.add_argument("--sdpa", action="store_true",
+                   help="per-sample loop on torch's fused attention (default: softmax(qk)v, as the official code)")
     args = p.parse_args(argv)
     common.setup(args)
 
@@ -69,7 +72,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     scorer = SearchProblem(model, space, means, prompts, prompts, layout, reward=args.reward, chunk=chunk)
     patcher = MeanPatcher(model, means, layout, space)
-    record = [] if args.no_record else common.official_record_hooks(model)
+    record = common.official_record_hooks(model) if args.record else []
     canvases = common.to_device(prompts.canvases, args.device)
 
     last: dict[str, torch.Tensor] = {}  # rewards / codes of the latest full run of each variant
@@ -81,7 +84,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return last["interp"]
 
     def per_sample(n: int = samples) -> torch.Tensor:
-        common.explicit_attention(model, args.explicit_attention)
+        common.explicit_attention(model, not args.sdpa)
         try:
             out, codes = official_step(model, patcher.hooks, record, prompts.task, canvases, which[:n], masks[:n],
                                        scorer.layout)
@@ -125,7 +128,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "reinforce_step", args, source,
         sizes={"samples": samples, "prompts": n_prompts, "units": len(space), "granularity": args.granularity,
                "reward": args.reward, "task": args.task, "chunk": chunk, "layout": layout,
-               "record_heads": not args.no_record, "explicit_attention": args.explicit_attention},
+               "record_heads": args.record, "explicit_attention": not args.sdpa},
         timings=timings, fast="interp", slow="official_work", per="sample",
         extra={"seconds_per_sample": {k: v / samples for k, v in seconds.items()},
                "interp_reward_share": reward_t / seconds["interp"],

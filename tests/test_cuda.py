@@ -37,7 +37,8 @@ from interp.data.synthetic import SyntheticPascal
 from interp.data.tasks import build_prompts
 from interp.taskvectors.collect import collect
 from interp.taskvectors.patching import MeanPatcher
-from interp.taskvectors.reinforce import PatchedScorer, ReinforceConfig, TaskSearch, search
+from interp.taskvectors.search import SearchProblem
+from interp.taskvectors.search.reinforce import ReinforceConfig, run
 from interp.taskvectors.units import UnitSpace
 
 pytestmark = pytest.mark.cuda
@@ -117,8 +118,8 @@ def test_rewards_match_the_cpu(setup, gpu, reward) -> None:
     space = UnitSpace.for_model(cpu_model, "group")
     masks = _masks(space, 24)
     which = torch.arange(24) % len(prompts)
-    on_cpu = PatchedScorer(cpu_model, space, means, "zero_shot", reward, chunk=24).rewards(prompts, which, masks)
-    on_dev = PatchedScorer(dev_model, space, means, "zero_shot", reward, chunk=24).rewards(prompts, which, masks)
+    on_cpu = SearchProblem(cpu_model, space, means, prompts, prompts, reward=reward, chunk=24).rewards(prompts, which, masks, reward)
+    on_dev = SearchProblem(dev_model, space, means, prompts, prompts, reward=reward, chunk=24).rewards(prompts, which, masks, reward)
     diff = (on_cpu - on_dev.cpu()).abs().nan_to_num(0)
     report(f"{reward}_reward", max_abs_diff=diff.max(), mean_abs_diff=diff.mean())
     if reward == "token":
@@ -130,10 +131,11 @@ def test_rewards_match_the_cpu(setup, gpu, reward) -> None:
 def test_a_reinforce_step_matches_the_cpu(setup, gpu) -> None:
     cpu_model, dev_model, prompts, means = setup
     space = UnitSpace.for_model(cpu_model, "head")
-    tasks = {"segmentation": TaskSearch(means, prompts.select(range(4)), prompts.select(range(4, 8)))}
-    cfg = ReinforceConfig(steps=1, samples=16, eval_every=10**6, reward="token", chunk=16, seed=0)
-    on_cpu = search(cpu_model, space, tasks, cfg, progress=False).logits
-    on_dev = search(dev_model, space, tasks, cfg, progress=False).logits.cpu()
+    train, held_out = prompts.select(range(4)), prompts.select(range(4, 8))
+    cfg = ReinforceConfig(steps=1, samples=16, eval_every=10**6, seed=0)
+    on_cpu = run(SearchProblem(cpu_model, space, means, train, held_out, reward="token", chunk=16), cfg, progress=False).logits
+    on_dev = run(SearchProblem(dev_model, space, means, train, held_out, reward="token", chunk=16), cfg,
+                 progress=False).logits.cpu()
     close = float(((on_cpu - on_dev).abs() <= 1e-4).float().mean())
     report("reinforce_step", share_within_1e4=close, max_abs_diff=(on_cpu - on_dev).abs().max())
     assert close >= STEP_AGREEMENT
