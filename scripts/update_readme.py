@@ -67,22 +67,56 @@ def render_in_context(path: Path) -> str:
 
 @renderer("demo", "runs/demo/results.csv")
 def render_demo(path: Path) -> str:
-    """The demo's results.csv: per task, one-shot / zero-shot / + task vector / + random units."""
+    """The demo's results.csv: per task, the method and reward that found the task vector, one-shot /
+    zero-shot / + task vector / + random units / + every unit, the paired intervals of the task
+    vector against zero-shot and the strongest control, and the share of the one-shot gain."""
+    import json
+
     table = pd.read_csv(path)
+    manifest = path.parent / "manifest.json"
+    searches = json.loads(manifest.read_text()).get("searches", {}) if manifest.exists() else {}
     rows = []
+
+    def ci(row: pd.Series, name: str) -> str:
+        if f"diff_{name}" not in row or pd.isna(row[f"diff_{name}"]):
+            return ""
+        return f"{row[f'diff_{name}']:+.3f} [{row[f'ci_low_{name}']:+.3f}, {row[f'ci_high_{name}']:+.3f}]"
+
     for task, part in table.groupby("task", sort=False):
-        by = part.set_index("condition")["mean"]
-        tv = by.get("zero_shot+tv")
-        composed = [c for c in by.index if c.startswith("zero_shot+tv[")]
-        label = f"{_label(task)} ({_arrow(part['metric'].iloc[0])})"
-        if tv is None and composed:
-            tv, label = by[composed[-1]], f"{_label(task)}, both vectors ({_arrow(part['metric'].iloc[0])})"
-        cells = [by.get("one_shot"), by.get("zero_shot"), tv, by.get("zero_shot+random")]
-        one, zero = by.get("one_shot"), by.get("zero_shot")
+        by = part.set_index("condition")
+        means = by["mean"]
+        composed = [c for c in means.index if c.startswith("zero_shot+tv[")]
+        tv_name = "zero_shot+tv" if "zero_shot+tv" in means.index else (composed[-1] if composed else None)
+        label = f"{_label(task)} ({_arrow(part['metric'].iloc[0])})" if tv_name == "zero_shot+tv" else \
+            f"{_label(task)}, both vectors ({_arrow(part['metric'].iloc[0])})"
+        tv = None if tv_name is None else means[tv_name]
+        search = searches.get(task, {})
+        found = f"{by.loc[tv_name, 'method']} ({search['reward']})" if tv_name == "zero_shot+tv" and search else \
+            ("" if tv_name is None or pd.isna(by.loc[tv_name].get("method", None)) else str(by.loc[tv_name, "method"]))
+        cells = [means.get("one_shot"), means.get("zero_shot"), tv, means.get("zero_shot+random"), means.get("zero_shot+control:all")]
+        one, zero = means.get("one_shot"), means.get("zero_shot")
         recovered = "" if tv is None or one is None or zero is None or one == zero else f"{(tv - zero) / (one - zero):.0%}"
-        rows.append([label] + ["" if v is None or pd.isna(v) else f"{v:.3f}" for v in cells] + [recovered])
-    return markdown_table(["task", "one-shot", "zero-shot", "zero-shot + task vector", "zero-shot + random units",
+        units = "" if tv_name != "zero_shot+tv" else f"{by.loc[tv_name, 'units']:.0f}"
+        tv_row = by.loc[tv_name] if tv_name is not None else pd.Series(dtype=float)
+        rows.append([label, found, units] + ["" if v is None or pd.isna(v) else f"{v:.3f}" for v in cells]
+                    + [ci(tv_row, "zero_shot"), ci(tv_row, "strongest_control"), recovered])
+    return markdown_table(["task", "found by (reward)", "units", "one-shot", "zero-shot", "zero-shot + task vector",
+                           "+ random units", "+ every unit", "Δ zero-shot [95% CI]", "Δ strongest control [95% CI]",
                            "one-shot gain recovered"], rows)
+
+
+@renderer("demo_time", "bench/runs/demo_time.json")
+def render_demo_time(path: Path) -> str:
+    """How long ``interp demo`` took (``python -m bench.demo_time``): wall-clock, CPU, memory, stages."""
+    import json
+
+    m = json.loads(path.read_text())
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in m.get("stages_s", {}).items())
+    quiet = "quiet" if max(m.get("load_before", [0])[:1] or [0]) < 1.0 else f"load average {m['load_before'][0]:.1f} before it"
+    return (f"Measured: `{m['command']}` took **{m['wall_s'] / 60:.1f} min wall-clock** ({m['user_s']:.0f} s user + "
+            f"{m['system_s']:.0f} s system CPU, peak {m['peak_rss_kb'] / 1024**2:.2f} GiB) on {m['cores']} cores ({quiet}), "
+            f"at commit {m.get('git')} on {m['when'][:10]}; stages: {stages}. Command: `python -m bench.demo_time` "
+            "(GNU `time -v` around the demo, after `make install`).")
 
 
 @renderer("weights", "runs/weights/comparison.csv")

@@ -162,3 +162,16 @@ def test_contention_quick_reports_the_slowdown() -> None:
     r = contention.run(["--quick"])
     assert r["slowdown"] > 0 and r["goal"] == 2.5
     assert len(r["policies"]["passive"]["alone_s"]) == len(r["policies"]["passive"]["beside_s"]) == 1
+
+
+def test_demo_time_reads_gnu_time_output() -> None:
+    from bench.demo_time import parse_time
+
+    text = """\tUser time (seconds): 185.36
+\tSystem time (seconds): 9.30
+\tPercent of CPU this job got: 34%
+\tElapsed (wall clock) time (h:mm:ss or m:ss): 9:17.01
+\tMaximum resident set size (kbytes): 1116700"""
+    assert parse_time(text) == {"user_s": 185.36, "system_s": 9.30, "cpu_percent": 34.0, "wall_s": 557.0,
+                                "peak_rss_kb": 1116700.0}
+    assert parse_time("\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03")["wall_s"] == 3723.0
