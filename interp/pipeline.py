@@ -234,7 +234,9 @@ def stage_search(
     the tasks whose statistics taskness contrasts (default ``stats``; the ``taskness`` method only).
     ``base_stats``: each task's zero-shot statistics, for ``options.intervention`` ``add``.
     """
+    from interp.taskvectors.agreement import check_search_reward
     from interp.taskvectors.search import method_config, method_name, run_search
+    from interp.taskvectors.search.sizes import SCANNED, scan_sizes
 
     method = method_name(method_cfg) if method is None else method
     method_cfg = method_config(method) if method_cfg is None else method_cfg
@@ -247,7 +249,7 @@ def stage_search(
     policies = {}
     for task in tqdm(cfg.tasks, desc=f"search ({method})", disable=len(cfg.tasks) < 2 or not progress):
         made_by = {**search_provenance(model, source, stats[task], task, cfg, seed, options),
-                   "method": method, "config": normalized(asdict(method_cfg))}
+                   "method": method, "config": normalized(asdict(method_cfg))} | ({"size_scan": "all"} if method in SCANNED else {})
         paths = (run.policy_path(task, method, seed), run.checkpoint_path(task, method, seed), run.log_path(task, method, seed))
         if force:
             for path in paths:
@@ -261,8 +263,12 @@ def stage_search(
         problem = SearchProblem(model, space, stats[task], train, held_out, reward=options.reward, decode=options.decode,
                                 chunk=options.chunk, taskness=taskness_scores, intervention=options.intervention,
                                 base_means=(base_stats or {}).get(task))
+        agreement = check_search_reward(problem, run, method)  # "auto" resolved; a disagreeing reward warned about
         result = run_search(method, problem, method_cfg, checkpoint=Checkpoint(paths[1], made_by), progress=progress)
-        policies[task] = result.to_policy(space, task, provenance=normalized(made_by))
+        if method in SCANNED:  # the kept set's size chosen on the held-out prompts, up to every unit
+            result = scan_sizes(problem, result)
+        policies[task] = result.to_policy(space, task, provenance=normalized(made_by), reward=problem.reward,
+                                          reward_agreement=None if agreement is None else agreement.as_row())
         if distributed.is_main():  # rank 0 writes; every rank holds the same policy
             policies[task].save(paths[0])
             if result.log:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pandas as pd
 import pytest
 import torch
 
@@ -27,6 +30,8 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     from interp.pipeline import PipelineConfig
     from interp.run import RunDir
     from interp.taskvectors.collect import collect
+    from interp.taskvectors.search.base import size_grid
+    from interp.taskvectors.units import UnitSpace
 
     model = random_model(seed=0, with_vqgan=True)
     source = SyntheticPascal(seed=5)
@@ -50,7 +55,10 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
         assert part.loc["control:none", "diff_zero_shot"] == 0.0
         ok = part.dropna(subset=["ci_low_zero_shot"])
         assert (ok.ci_low_zero_shot <= ok.diff_zero_shot + 1e-12).all() and (ok.diff_zero_shot <= ok.ci_high_zero_shot + 1e-12).all()
-        assert part.loc["reinforce", "forwards"] == 4 * 8 + 2 * 3  # steps x samples + evaluations x held-out prompts
+        # steps x samples + evaluations x held-out prompts + the size scan (every top-k size up to all units)
+        n_units = len(UnitSpace.for_model(model, "head"))
+        assert part.loc["reinforce", "forwards"] == 4 * 8 + 2 * 3 + len(size_grid(n_units)) * 3
+        assert part.loc["reinforce", "reward"] == "token" and -1 <= part.loc["reinforce", "reward_pearson"] <= 1
         assert best_method(table, task) in ("reinforce", "random", "taskness")
     summary = seed_summary(table)
     assert all(f"{task} (" in summary and f"picked by held-out score: {best_method(table, task)}" in summary for task in tasks)
@@ -58,3 +66,13 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     assert markdown.count("\n") == 1 + len(table) - len(tasks)  # header, rule, one row per condition but zero-shot itself
     again = compare_search(run, model, source, stats, cfg, ccfg, progress=False)  # resumed from the run: same table
     assert again.drop(columns=["seconds"]).equals(table.drop(columns=["seconds"]))
+    curves = pd.read_csv(tmp_path / "run" / "size_curves.csv")
+    reinforce = curves[(curves.method == "reinforce") & (curves.task == "lowlight") & (curves.seed == 0)]
+    assert reinforce["units"].max() == n_units  # sizes scanned up to every unit
+    # matched budgets: every method again at one budget, its forwards within it
+    budgeted = compare_search(run, model, source, stats, cfg, replace(ccfg, budgets=(120,), pipeline_row=False), progress=False)
+    part = budgeted[budgeted.task == "lowlight"].set_index("condition")
+    assert {"reinforce@120", "random@120"} <= set(part.index) and "taskness@120" not in part.index  # fixed cost
+    assert (part.loc[["reinforce@120", "random@120"], "effective_forwards"] <= 120).all()
+    assert (part.loc[["reinforce@120", "random@120"], "budget"] == 120).all()
+    assert (part.loc[["reinforce@120", "random@120"], "kind"] == "method").all()

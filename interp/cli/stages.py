@@ -24,6 +24,7 @@ from interp.errors import ConfigError, InputError
 from interp.taskvectors.unit import GRANULARITIES
 
 REWARDS = ("pixel", "token")
+SEARCH_REWARDS = (*REWARDS, "soft", "auto")  # a search's training reward (auto: chosen from measured agreement)
 DECODES = ("official", "band")
 
 #: checks of the :class:`~interp.pipeline.PipelineConfig` fields
@@ -173,9 +174,12 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
 
     stage_options(parser, "search")
     group = parser.add_argument_group("what every method's search shares")
-    group.add_argument("--reward", type=choice(REWARDS), choices=REWARDS, default="pixel",
-                       help="training reward: pixel (official IoU / -MSE of the decoded target cell) or token "
-                            "(minus the target codes' cross-entropy, no VQGAN decode) (default: pixel)")
+    group.add_argument("--reward", type=choice(SEARCH_REWARDS), choices=SEARCH_REWARDS, default="pixel",
+                       help="training reward: pixel (official IoU / -MSE of the decoded target cell), token "
+                            "(minus the target codes' cross-entropy, no VQGAN decode), soft (differentiable soft decode, "
+                            "smooth metric) or auto (the cheapest whose measured agreement with the metric is enough, "
+                            "`interp agreement`); every search measures its reward's agreement first and warns when "
+                            "low (default: pixel)")
     group.add_argument("--decode", type=choice(DECODES), choices=DECODES, default="official",
                        help="pixel reward's decode: official (full grid) or band (faster, not official) (default: official)")
     group.add_argument("--chunk", type=integer(1, MAX_SAMPLES), default=320, help="rows per forward, memory only; results "

@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence, Union
 import torch
 from torch import Tensor
 
+from interp import distributed
 from interp.data.source import derive_seed
 
 #: below this Pearson correlation with the official metric a training reward is warned about
@@ -135,8 +136,8 @@ def sign_agreement(rewards: Tensor, reference: Tensor, groups: Tensor) -> float:
         if int(rows.sum()) < 2:
             continue
         a, b = rewards[rows].double(), reference[rows].double()
+        tol = 1e-9 * max(float(b.abs().max()), 1e-300)  # rounding-level differences are no advantage
         a, b = a - a.mean(), b - b.mean()  # the sign of a z-score is the sign of the centred value
-        tol = 1e-12 * max(float(b.abs().max()), 1e-300)
         counted = b.abs() > tol
         agree += int(((a > 0) == (b > 0))[counted].sum())
         total += int(counted.sum())
@@ -274,7 +275,7 @@ def search_agreement(problem: Any, run: Any = None, n_masks: int = SEARCH_MASKS,
                 warn_if_low(found, stacklevel=2)
             return found
     (found,) = reward_agreement(problem, [reward], "pixel", n_masks, batch)
-    if run is not None:
+    if run is not None and distributed.is_main():  # every rank measured (sharded rows); rank 0 writes
         record(run, [found])
     if warn:
         warn_if_low(found, stacklevel=2)
@@ -304,3 +305,17 @@ def choose_reward(problem: Any, run: Any = None, differentiable: bool = False) -
     chosen = next((a for a in measured if a.reward == problem.reward), None) or search_agreement(problem, run, warn=False)
     warn_if_low(chosen, stacklevel=2)
     return chosen
+
+
+#: methods that follow the reward's gradient (``auto`` picks a differentiable reward for them)
+DIFFERENTIABLE_METHODS = ("gradient", "attribution")
+
+
+def check_search_reward(problem: Any, run: Any = None, method: str = "") -> Agreement | None:
+    """The one call at the start of every search: ``reward="auto"`` is resolved
+    (:func:`choose_reward`), any other reward's agreement is measured or read back
+    (:func:`search_agreement`) and warned about when low. Returns the agreement of the reward
+    the search will train on (None where nothing can be compared)."""
+    if problem.reward == AUTO:
+        return choose_reward(problem, run, differentiable=method in DIFFERENTIABLE_METHODS)
+    return search_agreement(problem, run)

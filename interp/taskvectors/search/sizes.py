@@ -20,6 +20,11 @@ import torch
 
 from interp.taskvectors.search.base import SearchProblem, SearchResult, best_of, size_grid, top_k_masks
 
+#: methods whose own kept set is not a size choice (REINFORCE: p > 0.5; gradient: open gates),
+#: so every search of theirs is followed by a size scan of their ranking (the top-k methods scan
+#: inside :func:`~interp.taskvectors.search.base.best_top_k`, prune over its rounds)
+SCANNED = ("reinforce", "gradient")
+
 
 def scan_sizes(problem: SearchProblem, result: SearchResult, max_units: int | None = None) -> SearchResult:
     """``result`` with its kept set replaced by the best top-k of its ranking (held-out), if better.
