@@ -293,7 +293,7 @@ def test_help_lists_choices_and_ranges(capsys) -> None:
         main(["search", "--help"])
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "{pixel,token}" in text and "an integer in [1, 100000]" in text and "segmentation, lowlight" in text
+    assert "{pixel,token,soft,auto}" in text and "an integer in [1, 100000]" in text and "segmentation, lowlight" in text
     assert set(commands()) >= {"collect", "taskness", "search", "sweep", "evaluate", "figures", "demo", "train-tiny", "import-policy"}
 
 
