@@ -23,6 +23,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from interp.data.tasks import PromptBatch
+from interp.errors import InputError
+from interp.io import read_safetensors_metadata, read_tensors
 from interp.metrics import task_metric
 from interp.io import write_json
 from interp.pipeline import PipelineConfig, SearchOptions, eval_prompts, search_prompts, stage_search
@@ -85,15 +87,19 @@ def _searches(run: RunDir, model: Any, source: Any, stats: dict[str, ActivationS
 
 def _cached(run: RunDir, name: str, made_by: dict, compute) -> dict[str, Tensor]:
     """Tensors ``name`` of the comparison, reused only if made by ``made_by`` (the one resume check)."""
-    from safetensors import safe_open
-
     path = run.path / f"{name}.safetensors"
-    if path.exists():
-        with safe_open(str(path), framework="pt") as f:
-            recorded = json.loads(f.metadata().get("provenance", "null"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if path.exists():  # a damaged cache is a named error, never a raw one
+        fix = f"delete {path} (a cache: it is computed again)"
+        try:
+            header = read_safetensors_metadata(path)
+        except InputError as error:
+            raise InputError(f"{error.problem} (a comparison cache)", fix=fix[:1].upper() + fix[1:]) from None
+        try:
+            recorded = json.loads(header.get("provenance", "null"))
+        except ValueError as error:
+            raise InputError(f"{path} records an unreadable provenance ({error})", fix=fix[:1].upper() + fix[1:]) from None
         check_resume(recorded, made_by, path, run.path.parent)
-        return tensors
+        return read_tensors(path, fix=fix)
     tensors = compute()
     run.write_tensors(name, tensors, {"provenance": json.dumps(normalized(made_by))})
     return tensors

@@ -19,7 +19,7 @@ import torch
 
 from interp.data.source import PromptSource
 from interp.models.protocol import PromptModel
-from interp.pipeline import PipelineConfig, collect_provenance, eval_prompts, select_prompts
+from interp.pipeline import PipelineConfig, check_reused, collect_provenance, eval_prompts, select_prompts
 from interp.provenance import check_resume, normalized
 from interp.run import RunDir
 from interp.taskvectors.lens import lens_scores, solved_at
@@ -55,8 +55,9 @@ def task_vector(run: RunDir, model: PromptModel, source: PromptSource, cfg: Pipe
                 force: bool = False) -> tuple[MeanPatcher, torch.Tensor]:
     """The task's patcher (its statistics, its policy's unit space, the intervention) and the
     policy's kept units ``[units]`` (probability above ``threshold``)."""
-    stats = run.load_stats([task], model)[task]
+    stats = run.load_stats([task], model, layout="one_shot")[task]
     policy = run.load_policies([task], method)[task]
+    check_reused(run, model, source, {task: stats}, dataclasses.replace(cfg, tasks=(task,)), {task: policy})  # this model, data, fold, sizes
     intervention = intervention or Intervention()
     base = zero_shot_stats(run, model, source, cfg, task, force) if intervention.needs_base else None
     policy.space.check_model(model)

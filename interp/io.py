@@ -234,3 +234,16 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     except SafetensorError as error:
         raise InputError(f"{path} is not a readable safetensors file ({error})",
                          fix="restore it or write it again") from None
+
+
+def read_tensors(path: str | Path, fix: str = "delete it to compute it again (or rerun with --force)") -> dict[str, Any]:
+    """Every tensor of a safetensors file; a missing, truncated or foreign file is an :class:`InputError`
+    naming it (``fix``: what to do, e.g. how the file is made again)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise InputError(f"{path} is not a readable safetensors file ({error})", fix=f"{fix[:1].upper()}{fix[1:]}") from None

@@ -42,6 +42,7 @@ import torch
 
 from interp.canvas import QUADRANTS, CanvasGrid, denormalize
 from interp.errors import ConfigError, InterpError
+from interp.io import read_tensors
 from interp.run import RunDir
 from interp.taskvectors.policy import policy_mask
 from interp.taskvectors.units import UnitSpace
@@ -205,14 +206,12 @@ def search_comparison_figures(run_dir: Path, width: str | None = None) -> list[t
 def prompt_figures(run_dir: Path) -> list[tuple[str, go.Figure]]:
     """``prompts/<task>.safetensors`` with ``canvases`` (normalised) and optional
     ``prediction.<condition>`` canvases in [0, 1]: the first prompt of each task."""
-    from safetensors.torch import load_file
-
     files = _task_sorted((run_dir / "prompts").glob("*.safetensors"), by_stem=True) if (run_dir / "prompts").is_dir() else []
     if not files:
         raise _Skip("no prompts/<task>.safetensors")
     rows = []
     for path in files:
-        tensors = load_file(str(path))
+        tensors = read_tensors(path, fix="run `interp evaluate` again to write it")
         if "canvases" not in tensors:
             raise ValueError(f"{path} has no 'canvases' tensor (keys: {sorted(tensors)})")
         predictions = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("prediction.")}

@@ -90,6 +90,15 @@ def test_evaluate_and_sweep_refuse_what_another_config_made(stage, change, field
     assert not (run / ("results.csv" if stage == "evaluate" else "sweep.csv")).exists()
 
 
+def test_a_policy_searched_on_other_statistics_is_refused_by_evaluate(run, models, capsys) -> None:
+    """Statistics collected again (another --n-collect, with --force) no longer match what the
+    policies were searched on: evaluate refuses the policies, naming their statistics."""
+    changed = _args(run, models["model"], **{"--n-collect": "3"})
+    assert main(["collect", "--force", *changed]) == 0
+    capsys.readouterr()
+    _fails(["evaluate", *changed], capsys, "policy.safetensors", "statistics.n_collect")
+
+
 def test_a_policy_searched_with_another_n_train_is_refused_by_evaluate(run, models, capsys) -> None:
     _fails(["evaluate", *_args(run, models["model"], **{"--n-train": "3"})], capsys, "policy.safetensors", "n_train")
 
@@ -105,7 +114,8 @@ def test_swapped_statistics_are_refused(run, models, capsys) -> None:
 
 
 def test_a_policy_copied_over_another_tasks_is_refused(run, models, capsys) -> None:
-    shutil.copy(run / "reinforce" / "inpainting" / "seed0" / "policy.safetensors", run / "reinforce" / "lowlight" / "seed0" / "policy.safetensors")
+    shutil.copy(run / "reinforce" / "inpainting" / "seed0" / "policy.safetensors",
+                run / "reinforce" / "lowlight" / "seed0" / "policy.safetensors")
     _fails(["evaluate", *_args(run, models["model"])], capsys, "holds the policy of task 'inpainting'")
 
 
@@ -148,3 +158,50 @@ def test_compare_search_and_agreement_check_the_statistics(command, change, run,
     extra = ["--methods", "random", "--seeds", "1", "--compare-eval", "2", "--compare-search-eval", "2"] \
         if command == "compare-search" else []
     _fails([command, *_args(run, models["model"], **change), *extra], capsys, "made with another config")
+
+
+COMPARE = ["--methods", "random", "--seeds", "1", "--compare-eval", "2", "--compare-search-eval", "2"]
+
+
+@pytest.fixture(scope="module")
+def compared(searched, models, tmp_path_factory) -> Path:
+    """A copy of the searched run through one small compare-search."""
+    run = tmp_path_factory.mktemp("compared") / "run"
+    shutil.copytree(searched, run, ignore=shutil.ignore_patterns(".lock"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["compare-search", *_args(run, models["model"]), *COMPARE]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        unlock_run(run)
+    return run
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("compare/val/lowlight/seed0/random.safetensors", "comparison cache"),
+    ("compare/sweep/lowlight/seed0.safetensors", "comparison cache"),
+    ("compare/random/lowlight/seed0/policy.safetensors", "policy.safetensors"),
+    ({"--compare-eval": "3"}, "made with another config"),
+    ({"--compare-search-eval": "3"}, "made with another config"),
+])
+def test_compare_search_caches_are_checked(damage, words, compared, models, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(compared, run, ignore=shutil.ignore_patterns(".lock"))
+    argv = ["compare-search", *_args(run, models["model"]), *COMPARE]
+    if isinstance(damage, str):
+        (run / damage).write_bytes(b"garbage")
+    else:
+        argv = [damage[argv[i - 1]] if i and argv[i - 1] in damage else a for i, a in enumerate(argv)]
+        assert all(value in argv for value in damage.values())
+    try:
+        _fails(argv, capsys, words)
+    finally:
+        unlock_run(run)
+
+
+@pytest.mark.parametrize("command", ["lens", "paths"])
+def test_lens_and_paths_check_the_statistics_and_policy(command, run, models, capsys) -> None:
+    extra = ["--task", "lowlight", "--n-prompts", "2", "--formats", "html"]
+    _fails([command, *_args(run, models["model"], **{"--fold": "1"}), *extra], capsys, "made with another config", "fold")
+    _fails([command, *_args(run, models["model"], **{"--data": "synthetic:8"}), *extra], capsys, "made with another config", "data")
