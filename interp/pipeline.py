@@ -322,12 +322,15 @@ def eval_prompts(model: MAEVQGAN, source: PromptSource, tasks: Sequence[str], cf
 
 
 def stage_sweep(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: dict[str, ActivationStats], cfg: PipelineConfig,
-                granularity: str = "head", n_prompts: int = 16, reward: str = "pixel") -> pd.DataFrame:
-    """Every unit patched alone -> ``sweep.csv`` (the statistics checked with :func:`check_reused`)."""
+                granularity: str = "head", n_prompts: int = 16, reward: str = "pixel", intervention: Intervention | None = None,
+                base_stats: Mapping[str, ActivationStats] | None = None) -> pd.DataFrame:
+    """Every unit patched alone -> ``sweep.csv`` (the statistics checked with :func:`check_reused`);
+    each patch by ``intervention`` (default replace; ``add`` subtracts ``base_stats``)."""
     check_reused(run, model, source, stats, cfg)
     space = UnitSpace.for_model(model, granularity)
     prompts = build_task_prompts(source, cfg.fold, n_prompts, model.grid, seed=cfg.seed + 3, split="trn", tasks=cfg.tasks)
-    table = pd.concat([sweep(model, space, stats[t], prompts[t], reward=reward) for t in cfg.tasks], ignore_index=True)
+    table = pd.concat([sweep(model, space, stats[t], prompts[t], reward=reward, intervention=intervention,
+                             base_means=(base_stats or {}).get(t)) for t in cfg.tasks], ignore_index=True)
     if distributed.is_main():
         run.write_table("sweep", table)
     distributed.barrier()

@@ -226,15 +226,22 @@ def _sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep-prompts", type=integer(1, MAX_PROMPTS), default=16,
                         help=f"prompts per task, an integer in [1, {MAX_PROMPTS}] (default: 16)")
     parser.add_argument("--reward", default="pixel", choices=REWARDS, help="how a patched forward is scored (default: pixel)")
+    intervention_options(parser)
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from interp import pipeline as p
 
+    intervention = intervention_from(args)
     cfg, run, source, model = open_stage(args)
     stats = p.load_stats(run, cfg.tasks, model)
+    base = None
+    if intervention.needs_base:
+        from interp.inspection import zero_shot_stats
+
+        base = {t: zero_shot_stats(run, model, source, cfg, t) for t in cfg.tasks}
     table = p.stage_sweep(run, model, source, stats, cfg, args.sweep_granularity, args.sweep_prompts, args.reward,
-                          **with_force(p.stage_sweep, args))
+                          intervention=intervention, base_stats=base, **with_force(p.stage_sweep, args))
     _print(table, sort="delta")
     print(f"written to {run.path}")
     return 0

@@ -29,7 +29,7 @@ from interp.models.protocol import PromptModel
 from interp.models.decode_cache import DecodeCache
 from interp.scoring import Scorer, reward_name
 from interp.taskvectors.patched_rows import PatchedRows
-from interp.taskvectors.patching import Means, MeanPatcher
+from interp.taskvectors.patching import Intervention, Means, MeanPatcher
 from interp.taskvectors.units import UnitSpace
 
 
@@ -46,9 +46,12 @@ def sweep(
     progress: bool = True,
     decode: str = "official",
     units: Sequence[int] | None = None,
+    intervention: Intervention | None = None,
+    base_means: Means | None = None,
 ) -> pd.DataFrame:
     """One row per unit (of ``units``, default all): its mean reward over the prompts, the
     delta vs. no patch and that delta's standard error (``sem``, paired over the prompts).
+    Each unit is patched by ``intervention`` (default replace; ``add`` subtracts ``base_means``).
 
     Memory stays bounded: the clean run's residual stream (every block's input, ``[prompts, pos, d]``)
     is cached within :class:`PatchedRows`' budget (beyond it rows run whole forwards), rows go
@@ -61,7 +64,7 @@ def sweep(
     """
     model.eval()
     layout = model.layout(layout)
-    patcher = MeanPatcher(model, means, layout, space)
+    patcher = MeanPatcher(model, means, layout, space, intervention, base_means)
     # every unit x prompt row is distinct by construction: no dedupe; the clean prefix is reused
     engine = PatchedRows(patcher, chunk, dedupe=False, reuse_prefix=reuse_prefix)
     device = engine.device

@@ -18,6 +18,7 @@ from interp.cli import commands, main
 from interp.cli.stages import PIPELINE_KINDS
 from interp.models import save_model
 from interp.pipeline import PipelineConfig, SearchOptions
+from interp.taskvectors.patching import Intervention
 from interp.taskvectors.policy import Policy
 from interp.taskvectors.search.reinforce import ReinforceConfig
 from tests.conftest import random_model, torch_threads
@@ -101,7 +102,8 @@ PIPELINE_ARGS = {"tasks": ("lowlight", ("lowlight",)), "fold": ("2", 2), "seed":
                  "n_search_eval": ("5", 5), "n_eval": ("6", 6), "composition": ("none", None)}
 REINFORCE_ARGS = {"steps": ("3", 3), "samples": ("6", 6), "lr": ("0.5", 0.5), "init": ("-2", -2.0),
                   "sparsity": ("0.1", 0.1), "eval_every": ("2", 2), "select": ("threshold", "threshold")}
-SEARCH_ARGS = {"reward": ("token", "token"), "chunk": ("8", 8), "decode": ("band", "band")}
+SEARCH_ARGS = {"reward": ("token", "token"), "chunk": ("8", 8), "decode": ("band", "band"),
+               "intervention": ("scaled", Intervention("scaled", 1.0))}  # --alpha: test_search_intervention_reaches_the_problem
 
 
 def _argv(values: dict) -> list[str]:

@@ -64,3 +64,20 @@ def test_a_sweep_of_some_units_equals_those_rows_of_the_whole_sweep(setup) -> No
     assert part["unit"].tolist() == sorted(some)
     expected = whole.set_index("unit").loc[sorted(some)]
     assert torch.equal(torch.tensor(part["reward"].values), torch.tensor(expected["reward"].values))
+
+
+def test_sweep_under_the_intervention_kinds(setup) -> None:
+    from interp.taskvectors.patching import Intervention
+
+    model, batch, means = setup
+    space = UnitSpace.for_model(model, "layer")
+    replace = sweep(model, space, means, batch, reward="token", progress=False)
+    scaled = sweep(model, space, means, batch, reward="token", progress=False, intervention=Intervention("scaled", 1.0))
+    assert scaled["reward"].equals(replace["reward"])  # scaled(1) is replace
+    base = collect(model, [batch.canvases], layout="zero_shot", progress=False)
+    none = sweep(model, space, means, batch, reward="token", progress=False, intervention=Intervention("add", 0.0),
+                 base_means=base)
+    assert (none["delta"] == 0).all()  # add(0) patches nothing
+    add = sweep(model, space, means, batch, reward="token", progress=False, intervention=Intervention("add", 3.0),
+                base_means=base)
+    assert (add["delta"] - replace["delta"]).abs().max() > 1e-4
