@@ -118,6 +118,12 @@ def _link_in(named: str, root: str) -> str:
     return os.path.dirname(named)
 
 
+def remove(path: str | Path) -> None:
+    """Delete a file interp wrote (missing is fine), never through a link that leaves a boundary."""
+    check_inside(path)
+    Path(path).unlink(missing_ok=True)
+
+
 def make_dirs(folder: str | Path) -> Path:
     """``mkdir -p`` that refuses a folder under a boundary whose real location is outside it."""
     folder = Path(folder)

@@ -30,7 +30,7 @@ from interp.data.spec import DataSpec
 from interp.data.registry import DEFAULT_COMPOSITE, composite_of, get_task, selection
 from interp.data.tasks import PromptBatch, build_prompts, build_task_prompts
 from interp.errors import ConfigError, UnsafeFileError
-from interp.io import write_csv
+from interp.io import remove, write_csv
 from interp.models.mae_vqgan import MAEVQGAN
 from interp.models.spec import ModelSpec
 from interp.provenance import check_resume, model_fingerprint, normalized, source_spec
@@ -253,7 +253,7 @@ def stage_search(
         paths = (run.policy_path(task, method, seed), run.checkpoint_path(task, method, seed), run.log_path(task, method, seed))
         if force:
             for path in paths:
-                path.unlink(missing_ok=True)
+                remove(path)  # never through a link that leaves the run
         if paths[0].exists():
             policy = Policy.load(paths[0])
             check_resume(policy.metadata.get("provenance"), made_by, paths[0], run.path)

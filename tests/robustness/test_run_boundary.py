@@ -233,3 +233,16 @@ def test_a_read_only_file_system_is_named(tmp_path, capsys, monkeypatch) -> None
         assert main(["taskness", "--run", str(run.path)]) == 1
         err = capsys.readouterr().err
         assert "not writable" in err and "unexpected" not in err, err
+
+
+def test_search_force_deletes_nothing_through_a_task_link(run, model_file, tmp_path, capsys) -> None:
+    """``search --force`` removes a task's old policy, checkpoint and log: never through a link."""
+    elsewhere = _outside(tmp_path)
+    (elsewhere / "seed0").mkdir()
+    (elsewhere / "seed0" / "policy.safetensors").write_text("mine")
+    (run / "reinforce").mkdir()
+    (run / "reinforce" / "lowlight").symlink_to(elsewhere, target_is_directory=True)
+    argv = ["search", "--force", *_args(run, model_file), "--steps", "1", "--samples", "2", "--chunk", "4"]
+    assert main(argv) == 2
+    assert "outside the run directory" in capsys.readouterr().err
+    assert (elsewhere / "seed0" / "policy.safetensors").read_text() == "mine"
