@@ -138,7 +138,7 @@ def render_search(path: Path) -> str:
 @renderer("science", "runs/demo/search_comparison.csv")
 def render_science(path: Path) -> str:
     """Issue 22's summary per task: the reward the searches trained on and its agreement with the
-    task metric (``agreement.csv`` beside the comparison), the method the held-out search prompts
+    task metric (the comparison's ``reward_pearson``, else ``agreement.csv`` beside it), the method the held-out search prompts
     pick, its share of the one-shot gain with the interval against zero-shot and the strongest
     control, and what the strongest cheap baseline (control) achieves."""
     from interp.compare_search import best_method
@@ -157,7 +157,9 @@ def render_science(path: Path) -> str:
         chosen = part.loc[pick]
         reward = str(chosen["reward"]) if "reward" in part.columns and pd.notna(chosen.get("reward")) else "?"
         pearson = ""
-        if agreement is not None and reward != "?":
+        if "reward_pearson" in part.columns and pd.notna(chosen.get("reward_pearson")):
+            pearson = f"{chosen['reward_pearson']:+.2f}"  # measured at the start of the searches
+        elif agreement is not None and reward != "?":
             match = agreement[(agreement.task == task) & (agreement.reward == reward)]
             pearson = "" if match.empty else f"{match['pearson'].iloc[-1]:+.2f}"
         control = str(chosen["strongest_control"])
