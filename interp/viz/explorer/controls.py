@@ -6,7 +6,7 @@ stack and token group (marks: see :func:`~interp.viz.explorer.grid.legend_html`)
 tabs: the prompt and its predictions, the A/B comparison (:mod:`.compare`), a head's attention
 (:mod:`.attention`). Sized for JupyterLab at 1280 x 800 with its file browser open (an output
 area of ~848 px, ~816 inside a tab): four predictions of 180 px, the prompt (96 px) beside the
-summary, controls in four short rows.
+summary, controls in five short rows.
 Every mark of the grid is in the legend above it; the policy dropdown offers the chosen task's
 policies of every method.
 """
