@@ -19,15 +19,20 @@ def test_renders_demo_table_from_csv(tmp_path) -> None:
     update_readme = _module()
     (tmp_path / "runs" / "demo").mkdir(parents=True)
     (tmp_path / "runs" / "demo" / "results.csv").write_text(
-        "task,condition,metric,higher_is_better,mean,sem,n\n"
-        "lowlight,one_shot,mse,False,0.5,0.01,10\nlowlight,zero_shot,mse,False,1.25,0.02,10\n"
-        "lowlight,zero_shot+tv,mse,False,0.6049,0.02,10\nlowlight,zero_shot+random,mse,False,0.8,0.02,10\n"
+        "task,condition,method,metric,higher_is_better,mean,sem,n,units,diff_zero_shot,ci_low_zero_shot,ci_high_zero_shot,"
+        "diff_strongest_control,ci_low_strongest_control,ci_high_strongest_control\n"
+        "lowlight,one_shot,,mse,False,0.5,0.01,10,0,,,,,,\nlowlight,zero_shot,,mse,False,1.25,0.02,10,0,0,0,0,,,\n"
+        "lowlight,zero_shot+tv,attribution,mse,False,0.6049,0.02,10,12,0.6451,0.5,0.8,0.1951,0.1,0.3\n"
+        "lowlight,zero_shot+random,,mse,False,0.8,0.02,10,12,0.45,0.3,0.6,0,0,0\n"
+        "lowlight,zero_shot+control:all,,mse,False,0.9,0.02,10,168,0.35,0.2,0.5,-0.1,-0.2,0\n"
     )
+    (tmp_path / "runs" / "demo" / "manifest.json").write_text('{"searches": {"lowlight": {"reward": "token"}}}')
     text = "intro\n<!-- BEGIN table:demo -->\nold numbers\n<!-- END table:demo -->\n<!-- BEGIN table:weights -->\nkept\n<!-- END table:weights -->\n"
     new, updated, skipped = update_readme.update(text, root=tmp_path)
     assert updated == ["demo"] and skipped == ["weights (runs/weights/comparison.csv missing)"]
     assert "old numbers" not in new and "kept" in new and new.startswith("intro\n")
-    assert "| lowlight (MSE ↓) | 0.500 | 1.250 | 0.605 | 0.800 |" in new
+    assert "| lowlight (MSE ↓) | attribution (token) | 12 | 0.500 | 1.250 | 0.605 | 0.800 | 0.900 | +0.645 [+0.500, +0.800] | " \
+        "+0.195 [+0.100, +0.300] | 86% |" in new
     assert update_readme.update(new, root=tmp_path)[0] == new  # idempotent
 
 
