@@ -179,7 +179,8 @@ def render_bench(path: Path) -> str:
     from bench.run_all import table
 
     results = json.loads(path.read_text())["results"]
-    results += [json.loads(p.read_text()) for p in sorted((path.parent / "runs").glob("*.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted((path.parent / "runs").glob("*.json"))]
+    results += [r for r in runs if r.get("bench") in ("reinforce_run", "memory")]  # not demo_time (its own table)
     return table(results)
 
 

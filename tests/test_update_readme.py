@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,3 +84,13 @@ def test_renders_lens_and_interventions_tables(tmp_path) -> None:
     assert updated == ["lens", "interventions"]
     assert "| segmentation | zero-shot + task vector | mIoU ↑ | 0.100 | 0.200 | 0.250 | enc 0, dec 1 |" in new
     assert "| lowlight (MSE ↓) | 0.500 | 2.000 | 0.600 | **0.550** |" in new
+
+
+def test_the_bench_table_takes_only_bench_runs_from_bench_runs(tmp_path) -> None:
+    update_readme = _module()
+    (tmp_path / "runs").mkdir()
+    row = {"bench": "collect", "model": "tiny", "device": "cpu", "error": "x"}
+    (tmp_path / "results.json").write_text(json.dumps({"results": [row]}))
+    (tmp_path / "runs" / "demo_time.json").write_text(json.dumps({"bench": "demo_time", "wall_s": 1.0}))
+    table = update_readme.render_bench(tmp_path / "results.json")
+    assert "collect" in table and "demo_time" not in table
