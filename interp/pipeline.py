@@ -137,19 +137,24 @@ def load_stats(run: RunDir, tasks: Sequence[str], model: MAEVQGAN | None = None)
 
 
 def check_reused(run: RunDir, model: MAEVQGAN, source: PromptSource, stats: Mapping[str, ActivationStats],
-                 cfg: PipelineConfig, policies: Mapping[str, Policy | torch.Tensor] | None = None) -> None:
+                 cfg: PipelineConfig, policies: Mapping[str, Policy | torch.Tensor] | None = None,
+                 same_seed: bool = True) -> None:
     """What a stage reuses was made with this model (weights hash), data, fold and sizes.
 
     Each task's statistics must record :func:`collect_provenance` of the current inputs and each
     policy the :func:`search_provenance` part of its own (its seed and REINFORCE options are the
     search's own business); :class:`~interp.errors.ResumeConflict` otherwise, through the one check
     (:func:`~interp.provenance.check_resume`). A policy imported from the official code records
-    none and is checked by task and unit space only.
+    none and is checked by task and unit space only. ``same_seed=False`` (a search, whose
+    ``--seed`` draws its own prompts): the statistics may come from another ``--seed``.
     """
     for task in cfg.tasks:
         if task in stats:
-            check_resume(stats[task].extra.get("provenance"), collect_provenance(model, source, task, cfg),
-                         run.stats_path(task), run.path)
+            recorded = stats[task].extra.get("provenance")
+            current = collect_provenance(model, source, task, cfg)
+            if not same_seed and isinstance(recorded, Mapping):
+                current["seed"] = recorded.get("seed", current["seed"])
+            check_resume(recorded, current, run.stats_path(task), run.path)
         policy = (policies or {}).get(task)
         recorded = policy.metadata.get("provenance") if isinstance(policy, Policy) else None
         if recorded is not None and task in stats:
@@ -240,6 +245,7 @@ def stage_search(
 
     method = method_name(method_cfg) if method is None else method
     method_cfg = method_config(method) if method_cfg is None else method_cfg
+    check_reused(run, model, source, stats, cfg, same_seed=False)  # a first search too: this model, data, fold, sizes
     space = UnitSpace.for_model(model, cfg.granularity)
     taskness_scores = None
     if method == "taskness":

@@ -205,3 +205,10 @@ def test_lens_and_paths_check_the_statistics_and_policy(command, run, models, ca
     extra = ["--task", "lowlight", "--n-prompts", "2", "--formats", "html"]
     _fails([command, *_args(run, models["model"], **{"--fold": "1"}), *extra], capsys, "made with another config", "fold")
     _fails([command, *_args(run, models["model"], **{"--data": "synthetic:8"}), *extra], capsys, "made with another config", "data")
+
+
+def test_a_first_search_checks_the_statistics(run, models, capsys) -> None:
+    shutil.rmtree(run / "reinforce")
+    for change in ({"--data": "synthetic:8"}, {"--model": str(models["other"])}, {"--fold": "1"}):
+        _fails(["search", *_args(run, models["model"], **change), *SEARCH], capsys, "made with another config")
+    assert not (run / "reinforce").exists()
