@@ -77,4 +77,26 @@ class DiskFullError(InterpError, OSError):
         return type(self), (self.path, self.problem, self.fix)
 
 
-__all__ = ["InterpError", "ConfigError", "InputError", "CheckpointError", "HookError", "UnsafeFileError", "ResumeConflict", "DiskFullError"]
+class OutOfMemoryError(InterpError):
+    """An allocation failed (host memory or an accelerator's): the sizes asked for do not fit."""
+
+    def __init__(self, detail: str, problem: str | None = None, fix: str | None = None) -> None:
+        self.detail = detail
+        super().__init__(problem or f"out of memory ({detail})",
+                         fix or "Lower the sizes (--n-eval, --n-candidates, --sweep-prompts, --samples, --chunk, ...) "
+                                "or free memory; finished steps resume")
+
+    def __reduce__(self):
+        return type(self), (self.detail, self.problem, self.fix)
+
+    @staticmethod
+    def of(error: BaseException) -> "OutOfMemoryError | None":
+        """The named error for a failed allocation (``MemoryError``, torch's out-of-memory), else None."""
+        text = str(error)
+        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" and not isinstance(error, InterpError) \
+                or (isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())):
+            return OutOfMemoryError(" ".join(text.split())[:200] or type(error).__name__)
+        return None
+
+
+__all__ = ["InterpError", "ConfigError", "InputError", "CheckpointError", "HookError", "UnsafeFileError", "ResumeConflict", "DiskFullError", "OutOfMemoryError"]

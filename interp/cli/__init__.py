@@ -30,7 +30,7 @@ from pathlib import Path
 
 from interp import runtime
 from interp.cli.options import Command, Parser, threads_option
-from interp.errors import ConfigError, InterpError
+from interp.errors import ConfigError, InterpError, OutOfMemoryError
 
 #: the modules whose ``COMMANDS`` make up ``interp``, in the order ``--help`` lists them
 MODULES: tuple[str, ...] = (
@@ -175,6 +175,8 @@ def describe(error: BaseException, debug: bool = False) -> str:
     """One line saying what went wrong and what to do."""
     if isinstance(error, InterpError):
         text = str(error)
+    elif OutOfMemoryError.of(error) is not None:  # a failed allocation, named with what to lower
+        text = str(OutOfMemoryError.of(error))
     elif isinstance(error, OSError) and error.errno == 28:  # ENOSPC
         text = f"no space left on the device ({error.filename or error}). Free some disk space and rerun: finished steps resume"
     elif isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):

@@ -262,3 +262,18 @@ def test_pipeline_config_refuses_what_is_not_a_count(field, value) -> None:
     with pytest.raises(InterpError) as error:
         PipelineConfig(**{field: value})
     assert_named(error.value, f"PipelineConfig.{field}")
+
+
+@pytest.mark.parametrize("raised", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                                                                 "can't allocate memory: you tried to allocate 8000000000000 bytes")])
+def test_an_allocation_failure_is_named(raised, monkeypatch, tmp_path, capsys) -> None:
+    from interp import pipeline
+    from interp.cli import main
+
+    def allocate(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(pipeline, "load_model_spec", allocate)
+    assert main(["collect", "--run", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "--n-eval" in err and "unexpected" not in err, err
