@@ -99,7 +99,7 @@ px.bar(summary, x="group", y="taskness", color="stack", barmode="group", log_y=T
 # %%
 import pandas as pd
 
-from interp.taskvectors.evaluate import patch_hooks_for, score_prompts, summarize
+from interp.taskvectors.evaluate import score_masks, score_prompts, summarize
 from interp.taskvectors.taskness import top_units
 from interp.taskvectors.units import UnitSpace
 from interp.viz.curves import results_bars
@@ -111,8 +111,8 @@ for task, batch in held_out.items():
     rows.append(summarize(task, "one_shot", score_prompts(model, batch, "one_shot")))
     rows.append(summarize(task, "zero_shot", score_prompts(model, batch, "zero_shot")))
     for k in (8, 32):
-        hooks = patch_hooks_for(model, space, [(stats[task], top_units(table, space, k))], "zero_shot")
-        rows.append(summarize(task, f"zero_shot+top{k}", score_prompts(model, batch, "zero_shot", hooks)))
+        (patched,) = score_masks(model, space, stats[task], batch, top_units(table, space, k)[None])
+        rows.append(summarize(task, f"zero_shot+top{k}", patched.metric))
 results = pd.DataFrame(rows)
 results_bars(results, title="zero-shot + the top-k taskness units, held-out prompts").show()
 wide = results.pivot(index=["task", "metric"], columns="condition", values="mean")  # metric: iou ↑, mse ↓
