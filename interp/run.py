@@ -118,6 +118,16 @@ def is_interp_manifest(path: Path) -> bool:
     return isinstance(manifest, dict) and {"command", "config", "versions"} <= set(manifest)
 
 
+def _has_lock_record(path: Path) -> bool:
+    """Whether ``path`` holds the ``.lock.holder.json`` every interp writer leaves (a run whose
+    manifest was deleted, as the damaged-manifest error suggests, is still a run)."""
+    try:
+        record = json.loads((path / ".lock.holder.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(record, dict) and {"pid", "host", "since", "command"} <= set(record)
+
+
 def check_run_path(path: str | Path) -> Path:
     """``path`` if interp may write a run there: a new folder, an empty one, or an interp run.
 
@@ -139,7 +149,7 @@ def check_run_path(path: str | Path) -> Path:
                            fix="Name a short folder path without looping symbolic links") from None
     if exists and not is_dir:
         raise NotARunError(f"{path} is a file, not a run directory", fix="Name a new folder or an existing run")
-    if not exists or is_interp_manifest(path / "manifest.json"):
+    if not exists or is_interp_manifest(path / "manifest.json") or _has_lock_record(path):
         return path
     foreign = [e for e in entries if e not in _OWN_NAMES and not (e.startswith(TEMPORARY_PREFIX) and e.endswith(TEMPORARY_SUFFIX))]
     if foreign:

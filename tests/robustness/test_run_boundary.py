@@ -246,3 +246,14 @@ def test_search_force_deletes_nothing_through_a_task_link(run, model_file, tmp_p
     assert main(argv) == 2
     assert "outside the run directory" in capsys.readouterr().err
     assert (elsewhere / "seed0" / "policy.safetensors").read_text() == "mine"
+
+
+def test_a_run_whose_damaged_manifest_was_deleted_is_still_a_run(run, capsys) -> None:
+    """The damaged-manifest error says to delete manifest.json: the run must still open."""
+    (run / "manifest.json").write_text("{")
+    assert main(["taskness", "--run", str(run)]) == 2
+    assert "Delete manifest.json" in capsys.readouterr().err
+    (run / "manifest.json").unlink()
+    assert check_run_path(run) == run
+    assert main(["taskness", "--run", str(run), "--tasks", "lowlight,inpainting"]) == 0
+    assert json.loads((run / "manifest.json").read_text())["command"]  # a new manifest
