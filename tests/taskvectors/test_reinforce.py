@@ -99,3 +99,16 @@ def test_search_runs_on_a_model(tmp_path, reward) -> None:
     assert torch.equal(result.mask, result.best_logits > 0)
     again = run_multitask(problems, cfg, checkpoint=tmp_path / "p.pt", progress=False)  # resumed: nothing left to do
     assert torch.equal(again.logits, result.logits) and again.log == result.log
+
+
+def test_a_checkpoint_over_another_number_of_units_is_named(tmp_path) -> None:
+    from interp.errors import CheckpointError
+
+    cfg = ReinforceConfig(steps=2, samples=8, eval_every=1)
+    reinforce_loop(60, planted_losses, accuracy, cfg, checkpoint=tmp_path / "p.pt", progress=False)
+    state = torch.load(tmp_path / "p.pt", weights_only=True)
+    state["logits"], state["best_logits"] = state["logits"][:7], state["best_logits"][:7]
+    torch.save(state, tmp_path / "p.pt")
+    with pytest.raises(CheckpointError, match="60 units"):
+        reinforce_loop(60, planted_losses, accuracy, cfg, progress=False,
+                       checkpoint=tmp_path / "p.pt")

@@ -113,6 +113,11 @@ def reinforce_loop(
     config = {**config_dict(cfg), **({} if init_logits is None else {"init_logits": init_logits.tolist()})}
     store = Checkpoint.of(checkpoint, "reinforce", config)
     saved = store.load(("step", "logits", "optimizer", "best_logits", "best_score", "log"))
+    if saved is not None and (tuple(saved["logits"].shape) != (n_units,) or tuple(saved["best_logits"].shape) != (n_units,)):
+        from interp.errors import CheckpointError
+
+        raise CheckpointError(f"{store.path} holds logits of shape {tuple(saved['logits'].shape)}, this search has {n_units} "
+                              "units (damaged, or from another unit space)", fix=f"delete {store.path} to start over (or rerun with --force)")
     if saved is not None:
         with torch.no_grad():
             logits.copy_(saved["logits"])
