@@ -301,7 +301,7 @@ def render_decode(path: Path) -> str:
                           rows)
 
 
-@renderer("lens", "runs/lens/lens")
+@renderer("lens", "runs/demo/lens")
 def render_lens(path: Path) -> str:
     """``interp lens`` outputs (``lens/<task>.csv``): per task and condition, the first and last
     readout of each stack and where the task becomes solved (90% of the way, per stack)."""
