@@ -116,7 +116,21 @@ def render_demo_time(path: Path) -> str:
     return (f"Measured: `{m['command']}` took **{m['wall_s'] / 60:.1f} min wall-clock** ({m['user_s']:.0f} s user + "
             f"{m['system_s']:.0f} s system CPU, peak {m['peak_rss_kb'] / 1024**2:.2f} GiB) on {m['cores']} cores ({quiet}), "
             f"at commit {m.get('git')} on {m['when'][:10]}; stages: {stages}. Command: `python -m bench.demo_time` "
-            "(GNU `time -v` around the demo, after `make install`).")
+            "(GNU `time -v` around the demo, after `make install`)." + _full_time(path.parents[2] / "runs" / "demo" / "manifest.json"))
+
+
+def _full_time(manifest: Path) -> str:
+    """The search comparison's seconds of ``interp demo --full`` (its manifest), if that run is here."""
+    import json
+
+    if not manifest.exists():
+        return ""
+    m = json.loads(manifest.read_text())
+    seconds = (m.get("timings_s") or {}).get("compare-search")
+    if not m.get("full") or seconds is None:
+        return ""
+    return (f" `interp demo --full` adds the search comparison: {seconds / 60:.0f} min for that stage in the run this "
+            "README's comparison tables come from (`runs/demo/manifest.json`, measured beside other jobs).")
 
 
 @renderer("weights", "runs/weights/comparison.csv")
