@@ -191,7 +191,9 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | Path, command: list[str] | str, config: Mapping[str, Any]) -> RunDir:
-        """Create (or reopen, to resume) a run directory and write its manifest.
+        """Create (or reopen, to resume) a run directory and write its manifest (reopened: the
+        earlier manifest's fields are kept, this command's replace its own, the last 20 earlier
+        commands are listed).
 
         Takes the directory's writer lock (held until the process ends or :meth:`release`) and
         removes temporaries a killed writer left behind.
@@ -209,9 +211,10 @@ class RunDir:
             "torch_threads": torch.get_num_threads(),
         }
         previous = run.manifest()
-        if previous:
-            manifest["created"] = previous.get("created", manifest["created"])
-            manifest["resumed"] = previous.get("resumed", 0) + 1
+        if previous:  # reopened: what earlier commands recorded (a demo's stage timings, ...) is kept
+            earlier = previous.get("earlier_commands", []) + [previous.get("command")]
+            manifest = {**previous, **manifest, "created": previous.get("created", manifest["created"]),
+                        "resumed": previous.get("resumed", 0) + 1, "earlier_commands": earlier[-20:]}
         write_json(run.path / "manifest.json", manifest)
         return run
 

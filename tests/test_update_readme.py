@@ -67,7 +67,7 @@ def test_renders_science_summary_with_reward_agreement(tmp_path) -> None:
 
 def test_renders_lens_and_interventions_tables(tmp_path) -> None:
     update_readme = _module()
-    lens = tmp_path / "runs" / "lens" / "lens"
+    lens = tmp_path / "runs" / "demo" / "lens"
     lens.mkdir(parents=True)
     rows = ["task,condition,readout,stack,layer,metric,higher_is_better,mean,sem,n,solved_at"]
     for condition, solved in (("zero_shot", "enc 1, dec 0"), ("zero_shot+tv", "enc 0, dec 1")):
@@ -75,6 +75,7 @@ def test_renders_lens_and_interventions_tables(tmp_path) -> None:
                                             ("dec 0", "decoder", 0, 0.25)):
             rows.append(f"segmentation,{condition},{readout},{stack},{layer},iou,True,{mean},0.01,4,\"{solved}\"")
     (lens / "segmentation.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "runs" / "lens").mkdir()
     (tmp_path / "runs" / "lens" / "interventions.csv").write_text(
         "task,condition,metric,higher_is_better,mean,sem,n,intervention,alpha,units,zero_shot,one_shot,best\n"
         "lowlight,zero_shot+tv:replace,mse,False,0.6,0.1,4,replace,1.0,3,2.0,0.5,False\n"
