@@ -27,7 +27,8 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     from interp.data.synthetic import SyntheticPascal
     from interp.data.tasks import build_prompts
     from interp.models.presets import random_model
-    from interp.pipeline import PipelineConfig
+    from interp.pipeline import PipelineConfig, collect_provenance
+    from interp.provenance import normalized
     from interp.run import RunDir
     from interp.taskvectors.collect import collect
     from interp.taskvectors.search.base import size_grid
@@ -38,6 +39,8 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     tasks = ("lowlight", "segmentation")
     stats = {t: collect(model, [build_prompts(source, t, 0, 6, model.grid, seed=0, split="trn").canvases], "one_shot", task=t,
                         progress=False) for t in tasks}
+    for t in tasks:  # what `interp collect` records: every search checks the statistics it reuses
+        stats[t].extra["provenance"] = normalized(collect_provenance(model, source, t, PipelineConfig(tasks=tasks, granularity="head")))
     cfg = PipelineConfig(tasks=tasks, granularity="head")
     settings = {"reinforce": {"steps": 4, "samples": 8, "eval_every": 2, "select": "threshold"},
                 "random": {"draws": 3, "max_units": 8}, "taskness": {"max_units": 8}}
