@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from interp.taskvectors.search.base import (
-    Checkpoint, SearchProblem, SearchResult, best_top_k, config_dict,
+    SearchProblem, SearchResult, best_top_k, config_dict, ranking,
 )
 
 
@@ -39,13 +39,5 @@ def estimates(problem: SearchProblem) -> Tensor:
 
 def run(problem: SearchProblem, cfg: AttributionConfig = AttributionConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint.of(checkpoint, "attribution", config_dict(cfg))
-    saved = store.load()
-    if saved is not None:
-        problem.budget.add(saved["budget"])
-        scores = saved["scores"]
-    else:
-        with problem.budget.timing():
-            scores = estimates(problem)
-        store.save({"scores": scores}, problem.budget)
+    scores = ranking(problem, "attribution", cfg, checkpoint, lambda: estimates(problem))
     return best_top_k(problem, "attribution", scores, cfg.max_units, config_dict(cfg))

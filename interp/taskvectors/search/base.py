@@ -334,5 +334,20 @@ class Checkpoint:
             torch.save({**state, **extra, "provenance": self.made_by}, tmp)
 
 
+def ranking(problem: SearchProblem, method: str, cfg: Any, checkpoint: Checkpoint | str | Path | None,
+            compute: Callable[[], Tensor]) -> Tensor:
+    """A ranking method's per-unit scores ``[U]``: ``compute()`` once (timed into the budget), kept in
+    the search's checkpoint and read back on a resume."""
+    store = Checkpoint.of(checkpoint, method, config_dict(cfg))
+    saved = store.load()
+    if saved is not None:
+        problem.budget.add(saved["budget"])
+        return saved["scores"]
+    with problem.budget.timing():
+        scores = compute()
+    store.save({"scores": scores}, problem.budget)
+    return scores
+
+
 def config_dict(cfg: Any) -> dict:
     return normalized(asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg))

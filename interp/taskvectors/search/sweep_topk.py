@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from interp.taskvectors.search.base import Checkpoint, SearchProblem, SearchResult, best_top_k, config_dict
+from interp.taskvectors.search.base import SearchProblem, SearchResult, best_top_k, config_dict, ranking
 
 
 @dataclass
@@ -22,14 +22,7 @@ Config = SweepConfig
 
 def run(problem: SearchProblem, cfg: SweepConfig = SweepConfig(), checkpoint: str | Path | None = None,
         progress: bool = True) -> SearchResult:
-    store = Checkpoint.of(checkpoint, "sweep", config_dict(cfg))
-    saved = store.load()
-    if saved is not None:
-        problem.budget.add(saved["budget"])
-        single = saved["single"]
-    else:
-        with problem.budget.timing():
-            single = problem.train_score(torch.eye(len(problem.space), dtype=torch.bool))  # [U] each unit alone
-        store.save({"single": single}, problem.budget)
+    eye = torch.eye(len(problem.space), dtype=torch.bool)
+    single = ranking(problem, "sweep", cfg, checkpoint, lambda: problem.train_score(eye))  # [U] each unit alone
     problem.single_unit = single  # the sweep control reuses it
     return best_top_k(problem, "sweep", single, cfg.max_units, config_dict(cfg))
