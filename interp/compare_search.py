@@ -66,7 +66,7 @@ class CompareConfig:
     n_eval: int = 50
     reference: str = "reinforce"  # whose task vector the controls are sized and matched to
     bootstrap: int = 2000
-    reward: str = "token"
+    reward: str = "auto"  # each task on the cheapest reward that agrees with its metric
     settings: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in METHOD_SETTINGS.items()})
     # matched budgets: every method again at each of these forward budgets ("<method>@<F>" rows; a
     # backward counted at its measured cost in forwards), plus REINFORCE at the pipeline's own settings

@@ -17,7 +17,10 @@ pixel) reward agrees (in-painting, colorization) ``gradient`` optimises gates on
 attribution on the soft reward found nothing on in-painting.
 
 ``full=True`` (``interp demo --full``) adds what takes long: the comparison of every search method
-and control over three seeds (``search_comparison.csv``).
+and control over three seeds (``search_comparison.csv``), each task on its agreeing reward
+(``reward="auto"``: the token reward where it agrees, else the pixel reward for forward-only
+methods and the soft one for gradient methods). ``data`` (``interp demo --data synthetic:K``)
+repeats the demo on another data seed.
 """
 
 from __future__ import annotations
@@ -60,19 +63,21 @@ def demo_search(task: str, seed: int = 0) -> tuple[Any, SearchOptions]:
     return replace(DEMO_METHODS[reward], seed=seed), SearchOptions(reward=reward)
 
 
-def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, full: bool = False) -> int:
-    """The pipeline (see the module docstring); ``full``: also the search comparison over
-    :data:`FULL_SEEDS` seeds."""
+def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, full: bool = False,
+             data: str = f"synthetic:{HELD_OUT_SEED}") -> int:
+    """The pipeline (see the module docstring) on ``data`` (default the held-out synthetic seed);
+    ``full``: also the search comparison over :data:`FULL_SEEDS` seeds, every task searched on its
+    agreeing reward (``reward="auto"``)."""
     import interp
 
     torch.manual_seed(seed)
     cfg = PipelineConfig(**{**asdict(cfg), "seed": seed})
     searches = {task: demo_search(task, seed) for task in cfg.tasks}
-    run.update_manifest(pipeline=asdict(cfg), model="tiny", data=f"synthetic:{HELD_OUT_SEED}", full=full,
+    run.update_manifest(pipeline=asdict(cfg), model="tiny", data=str(data), full=full,
                         searches={t: {"method": type(c).__name__, "config": asdict(c), "reward": o.reward}
                                   for t, (c, o) in searches.items()})
     model = interp.load_model("tiny")
-    source = load_source(f"synthetic:{HELD_OUT_SEED}")
+    source = load_source(data)
     timings: dict[str, float] = {}
 
     def timed(name, fn, *args, **kwargs):
@@ -98,7 +103,7 @@ def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, fu
     if full:
         from interp.compare_search import CompareConfig, compare_search
 
-        ccfg = CompareConfig(seeds=tuple(range(seed, seed + FULL_SEEDS)), n_train=cfg.n_train)
+        ccfg = CompareConfig(seeds=tuple(range(seed, seed + FULL_SEEDS)), n_train=cfg.n_train, reward="auto")
         comparison = timed("compare-search", compare_search, run, model, source, stats, cfg, ccfg)
     from interp.viz.figures import FigureError, write_run_figures
 

@@ -24,7 +24,8 @@ hook point, a filter that matches none and a hook spec that is not a ``(name, fn
 every forward of that model, from any thread, runs them. A model is therefore *not*
 thread-safe for hooked use. What is checked: attaching hooks (``hooks``, ``run_with_hooks``,
 ``run_with_cache``) while another thread has hooks on the same model is a
-:class:`ConcurrentHooksError`, and starting a hooked run from inside a hook of a hooked run of
+:class:`ConcurrentHooksError`, so is a forward from any other thread (a plain call included)
+that reaches a hook point where a thread's hook is on, and starting a hooked run from inside a hook of a hooked run of
 the same model (which would run the outer hooks again, without end) is a
 :class:`ReentrantHooksError`. Use one model per thread (``copy.deepcopy``), or a process pool.
 """
@@ -72,9 +73,19 @@ class HookPoint(nn.Module):
         return bool(self._forward_hooks or self._forward_pre_hooks)
 
     def add_hook(self, fn: HookFn) -> RemovableHandle:
-        """Register ``fn(tensor, hook)``; a non-None return value replaces the activation."""
+        """Register ``fn(tensor, hook)``; a non-None return value replaces the activation.
+
+        The hook belongs to the thread that registers it: a forward from another thread that
+        reaches it (a plain call while this thread's hooks are on) is a :class:`ConcurrentHooksError`
+        instead of a result silently patched by a foreign hook."""
+        owner = threading.get_ident()
 
         def forward_hook(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor | None:
+            if threading.get_ident() != owner:
+                raise ConcurrentHooksError(
+                    f"a forward from a second thread reached {self.name}, where another thread's hook is on "
+                    "(hooks belong to the model: this forward would run the other thread's hook)",
+                    fix="Use one model per thread (copy.deepcopy(model)) or run the calls one after another")
             return self._checked(fn(output, self), output, fn)
 
         return self.register_forward_hook(forward_hook)

@@ -45,7 +45,7 @@ def test_compare_search_on_a_random_model(tmp_path) -> None:
     settings = {"reinforce": {"steps": 4, "samples": 8, "eval_every": 2, "select": "threshold"},
                 "random": {"draws": 3, "max_units": 8}, "taskness": {"max_units": 8}}
     ccfg = CompareConfig(methods=("reinforce", "random", "taskness"), seeds=(0, 1), n_train=3, n_search_eval=3, n_eval=4,
-                         bootstrap=200, settings=settings)
+                         bootstrap=200, settings=settings, reward="token")
     run = RunDir.create(tmp_path / "run", command="test", config={})
     table = compare_search(run, model, source, stats, cfg, ccfg, progress=False)
     assert (tmp_path / "run" / "search_comparison.csv").exists()

@@ -25,8 +25,8 @@ def _options(parser: argparse.ArgumentParser) -> None:
                         help="matched budgets: comma-separated forward counts; every method runs again sized to each "
                              "(a backward counted at its measured cost), plus REINFORCE at the search stage's own "
                              "settings (reinforce@pipeline: slow on a CPU); rows '<method>@<F>' (default: none)")
-    parser.add_argument("--compare-reward", type=choice(SEARCH_REWARDS), default="token",
-                        help="the searches' training reward (auto: chosen per task from measured agreement) (default: token)")
+    parser.add_argument("--compare-reward", type=choice(SEARCH_REWARDS), default="auto",
+                        help="the searches' training reward (auto: chosen per task from measured agreement) (default: auto)")
 
 
 def budgets(text: str) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from typing import Any, Callable
 
-from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_SEEDS, check_memory
+from interp.cli.bounds import MAX_PROMPTS, MAX_SAMPLES, MAX_SEEDS, check_data, check_memory
 from interp.cli.intervention import intervention_from, intervention_options
 from interp.cli.options import (
     Command, Kind, choice, config_from, config_options, data_spec, default_device, device, existing_file, integer,
@@ -48,11 +48,13 @@ PIPELINE_HELP: dict[str, str] = {
     "fold": "Pascal-5i fold whose classes the prompts are drawn from",
     "seed": "seed of the prompt draws (and of the search)",
     "n_collect": "prompts whose one-shot activations are averaged per task (the official top-N)",
-    "n_candidates": "one-shot scored pairs the collected prompts are selected from",
+    "n_candidates": "one-shot scored pairs the collected prompts are selected from (at most the distinct pairs of the "
+                    "fold's train split)",
     "granularity": "search units: layer, head, group (head x token group, the official) or token",
     "n_train": "training prompts of the search, per task",
-    "n_search_eval": "held-out search prompts (train split) that pick the kept policy",
-    "n_eval": "evaluation prompts per task (val split)",
+    "n_search_eval": "held-out search prompts (train split) that pick the kept policy (with --n-train at most the "
+                     "split's images, so that no held-out prompt repeats a training query)",
+    "n_eval": "evaluation prompts per task (val split; at most its distinct pairs)",
     "composition": "two tasks whose vectors are composed on their composite task (none: no composition)",
 }
 #: the config fields each stage reads (the others are accepted, unlisted, so that one option line serves every stage);
@@ -125,6 +127,7 @@ def open_stage(args: argparse.Namespace, needs_model: bool = True):
         args.device = start(args.device)
     run = RunDir.create(args.run, command=sys.argv, config=recorded(args)) if _writes() else RunDir(args.run)
     source = p.load_source(args.data)
+    check_data(args, source, STAGE_FIELDS.get(args.command, tuple(PIPELINE_HELP)))  # counts the data can give
     model = p.load_model_spec(args.model, args.device) if needs_model else None
     check_memory(args, model)  # the prompts the stage builds fit in memory, before any work
     return cfg, run, source, model

@@ -223,6 +223,34 @@ def test_hooks_from_a_second_thread_are_named(model) -> None:
     assert not any(hp.has_hooks for hp in model.hook_dict.values())
 
 
+def test_a_plain_forward_from_a_second_thread_that_meets_anothers_hooks_is_named(model) -> None:
+    """A forward with no hooks of its own, in a second thread, while the first thread's hooks are
+    on: refused at the first hooked point instead of returning an output patched by them."""
+    name = "decoder.blocks.0.attn.hook_z"
+    canvases = torch.rand(1, 3, model.grid.canvas_size, model.grid.canvas_size)
+    clean = model(canvases)
+    outcome: list = []
+
+    def plain_forward():
+        try:
+            outcome.append(model(canvases))
+        except InterpError as error:
+            outcome.append(error)
+
+    with model.hooks([(name, lambda t, h: t * 0)]):
+        thread = threading.Thread(target=plain_forward)
+        thread.start()
+        thread.join()
+        patched = model(canvases)  # this thread's own forward still runs its hook
+    assert len(outcome) == 1 and isinstance(outcome[0], ConcurrentHooksError)
+    assert_named(outcome[0], "second thread")
+    assert not torch.equal(patched, clean)
+    thread = threading.Thread(target=plain_forward)  # with the hooks gone, another thread's forward is fine
+    thread.start()
+    thread.join()
+    assert torch.equal(outcome[1], clean)
+
+
 def test_fields_are_the_three_sums() -> None:
     assert tuple(FIELDS) == ("sum", "sum_sq", "count")
 
