@@ -151,14 +151,31 @@ def render_search(path: Path) -> str:
 
 @renderer("science", "runs/demo/search_comparison.csv")
 def render_science(path: Path) -> str:
-    """Issue 22's summary per task: the reward the searches trained on and its agreement with the
-    task metric (the comparison's ``reward_pearson``, else ``agreement.csv`` beside it), the method the held-out search prompts
-    pick, its share of the one-shot gain with the interval against zero-shot and the strongest
-    control, and what the strongest cheap baseline (control) achieves."""
+    """Issue 22's summary per task and data seed: the reward the picked method trained on and its
+    agreement with the task metric (the comparison's ``reward_pearson``, else ``agreement.csv``
+    beside it), the method the held-out search prompts pick, its share of the one-shot gain with
+    the intervals against zero-shot and the strongest control, and what the strongest cheap
+    baseline (control) achieves. Rows come from ``runs/demo`` and from every ``runs/demo-*``
+    beside it (``interp demo --full --data synthetic:K --out runs/demo-K``), labelled by the data
+    their manifest records."""
+    runs = [path] + sorted(p for p in path.parents[1].glob("demo-*/search_comparison.csv"))
+    rows = []
+    for source in runs:
+        manifest = source.parent / "manifest.json"
+        data = json.loads(manifest.read_text()).get("data", "?") if manifest.exists() else "?"
+        rows += _science_rows(pd.read_csv(source), source.parent, str(data))
+    order = ["segmentation", "lowlight", "inpainting", "colorization"]
+    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), r[0]))  # by task, runs in order
+    return markdown_table(["task", "data", "metric", "reward", "agreement (Pearson)", "method picked", "val",
+                           "share of one-shot gain", "Δ zero-shot [95% CI]", "Δ strongest control [95% CI]",
+                           "strongest cheap baseline (share)"], rows)
+
+
+def _science_rows(table: pd.DataFrame, run: Path, data: str) -> list[list[str]]:
+    """One science row per task of one comparison (see :func:`render_science`)."""
     from interp.compare_search import best_method
 
-    table = pd.read_csv(path)
-    agreement = pd.read_csv(path.parent / "agreement.csv") if (path.parent / "agreement.csv").exists() else None
+    agreement = pd.read_csv(run / "agreement.csv") if (run / "agreement.csv").exists() else None
     rows = []
     for task in dict.fromkeys(table["task"]):
         part = table[table.task == task].set_index("condition")
@@ -178,11 +195,10 @@ def render_science(path: Path) -> str:
             pearson = "" if match.empty else f"{match['pearson'].iloc[-1]:+.2f}"
         control = str(chosen["strongest_control"])
         ci = lambda name: f"{chosen[f'diff_{name}']:+.3f} [{chosen[f'ci_low_{name}']:+.3f}, {chosen[f'ci_high_{name}']:+.3f}]"  # noqa: E731
-        rows.append([_label(task), _arrow(part.loc[pick, "metric"]), reward, pearson, pick, f"{chosen['mean']:.3f}",
+        rows.append([_label(task), data, _arrow(part.loc[pick, "metric"]), reward, pearson, pick, f"{chosen['mean']:.3f}",
                      share(chosen["mean"]), ci("zero_shot"), ci("strongest_control"),
                      f"{control.split(':', 1)[-1]} {part.loc[control, 'mean']:.3f} ({share(part.loc[control, 'mean'])})"])
-    return markdown_table(["task", "metric", "reward", "agreement (Pearson)", "method picked", "val", "share of one-shot gain",
-                           "Δ zero-shot [95% CI]", "Δ strongest control [95% CI]", "strongest cheap baseline (share)"], rows)
+    return rows
 
 
 @renderer("bench", "bench/results.json")

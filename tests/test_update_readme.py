@@ -57,12 +57,18 @@ def test_renders_science_summary_with_reward_agreement(tmp_path) -> None:
                    for c, k, m, h, r in rows)
     (demo / "search_comparison.csv").write_text(header + body)
     (demo / "agreement.csv").write_text("task,reward,reference,pearson\ninpainting,pixel,pixel,1.0\ninpainting,token,pixel,-0.2\n")
+    (demo / "manifest.json").write_text('{"data": "synthetic:1234"}')
+    second = tmp_path / "runs" / "demo-7"  # a second data seed: its rows follow the first's, task by task
+    second.mkdir()
+    (second / "search_comparison.csv").write_text(header + body.replace("prune,method,mse,False,0.6", "prune,method,mse,False,0.65"))
+    (second / "manifest.json").write_text('{"data": "synthetic:7"}')
     text = "<!-- BEGIN table:science -->\nold\n<!-- END table:science -->\n"
     new, updated, _ = update_readme.update(text, root=tmp_path)
     assert updated == ["science"]
     # prune is picked (best held-out score); share of gain (0.6 - 0.9) / (0.5 - 0.9) = 75%; the all-units control 25%
-    assert "| inpainting | MSE ↓ | pixel | +1.00 | prune | 0.600 | 75% | +0.300 [+0.010, +0.300] |" in new
-    assert "| all 0.800 (25%) |" in new
+    assert "| inpainting | synthetic:1234 | MSE ↓ | pixel | +1.00 | prune | 0.600 | 75% | +0.300 [+0.010, +0.300] |" in new
+    assert "| inpainting | synthetic:7 | MSE ↓ | pixel | | prune | 0.650 | 62% |" in new.replace("|  |", "| |")
+    assert new.index("synthetic:1234") < new.index("synthetic:7") and "| all 0.800 (25%) |" in new
 
 
 def test_renders_lens_and_interventions_tables(tmp_path) -> None:
