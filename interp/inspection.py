@@ -51,10 +51,11 @@ def zero_shot_stats(run: RunDir, model: PromptModel, source: PromptSource, cfg: 
 
 
 def task_vector(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
-                method: str = "reinforce", threshold: float = 0.5, intervention: Intervention | None = None,
+                method: str = "reinforce", threshold: float | None = None, intervention: Intervention | None = None,
                 force: bool = False) -> tuple[MeanPatcher, torch.Tensor]:
     """The task's patcher (its statistics, its policy's unit space, the intervention) and the
-    policy's kept units ``[units]`` (probability above ``threshold``)."""
+    policy's kept units ``[units]``: its kept set, the one ``interp evaluate`` scores (with
+    ``threshold``: the units whose probability is above it)."""
     stats = run.load_stats([task], model, layout="one_shot")[task]
     policy = run.load_policies([task], method)[task]
     check_reused(run, model, source, {task: stats}, dataclasses.replace(cfg, tasks=(task,)), {task: policy})  # this model, data, fold, sizes
@@ -66,7 +67,7 @@ def task_vector(run: RunDir, model: PromptModel, source: PromptSource, cfg: Pipe
 
 
 def stage_lens(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
-               method: str = "reinforce", threshold: float = 0.5, intervention: Intervention | None = None,
+               method: str = "reinforce", threshold: float | None = None, intervention: Intervention | None = None,
                n_prompts: int = 16, prompt: int = 0, encoder: bool = True, force: bool = False) -> pd.DataFrame:
     """The code lens of a task over ``n_prompts`` held-out prompts -> ``lens/<task>.csv`` (per
     condition and readout: mean, sem, n) and ``lens/<task>.safetensors`` (prompt ``prompt``'s
@@ -91,7 +92,7 @@ def stage_lens(run: RunDir, model: PromptModel, source: PromptSource, cfg: Pipel
 
 
 def stage_paths(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig, task: str,
-                method: str = "reinforce", threshold: float = 0.5, intervention: Intervention | None = None,
+                method: str = "reinforce", threshold: float | None = None, intervention: Intervention | None = None,
                 n_prompts: int = 8, max_senders: int | None = 16, force: bool = False) -> pd.DataFrame:
     """Path patching of the task vector's encoder heads through each decoder head over
     ``n_prompts`` held-out prompts -> ``paths/<task>.csv``."""
@@ -110,8 +111,8 @@ DEFAULT_KINDS = (Intervention(), Intervention("scaled", 0.5), Intervention("scal
 
 def stage_interventions(run: RunDir, model: PromptModel, source: PromptSource, cfg: PipelineConfig,
                         kinds: tuple[Intervention, ...] = DEFAULT_KINDS, method: str = "reinforce",
-                        threshold: float = 0.5, force: bool = False) -> pd.DataFrame:
-    """Per task, the task vector's units (the ``method`` policy above ``threshold``) patched with
+                        threshold: float | None = None, force: bool = False) -> pd.DataFrame:
+    """Per task, the task vector's units (the ``method`` policy's kept set, or above ``threshold``) patched with
     each intervention kind on the held-out prompts -> ``interventions.csv``: one row per (task,
     kind) with mean, sem, n, the zero-shot and one-shot means beside it, and ``best`` marking
     the kind with the best mean (in the metric's direction) per task."""

@@ -214,6 +214,30 @@ def render_bench(path: Path) -> str:
     return table(results)
 
 
+@renderer("op_shares", "bench/runs/op_shares_tiny.json")
+def render_op_shares(path: Path) -> str:
+    """Where a forward's time goes (``python -m bench.op_shares``), one row per model that has a
+    ``bench/runs/op_shares_<model>.json``: the forward's and the matmuls' FLOP/s as shares of the
+    matmul probe, the time shares per op category, and the attention kernels at its shapes."""
+    rows = []
+    for model in ("tiny", "small", "large"):
+        source = path.parent / f"op_shares_{model}.json"
+        if not source.exists():
+            continue
+        r = json.loads(source.read_text())
+        shares = r["shares"]
+        kernels = "; ".join(
+            f"{stack} {'x'.join(map(str, k['shape'][1:]))}: " + ", ".join(f"{name} {sec * 1e3:.2f}" for name, sec in k["seconds"].items())
+            for stack, k in r["attention_kernels"].items())
+        matmul = r.get("matmul_fraction_of_probe")
+        rows.append([model, str(r["sizes"]["batch"]), str(r["threads"]), f"{r['fraction_of_matmul_probe']:.0%}",
+                     "" if matmul is None else f"{matmul:.0%}",
+                     *(f"{shares[c]:.0%}" for c in ("matmul", "attention", "elementwise", "conv", "other")), kernels])
+    return markdown_table(["model", "batch", "threads", "forward FLOP/s (share of probe)", "matmuls alone (share of probe)",
+                           "time: matmul", "attention", "elementwise", "conv", "other",
+                           "attention kernels, ms (heads x tokens x d_head): fused, explicit, math"], rows)
+
+
 @renderer("speed_goals", "bench/results.json")
 def render_speed_goals(path: Path) -> str:
     """Issue 17's speed goals against what bench/ measured (run_all rows and bench/runs/*.json)."""

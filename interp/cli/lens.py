@@ -28,7 +28,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     stage_options(parser)
     parser.add_argument("--task", required=True, choices=TASKS, help="the task whose vector to look inside")
     parser.add_argument("--method", default="reinforce", help="the search whose policy to read (default: reinforce)")
-    parser.add_argument("--threshold", type=real(0, 1), default=0.5, help="units kept: policy probability above it (default: 0.5)")
+    parser.add_argument("--threshold", type=real(0, 1), default=None,
+                        help="units kept: policy probability above it (default: the policy's kept set, as interp evaluate "
+                             "scores it; 0.5 for a policy without one)")
     parser.add_argument("--n-prompts", type=integer(1), default=None, help="held-out prompts scored (default: 16 lens, 8 paths)")
     intervention_options(parser)
     parser.add_argument("--width", choices=("column", "page"), default=None, help="paper mode for the figures (see interp figures)")
@@ -104,7 +106,9 @@ def _interventions_options(parser: argparse.ArgumentParser) -> None:
                         help="interventions compared, kind[:alpha] comma-separated "
                              "(default: replace,scaled:0.5,scaled:2,add:0.5,add:1,add:2)")
     parser.add_argument("--method", default="reinforce", help="the search whose policies to read (default: reinforce)")
-    parser.add_argument("--threshold", type=real(0, 1), default=0.5, help="units kept: policy probability above it (default: 0.5)")
+    parser.add_argument("--threshold", type=real(0, 1), default=None,
+                        help="units kept: policy probability above it (default: the policy's kept set, as interp evaluate "
+                             "scores it; 0.5 for a policy without one)")
 
 
 def _interventions(args: argparse.Namespace) -> int:

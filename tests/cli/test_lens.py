@@ -88,3 +88,22 @@ def test_interventions_command(run, capsys) -> None:
     assert by["zero_shot+tv:scaled(a=0)"] == by["zero_shot+tv:add(a=0)"] == table["zero_shot"].iloc[0]  # alpha 0: no patch
     assert table["best"].sum() >= 1 and "lowlight: best" in capsys.readouterr().out
     assert main(["interventions", *common, "--kinds", "subtract:1"]) == 2
+
+
+def test_the_task_vector_is_the_policys_kept_set_unless_a_threshold_is_given(run, capsys) -> None:
+    """A REINFORCE policy whose size was chosen keeps fewer units than p > 0.5: lens, paths and
+    interventions patch the kept set (what `interp evaluate` scores); --threshold overrides it."""
+    path, common = run
+    original = RunDir(path).policy_path("lowlight")
+    saved = original.read_bytes()
+    policy = Policy.load(original)
+    kept = torch.zeros(len(policy.space), dtype=torch.bool)
+    kept[int(policy.mask().nonzero()[0])] = True  # one of the units above 0.5
+    Policy(policy.space, policy.logits, policy.best_logits, policy.metadata, kept=kept).save(original)
+    try:
+        for argv, units in ((["--kinds", "replace"], 1), (["--kinds", "replace", "--threshold", "0.5"], int(policy.mask(0.5).sum()))):
+            assert main(["interventions", *common, *argv]) == 0
+            assert set(pd.read_csv(path / "interventions.csv")["units"]) == {units}
+    finally:
+        original.write_bytes(saved)
+    capsys.readouterr()
