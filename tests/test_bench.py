@@ -12,7 +12,7 @@ import json
 import pytest
 
 MODULES = ("common", "official", "plain_forward", "reinforce_step", "collect", "sweep", "hooks_overhead", "reinforce_run",
-           "memory", "decode", "run_all", "contention", "gpu_check")
+           "memory", "decode", "run_all", "contention", "gpu_check", "op_shares")
 KEYS = {"bench", "model", "model_source", "device", "torch", "threads", "sizes", "seconds", "fast", "slow", "ratio"}
 
 
@@ -175,3 +175,19 @@ def test_demo_time_reads_gnu_time_output() -> None:
     assert parse_time(text) == {"user_s": 185.36, "system_s": 9.30, "cpu_percent": 34.0, "wall_s": 557.0,
                                 "peak_rss_kb": 1116700.0}
     assert parse_time("\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03")["wall_s"] == 3723.0
+
+
+def test_op_shares_quick_tiny(tmp_path) -> None:
+    """The profile's shares cover the forward, the matmul FLOPs are part of the whole, and the
+    three attention kernels agree with the fused one."""
+    from bench import op_shares
+
+    out = tmp_path / "op_shares_tiny.json"
+    r = op_shares.run(["--quick", "--model", "tiny", "--out", str(out)])
+    assert json.loads(out.read_text())["bench"] == "op_shares" and KEYS <= set(r)
+    assert abs(sum(r["shares"].values()) - 1) < 1e-9 and r["shares"]["matmul"] > 0
+    assert 0 < r["fraction_of_matmul_probe"] and r["matmul_fraction_of_probe"] > 0
+    for stack in ("encoder", "decoder"):
+        kernels = r["attention_kernels"][stack]
+        assert set(kernels["seconds"]) == {"fused", "explicit", "math"}
+        assert max(kernels["max_abs_diff_to_fused"].values()) < 1e-4
