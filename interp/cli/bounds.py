@@ -72,6 +72,9 @@ DATA_BOUNDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("n_eval",), "val", "pairs"), (("compare_eval",), "val", "pairs"),
 )
 
+#: the :class:`~interp.pipeline.PipelineConfig` fields among the bounded options (read by some stages only)
+PIPELINE_FIELDS = ("n_candidates", "n_train", "n_search_eval", "n_eval")
+
 
 def check_data(args: argparse.Namespace, source: Any, read: Sequence[str]) -> None:
     """A :class:`ConfigError` if a prompt count of the stage (its options in ``read`` or its own)
@@ -82,7 +85,9 @@ def check_data(args: argparse.Namespace, source: Any, read: Sequence[str]) -> No
         values = [getattr(args, n, None) for n in names]
         if any(v is None for v in values) or not all(n in read or n not in PIPELINE_FIELDS for n in names):
             continue
-        entries = lists.setdefault(split, source.entries(fold, split))
+        if split not in lists:
+            lists[split] = source.entries(fold, split)
+        entries = lists[split]
         bound = distinct_pairs(entries) if what == "pairs" else len(entries)
         if sum(values) > bound:
             options = " + ".join(f"--{n.replace('_', '-')} {v}" for n, v in zip(names, values))
@@ -92,9 +97,6 @@ def check_data(args: argparse.Namespace, source: Any, read: Sequence[str]) -> No
                               f"{getattr(source, 'name', 'the data')} holds {bound} {reason}",
                               fix=f"Keep {' + '.join('--' + n.replace('_', '-') for n in names)} at {bound} or less")
 
-
-#: the :class:`~interp.pipeline.PipelineConfig` fields among the bounded options (read by some stages only)
-PIPELINE_FIELDS = ("n_candidates", "n_train", "n_search_eval", "n_eval")
 
 
 def check_memory(args: argparse.Namespace, model: Any, available: int | None = None) -> None:
