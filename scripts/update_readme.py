@@ -149,6 +149,27 @@ def render_search(path: Path) -> str:
     return search_table(pd.read_csv(path))
 
 
+@renderer("agreement", "runs/demo/agreement.csv")
+def render_agreement(path: Path) -> str:
+    """Each training reward's agreement with the official metric (``interp agreement``), per task,
+    reward and data seed: ``runs/demo/agreement.csv`` and every ``runs/demo-*/agreement.csv``
+    beside it (the data from each run's manifest). The official pixel reward's own row (1 by
+    construction) is left out."""
+    rows = []
+    order = ["segmentation", "lowlight", "inpainting", "colorization"]
+    for source in [path] + sorted(path.parents[1].glob("demo-*/agreement.csv")):
+        manifest = source.parent / "manifest.json"
+        data = json.loads(manifest.read_text()).get("data", "?") if manifest.exists() else "?"
+        table = pd.read_csv(source)
+        for _, r in table[table.reward != table.reference].iterrows():
+            rows.append([r["task"], str(data), r["reward"], f"{r['pearson']:+.3f}", f"{r['spearman']:+.3f}",
+                         f"{r['sign_agreement']:.0%}", f"{int(r['masks'])} x {int(r['prompts'])}",
+                         "low: warned" if str(r["low"]) == "True" else "agrees"])
+    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), r[2], r[1]))
+    return markdown_table(["task", "data", "reward", "Pearson", "Spearman", "advantage sign agreement", "masks x prompts",
+                           "at the 0.5 threshold"], rows)
+
+
 @renderer("science", "runs/demo/search_comparison.csv")
 def render_science(path: Path) -> str:
     """Issue 22's summary per task and data seed: the reward the picked method trained on and its

@@ -101,3 +101,22 @@ def test_the_bench_table_takes_only_bench_runs_from_bench_runs(tmp_path) -> None
     (tmp_path / "runs" / "demo_time.json").write_text(json.dumps({"bench": "demo_time", "wall_s": 1.0}))
     table = update_readme.render_bench(tmp_path / "results.json")
     assert "collect" in table and "demo_time" not in table
+
+
+def test_renders_agreement_per_task_reward_and_data_seed(tmp_path) -> None:
+    update_readme = _module()
+    header = "task,reward,reference,pearson,spearman,sign_agreement,masks,prompts,forwards,low,threshold\n"
+    for run, data, token in (("demo", "synthetic:1234", -0.02), ("demo-7", "synthetic:7", 0.1)):
+        folder = tmp_path / "runs" / run
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({"data": data}))
+        (folder / "agreement.csv").write_text(header + f"inpainting,token,pixel,{token},0.0,0.6,48,24,100,True,0.5\n"
+                                              "inpainting,pixel,pixel,1.0,1.0,1.0,48,24,100,False,0.5\n"
+                                              "segmentation,token,pixel,0.88,0.75,0.74,48,24,100,False,0.5\n")
+    text = "<!-- BEGIN table:agreement -->\n<!-- END table:agreement -->\n"
+    new, updated, _ = update_readme.update(text, root=tmp_path)
+    assert updated == ["agreement"] and "| pixel |" not in new  # the metric's own row is left out
+    lines = [line for line in new.splitlines() if line.startswith("| segmentation") or line.startswith("| inpainting")]
+    assert lines[0].startswith("| segmentation | synthetic:1234 | token | +0.880 |")  # task order, then data seed
+    assert lines[2] == "| inpainting | synthetic:1234 | token | -0.020 | +0.000 | 60% | 48 x 24 | low: warned |"
+    assert lines[3].startswith("| inpainting | synthetic:7 | token | +0.100 |")

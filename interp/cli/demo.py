@@ -12,7 +12,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=run_dir, default="runs/demo", help="run directory to write (default: runs/demo)")
     parser.add_argument("--seed", type=integer(0), default=0, help="seed of prompt sampling and the search, an integer >= 0 (default: 0)")
     parser.add_argument("--full", action="store_true", help="also compare every search method and control over three "
-                        "seeds, each task on its agreeing reward (search_comparison.csv; adds about an hour on a CPU)")
+                        "seeds, each task on its agreeing reward (search_comparison.csv; adds about half an hour on 2 CPU cores)")
     parser.add_argument("--data", type=data_spec, default=None,
                         help="the data to run on: synthetic[:seed] | pascal:<VOC2012 dir>[,<splits dir>] "
                              "(default: the held-out synthetic seed, synthetic:1234)")
