@@ -254,9 +254,16 @@ def render_op_shares(path: Path) -> str:
         rows.append([model, str(r["sizes"]["batch"]), str(r["threads"]), f"{r['fraction_of_matmul_probe']:.0%}",
                      "" if matmul is None else f"{matmul:.0%}",
                      *(f"{shares[c]:.0%}" for c in ("matmul", "attention", "elementwise", "conv", "other")), kernels])
-    return markdown_table(["model", "batch", "threads", "forward FLOP/s (share of probe)", "matmuls alone (share of probe)",
-                           "time: matmul", "attention", "elementwise", "conv", "other",
-                           "attention kernels, ms (heads x tokens x d_head): fused, explicit, math"], rows)
+    shares = markdown_table(["model", "batch", "threads", "forward FLOP/s (share of probe)", "matmuls alone (share of probe)",
+                             "time: matmul", "attention", "elementwise", "conv", "other",
+                             "attention kernels, ms (heads x tokens x d_head): fused, explicit, math"], rows)
+    quiet = [json.loads(p.read_text()) for p in sorted(path.parent.glob("large_quiet_*.json"))]
+    if not quiet:
+        return shares
+    sys.path.insert(0, str(ROOT))
+    from bench.run_all import table
+
+    return shares + "\n\nThe same session's collection and token-reward step on `large` (`bench/runs/large_quiet_*.json`):\n\n" + table(quiet)
 
 
 @renderer("speed_goals", "bench/results.json")
