@@ -165,7 +165,8 @@ def render_agreement(path: Path) -> str:
             rows.append([r["task"], str(data), r["reward"], f"{r['pearson']:+.3f}", f"{r['spearman']:+.3f}",
                          f"{r['sign_agreement']:.0%}", f"{int(r['masks'])} x {int(r['prompts'])}",
                          "low: warned" if str(r["low"]) == "True" else "agrees"])
-    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), r[2], r[1]))
+    cheap = ["token", "soft"]  # cheapest first
+    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), cheap.index(r[2]) if r[2] in cheap else 2, r[1]))
     return markdown_table(["task", "data", "reward", "Pearson", "Spearman", "advantage sign agreement", "masks x prompts",
                            "at the 0.5 threshold"], rows)
 
