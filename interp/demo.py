@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from interp.data.registry import get_task
+from interp.data.spec import DataSpec
 from interp.data.synthetic import HELD_OUT_SEED
 from interp.pipeline import (
     PipelineConfig, SearchOptions, load_source, stage_collect, stage_evaluate, stage_search, stage_sweep, stage_taskness,
@@ -64,7 +65,7 @@ def demo_search(task: str, seed: int = 0) -> tuple[Any, SearchOptions]:
 
 
 def run_demo(run: RunDir, seed: int = 0, cfg: PipelineConfig = DEMO_PIPELINE, full: bool = False,
-             data: str = f"synthetic:{HELD_OUT_SEED}") -> int:
+             data: str | DataSpec = f"synthetic:{HELD_OUT_SEED}") -> int:
     """The pipeline (see the module docstring) on ``data`` (default the held-out synthetic seed);
     ``full``: also the search comparison over :data:`FULL_SEEDS` seeds, every task searched on its
     agreeing reward (``reward="auto"``)."""

@@ -98,7 +98,6 @@ def check_data(args: argparse.Namespace, source: Any, read: Sequence[str]) -> No
                               fix=f"Keep {' + '.join('--' + n.replace('_', '-') for n in names)} at {bound} or less")
 
 
-
 def check_memory(args: argparse.Namespace, model: Any, available: int | None = None) -> None:
     """A :class:`ConfigError` if one of the stage's prompt sets would not fit in memory."""
     available = available_memory() if available is None else available
