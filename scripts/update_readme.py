@@ -264,7 +264,7 @@ def render_op_shares(path: Path) -> str:
     sys.path.insert(0, str(ROOT))
     from bench.run_all import table
 
-    return shares + "\n\nThe same session's collection and token-reward step on `large` (`bench/runs/large_quiet_*.json`):\n\n" + table(quiet)
+    return shares + "\n\nCollection and the token-reward step on `large`, measured on the quiet machine (`bench/runs/large_quiet_*.json`):\n\n" + table(quiet)
 
 
 @renderer("speed_goals", "bench/results.json")
