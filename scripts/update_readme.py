@@ -171,6 +171,24 @@ def render_agreement(path: Path) -> str:
                            "at the 0.5 threshold"], rows)
 
 
+@renderer("budgets", "runs/budgets/search_comparison.csv")
+def render_budgets(path: Path) -> str:
+    """Matched budgets (``interp compare-search --budget F,...``): per task, every method at each
+    forward budget (``<method>@<F>``, a backward counted at its measured cost), REINFORCE at the
+    search stage's own settings (``reinforce@pipeline``), quality against forwards spent."""
+    table = pd.read_csv(path)
+    rows = []
+    for _, r in table[table.condition.str.contains("@")].iterrows():
+        method, _, budget = r["condition"].partition("@")
+        rows.append([_label(r["task"]), method, budget, f"{r['effective_forwards']:.0f}", str(int(r["units"])),
+                     f"{_arrow(r['metric']).split()[0]} {r['mean']:.3f}",
+                     f"{r['diff_zero_shot']:+.3f} [{r['ci_low_zero_shot']:+.3f}, {r['ci_high_zero_shot']:+.3f}]"])
+    order = {"pipeline": 10**12}
+    rows.sort(key=lambda r: (r[0], order.get(r[2], int(r[2]) if r[2].isdigit() else 0), r[1]))
+    return markdown_table(["task", "method", "budget (forwards)", "forwards spent (backwards at their cost)", "units",
+                           "val metric", "Δ zero-shot [95% CI]"], rows)
+
+
 @renderer("science", "runs/demo/search_comparison.csv")
 def render_science(path: Path) -> str:
     """Issue 22's summary per task and data seed: the reward the picked method trained on and its

@@ -120,3 +120,20 @@ def test_renders_agreement_per_task_reward_and_data_seed(tmp_path) -> None:
     assert lines[0].startswith("| segmentation | synthetic:1234 | token | +0.880 |")  # task order, then data seed
     assert lines[2] == "| inpainting | synthetic:1234 | token | -0.020 | +0.000 | 60% | 48 x 24 | low: warned |"
     assert lines[3].startswith("| inpainting | synthetic:7 | token | +0.100 |")
+
+
+def test_renders_matched_budgets_by_task_budget_and_method(tmp_path) -> None:
+    update_readme = _module()
+    folder = tmp_path / "runs" / "budgets"
+    folder.mkdir(parents=True)
+    header = "task,condition,metric,mean,diff_zero_shot,ci_low_zero_shot,ci_high_zero_shot,units,effective_forwards\n"
+    rows = ["lowlight,reinforce,mse,0.6,1.0,0.9,1.1,20,2000", "lowlight,reinforce@pipeline,mse,0.55,1.05,0.95,1.15,30,160000",
+            "lowlight,random@1000,mse,0.9,0.7,0.6,0.8,8,990", "lowlight,gradient@250,mse,0.7,0.9,0.8,1.0,40,248.5"]
+    (folder / "search_comparison.csv").write_text(header + "\n".join(rows) + "\n")
+    text = "<!-- BEGIN table:budgets -->\n<!-- END table:budgets -->\n"
+    new, updated, _ = update_readme.update(text, root=tmp_path)
+    assert updated == ["budgets"]
+    lines = [line for line in new.splitlines() if line.startswith("| lowlight")]
+    assert len(lines) == 3  # the method's own row (no budget) is not a matched-budget row
+    assert lines[0] == "| lowlight | gradient | 250 | 248 | 40 | MSE 0.700 | +0.900 [+0.800, +1.000] |"
+    assert lines[1].startswith("| lowlight | random | 1000 |") and lines[2].startswith("| lowlight | reinforce | pipeline | 160000 |")
