@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from bench import common
-from bench.official import count_flops
 
 CATEGORIES = {
     "matmul": ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm"),
@@ -83,7 +82,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def forward() -> None:
         model(canvases, "one_shot")
 
-    _, flops = count_flops(forward)
+    flops, matmul_flops = count_flops_and_matmuls(forward)
     timings = {"forward": common.measure(forward, args.device, repeats, args.warmup)}
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if str(args.device).startswith("cuda") else [])
     with profile(activities=activities) as prof:
@@ -92,7 +91,6 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for event in prof.key_averages():
         self_us[_category(event.key)] += event.self_device_time_total if str(args.device).startswith("cuda") else event.self_cpu_time_total
     total = sum(self_us.values())
-    matmul_flops = count_matmul_flops(forward)
     probe = common.probe(args.device)
     mae = model.config.mae
     tokens = (mae.img_size // mae.patch_size) ** 2
@@ -110,14 +108,16 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return common.emit(result, args.out)
 
 
-def count_matmul_flops(fn) -> int:
-    """FLOPs of ``fn``'s matmuls alone (addmm / mm / bmm), by ``torch.utils.flop_counter``."""
+def count_flops_and_matmuls(fn) -> tuple[int, int]:
+    """``(all FLOPs, the matmuls' FLOPs)`` of one call of ``fn`` (``torch.utils.flop_counter``;
+    matmuls: addmm / mm / bmm / baddbmm)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         fn()
     ops = counter.get_flop_counts().get("Global", {})
-    return int(sum(n for op, n in ops.items() if str(op).split(".")[-1] in ("addmm", "mm", "bmm", "baddbmm")))
+    matmuls = sum(n for op, n in ops.items() if str(op).split(".")[-1] in ("addmm", "mm", "bmm", "baddbmm"))
+    return int(counter.get_total_flops()), int(matmuls)
 
 
 if __name__ == "__main__":

@@ -149,24 +149,39 @@ def render_search(path: Path) -> str:
     return search_table(pd.read_csv(path))
 
 
+#: the pipeline's tasks in the order the README's per-task tables list them
+TASK_ORDER = ("segmentation", "lowlight", "inpainting", "colorization")
+
+
+def _task_rank(task: str) -> int:
+    return TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER)
+
+
+def _demo_runs(path: Path) -> list[tuple[Path, str]]:
+    """``(file, data)`` for ``path`` (a file of ``runs/demo``) and the same file of every
+    ``runs/demo-*`` beside it (``interp demo --full --data synthetic:K --out runs/demo-K``), each
+    labelled by the data its manifest records."""
+    out = []
+    for source in [path, *sorted(path.parents[1].glob(f"demo-*/{path.name}"))]:
+        manifest = source.parent / "manifest.json"
+        out.append((source, str(json.loads(manifest.read_text()).get("data", "?")) if manifest.exists() else "?"))
+    return out
+
+
 @renderer("agreement", "runs/demo/agreement.csv")
 def render_agreement(path: Path) -> str:
     """Each training reward's agreement with the official metric (``interp agreement``), per task,
-    reward and data seed: ``runs/demo/agreement.csv`` and every ``runs/demo-*/agreement.csv``
-    beside it (the data from each run's manifest). The official pixel reward's own row (1 by
+    reward and data seed (:func:`_demo_runs`). The official pixel reward's own row (1 by
     construction) is left out."""
     rows = []
-    order = ["segmentation", "lowlight", "inpainting", "colorization"]
-    for source in [path] + sorted(path.parents[1].glob("demo-*/agreement.csv")):
-        manifest = source.parent / "manifest.json"
-        data = json.loads(manifest.read_text()).get("data", "?") if manifest.exists() else "?"
+    for source, data in _demo_runs(path):
         table = pd.read_csv(source)
         for _, r in table[table.reward != table.reference].iterrows():
-            rows.append([r["task"], str(data), r["reward"], f"{r['pearson']:+.3f}", f"{r['spearman']:+.3f}",
+            rows.append([r["task"], data, r["reward"], f"{r['pearson']:+.3f}", f"{r['spearman']:+.3f}",
                          f"{r['sign_agreement']:.0%}", f"{int(r['masks'])} x {int(r['prompts'])}",
                          "low: warned" if str(r["low"]) == "True" else "agrees"])
     cheap = ["token", "soft"]  # cheapest first
-    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), cheap.index(r[2]) if r[2] in cheap else 2, r[1]))
+    rows.sort(key=lambda r: (_task_rank(r[0]), cheap.index(r[2]) if r[2] in cheap else len(cheap), r[1]))
     return markdown_table(["task", "data", "reward", "Pearson", "Spearman", "advantage sign agreement", "masks x prompts",
                            "at the 0.5 threshold"], rows)
 
@@ -183,8 +198,7 @@ def render_budgets(path: Path) -> str:
         rows.append([_label(r["task"]), method, budget, f"{r['effective_forwards']:.0f}", str(int(r["units"])),
                      f"{_arrow(r['metric']).split()[0]} {r['mean']:.3f}",
                      f"{r['diff_zero_shot']:+.3f} [{r['ci_low_zero_shot']:+.3f}, {r['ci_high_zero_shot']:+.3f}]"])
-    order = {"pipeline": 10**12}
-    rows.sort(key=lambda r: (r[0], order.get(r[2], int(r[2]) if r[2].isdigit() else 0), r[1]))
+    rows.sort(key=lambda r: (r[0], r[2] == "pipeline", int(r[2]) if r[2].isdigit() else 0, r[1]))  # the pipeline row last
     return markdown_table(["task", "method", "budget (forwards)", "forwards spent (backwards at their cost)", "units",
                            "val metric", "Δ zero-shot [95% CI]"], rows)
 
@@ -195,17 +209,11 @@ def render_science(path: Path) -> str:
     agreement with the task metric (the comparison's ``reward_pearson``, else ``agreement.csv``
     beside it), the method the held-out search prompts pick, its share of the one-shot gain with
     the intervals against zero-shot and the strongest control, and what the strongest cheap
-    baseline (control) achieves. Rows come from ``runs/demo`` and from every ``runs/demo-*``
-    beside it (``interp demo --full --data synthetic:K --out runs/demo-K``), labelled by the data
-    their manifest records."""
-    runs = [path] + sorted(p for p in path.parents[1].glob("demo-*/search_comparison.csv"))
+    baseline (control) achieves; from every demo run (:func:`_demo_runs`)."""
     rows = []
-    for source in runs:
-        manifest = source.parent / "manifest.json"
-        data = json.loads(manifest.read_text()).get("data", "?") if manifest.exists() else "?"
-        rows += _science_rows(pd.read_csv(source), source.parent, str(data))
-    order = ["segmentation", "lowlight", "inpainting", "colorization"]
-    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else len(order), r[0]))  # by task, runs in order
+    for source, data in _demo_runs(path):
+        rows += _science_rows(pd.read_csv(source), source.parent, data)
+    rows.sort(key=lambda r: (_task_rank(r[0]), r[0]))  # by task, runs in order (a stable sort)
     return markdown_table(["task", "data", "metric", "reward", "agreement (Pearson)", "method picked", "val",
                            "share of one-shot gain", "Δ zero-shot [95% CI]", "Δ strongest control [95% CI]",
                            "strongest cheap baseline (share)"], rows)
